@@ -1,0 +1,55 @@
+"""mmrag: local multimodal embeddings for RAG.
+
+Load a CLIP-family encoder, embed texts and images into one vector space, and
+search them side by side in a Chroma-backed store.
+
+Example:
+    >>> import mmrag
+    >>> enc = mmrag.load_encoder("clip-vit-b-32")
+    >>> enc.embed_texts(["a red circle"]).shape
+    (1, 512)
+"""
+
+from __future__ import annotations
+
+from mmrag.encoders import (
+    DEFAULT_MODEL,
+    Encoder,
+    FusedEmbeddings,
+    ModelPreset,
+    list_models,
+    load_encoder,
+    register_family,
+)
+from mmrag.errors import (
+    ImageInputError,
+    MmragError,
+    ModelNotAvailableError,
+    StoreLockedError,
+    StoreMismatchError,
+    UnsupportedModelError,
+)
+from mmrag.inputs import ImageInput, ImageLimits, resolve_image, resolve_images
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Encoder",
+    "FusedEmbeddings",
+    "ImageInput",
+    "ImageInputError",
+    "ImageLimits",
+    "MmragError",
+    "ModelNotAvailableError",
+    "ModelPreset",
+    "StoreLockedError",
+    "StoreMismatchError",
+    "UnsupportedModelError",
+    "__version__",
+    "list_models",
+    "load_encoder",
+    "register_family",
+    "resolve_image",
+    "resolve_images",
+]

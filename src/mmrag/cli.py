@@ -1,0 +1,229 @@
+"""The ``mmrag`` command line: index folders, search them, list models, run the demo.
+
+Every user error prints one line (``mmrag: error: ...``) and exits with status
+2; nothing prints a traceback unless ``MMRAG_DEBUG=1`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mmrag.store import Hit, MultimodalStore
+
+__all__ = ["main"]
+
+DEFAULT_DB = "./mmrag_db"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``mmrag`` command.
+
+    Args:
+        argv: Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0 on success, 1 when an index run had failures,
+        2 on a user error.
+
+    Example:
+        >>> main(["models"])  # doctest: +SKIP
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("mmrag: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # user-facing: one line, no traceback
+        if os.environ.get("MMRAG_DEBUG"):
+            raise
+        print(f"mmrag: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmrag", description="Local multimodal embeddings for RAG: index images and texts, search them."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    index = commands.add_parser("index", help="index folders of images and .txt/.md texts")
+    index.add_argument("paths", nargs="+", metavar="PATH", help="folders to index")
+    _store_options(index)
+    index.add_argument("--no-recursive", action="store_true", help="do not walk sub-folders")
+    index.set_defaults(handler=_cmd_index)
+
+    search = commands.add_parser("search", help="search the store with a text or an image")
+    search.add_argument("query", nargs="?", help="a text query")
+    search.add_argument("--image", metavar="PATH_OR_URL", help="search with this image instead of a text")
+    search.add_argument("--k", type=_positive_int, default=10, help="number of results (default 10)")
+    search.add_argument("--modality", choices=("image", "text"), help="only images or only texts")
+    _store_options(search)
+    search.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    search.set_defaults(handler=_cmd_search)
+
+    models = commands.add_parser("models", help="list the preset models")
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    models.set_defaults(handler=_cmd_models)
+
+    demo = commands.add_parser("demo", help="generate sample data, index it and search it in all four directions")
+    demo.add_argument("--dir", default="./mmrag_demo", help="where samples, database and HTML go")
+    demo.add_argument("--model", default="demo", help="model to use (default: the bundled demo model)")
+    demo.add_argument("--device", help="cuda, mps or cpu (default: best available)")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=DEFAULT_DB, help=f"database directory (default {DEFAULT_DB})")
+    parser.add_argument("--collection", default="mmrag", help="collection name (default mmrag)")
+    parser.add_argument(
+        "--model", help="model alias, hub id or directory (default: the store's model, else siglip2-base-224)"
+    )
+    parser.add_argument("--device", help="cuda, mps or cpu (default: best available)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _open_store(args: argparse.Namespace, *, must_exist: bool) -> MultimodalStore:
+    import mmrag
+    from mmrag.store import MultimodalStore
+
+    db = Path(args.db).expanduser()
+    if must_exist and not db.is_dir():
+        raise FileNotFoundError(f"no database at {str(db)!r}; run `mmrag index PATH --db {args.db}` first")
+    model = args.model or MultimodalStore.recorded_model(path=db, collection=args.collection)
+    if must_exist and model is None and not args.model:
+        raise FileNotFoundError(f"collection {args.collection!r} in {str(db)!r} is empty; run `mmrag index` first")
+    encoder = mmrag.load_encoder(model or mmrag.DEFAULT_MODEL, device=args.device)
+    return MultimodalStore(encoder, path=db, collection=args.collection)
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    for path in args.paths:
+        if not Path(path).is_dir():
+            raise NotADirectoryError(f"not a folder: {path!r}")
+    status = 0
+    with _open_store(args, must_exist=False) as store:
+        for path in args.paths:
+            report = store.index_folder(path, recursive=not args.no_recursive)
+            print(f"{path}: {report.summary()}")
+            for source, reason in report.failed:
+                print(f"  failed: {source}: {reason}")
+            if report.failed:
+                status = 1
+        print(f"store {str(store.path)!r} now holds {store.count('image')} images and {store.count('text')} texts")
+    return status
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    if (args.query is None) == (args.image is None):
+        raise ValueError('give either a text query or --image PATH_OR_URL, e.g. mmrag search "a red circle"')
+    with _open_store(args, must_exist=True) as store:
+        query_type = "image" if args.image is not None else "text"
+        hits = store.search(args.image or args.query, k=args.k, modality=args.modality, query_type=query_type)
+    if args.json:
+        print(json.dumps([_hit_json(rank, hit) for rank, hit in enumerate(hits, 1)], ensure_ascii=False, indent=2))
+    else:
+        print(format_hits(hits))
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import mmrag
+
+    presets = mmrag.list_models()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(p) for p in presets], ensure_ascii=False, indent=2))
+        return 0
+    rows = [("alias", "hub id", "family", "dim", "languages", "license")]
+    rows += [
+        (p.alias, "(bundled)" if p.bundled else p.hub_id, p.family, str(p.dim), ",".join(p.languages), p.license)
+        for p in presets
+    ]
+    print(_table(rows))
+    print(f"default: {mmrag.DEFAULT_MODEL}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mmrag.demo import run_demo
+
+    run_demo(Path(args.dir), model=args.model, device=args.device)
+    return 0
+
+
+def format_hits(hits: Sequence[Hit]) -> str:
+    """A readable table of search hits: rank, score, modality, source.
+
+    Args:
+        hits: Search results, best first.
+
+    Returns:
+        The table as text (``"no results"`` when empty).
+    """
+    if not hits:
+        return "no results"
+    rows = [("rank", "score", "modality", "source")]
+    rows += [(str(rank), f"{hit.score:.4f}", hit.modality, _shorten(hit.source or "-")) for rank, hit in enumerate(hits, 1)]
+    return _table(rows)
+
+
+def _hit_json(rank: int, hit: Hit) -> dict[str, Any]:
+    return {
+        "rank": rank,
+        "score": round(hit.score, 6),
+        "modality": hit.modality,
+        "source": hit.source,
+        "text": hit.text,
+        "id": hit.id,
+        "metadata": hit.metadata,
+    }
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(cell + " " * (widths[i] - _width(cell)) for i, cell in enumerate(row)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _width(text: str) -> int:
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _one_line(exc: BaseException) -> str:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return message
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

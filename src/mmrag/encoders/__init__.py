@@ -1,0 +1,21 @@
+"""Model families behind one :class:`Encoder` interface, and the preset registry."""
+
+from __future__ import annotations
+
+from mmrag.encoders.base import Encoder, FusedEmbeddings
+from mmrag.encoders.loading import LoadRequest, load_encoder, register_family, supported_model_types
+from mmrag.encoders.presets import DEFAULT_MODEL, PRESETS, ModelPreset, get_preset, list_models
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "PRESETS",
+    "Encoder",
+    "FusedEmbeddings",
+    "LoadRequest",
+    "ModelPreset",
+    "get_preset",
+    "list_models",
+    "load_encoder",
+    "register_family",
+    "supported_model_types",
+]

@@ -1,0 +1,328 @@
+"""The one Encoder interface every model family implements.
+
+A family implements four small hooks: two *prepare* steps that run on the CPU
+(tokenise texts; resolve, decode and preprocess images) and two *forward*
+steps that run on the model's device. :class:`Encoder` owns everything else:
+validation, batching (never more than ``batch_size`` items per forward pass),
+L2 normalisation, float32 output, and the pipeline that prepares batch *i+1*
+on a worker thread while batch *i* runs on the device.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from mmrag.inputs import ImageInput, ImageLimits, resolve_image
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+__all__ = ["Encoder", "FusedEmbeddings"]
+
+_Item = TypeVar("_Item")
+Batch = Any
+"""Whatever a family's prepare step returns and its forward step accepts."""
+
+
+@dataclass(frozen=True)
+class FusedEmbeddings:
+    """Image, text and fused vectors for paired images and texts.
+
+    All three arrays have shape ``(n, dim)``, dtype float32 and L2-normalised
+    rows. ``fused[i]`` is ``normalize(image[i] + text[i])``: one vector that
+    stands for the pair, e.g. a product photo with its caption.
+
+    Attributes:
+        image: Image vectors.
+        text: Text vectors.
+        fused: Normalised sums of the image and text vectors.
+    """
+
+    image: np.ndarray
+    text: np.ndarray
+    fused: np.ndarray
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Return ``vectors`` as float32 with unit-length rows (zero rows stay zero).
+
+    Args:
+        vectors: A 2-D array.
+
+    Returns:
+        A new float32 array of the same shape.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, np.float32(1e-12))
+
+
+class Encoder(ABC):
+    """A dual encoder that maps texts and images into one vector space.
+
+    Use :func:`mmrag.load_encoder` to get one; subclasses implement a model
+    family. Every ``embed_*`` method returns float32 arrays of shape
+    ``(n, dim)`` with L2-normalised rows, so a dot product is a cosine
+    similarity. The methods are safe to call from several threads.
+
+    Attributes:
+        model_id: Hub id or absolute local path of the checkpoint.
+        family: Architecture family (the config's ``model_type``), e.g. ``"clip"``.
+        dim: Embedding dimension.
+        device: The torch device the model runs on.
+        dtype: The torch dtype of the model weights.
+        batch_size: Most items per forward pass.
+        image_limits: Limits applied when resolving image inputs.
+        forward_count: Forward passes run so far (texts and images); handy to
+            check that work is batched.
+    """
+
+    model_id: str
+    family: str
+    dim: int
+    device: torch.device
+    dtype: torch.dtype
+    batch_size: int
+    image_limits: ImageLimits
+
+    def __init__(self, *, batch_size: int = 64, image_limits: ImageLimits | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.image_limits = image_limits or ImageLimits()
+        self.forward_count = 0
+        self._count_lock = threading.Lock()
+        self._prefetcher: ThreadPoolExecutor | None = None
+        self._prefetcher_lock = threading.Lock()
+
+    # ----------------------------------------------------------- family hooks
+    @abstractmethod
+    def prepare_texts(self, texts: list[str]) -> Batch:
+        """Tokenise one batch of texts on the CPU.
+
+        Args:
+            texts: At most ``batch_size`` strings.
+
+        Returns:
+            Model inputs for :meth:`forward_texts`.
+        """
+
+    @abstractmethod
+    def prepare_images(self, images: list[Image.Image]) -> Batch:
+        """Preprocess one batch of decoded RGB images on the CPU.
+
+        Args:
+            images: At most ``batch_size`` RGB images of any sizes.
+
+        Returns:
+            Model inputs for :meth:`forward_images`.
+        """
+
+    @abstractmethod
+    def forward_texts(self, batch: Batch) -> torch.Tensor:
+        """Run the text tower on one prepared batch.
+
+        Args:
+            batch: What :meth:`prepare_texts` returned.
+
+        Returns:
+            Un-normalised text features, shape ``(n, dim)``.
+        """
+
+    @abstractmethod
+    def forward_images(self, batch: Batch) -> torch.Tensor:
+        """Run the image tower on one prepared batch.
+
+        Args:
+            batch: What :meth:`prepare_images` returned.
+
+        Returns:
+            Un-normalised image features, shape ``(n, dim)``.
+        """
+
+    # ------------------------------------------------------------- public API
+    def embed_texts(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        """Embed texts.
+
+        Texts longer than the model's text length (``max_text_length``
+        tokens: 77 for CLIP, 64 for SigLIP) are truncated.
+
+        Args:
+            texts: The texts. A single ``str`` is refused (wrap it in a list).
+            batch_size: Override the encoder's ``batch_size`` for this call.
+
+        Returns:
+            Float32 array of shape ``(len(texts), dim)``, L2-normalised rows.
+
+        Raises:
+            TypeError: ``texts`` is a single string or an item is not a string
+                (the message names the item's index).
+
+        Example:
+            >>> vecs = enc.embed_texts(["a red circle", "红色的圆形"])
+            >>> vecs.shape
+            (2, 768)
+        """
+        items = _as_list(texts, "texts")
+        for index, text in enumerate(items):
+            if not isinstance(text, str):
+                raise TypeError(f"text {index}: expected str, got {type(text).__name__}")
+        return self._pipeline(items, lambda chunk, _start: self.prepare_texts(chunk), self.forward_texts, batch_size)
+
+    def embed_images(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        batch_size: int | None = None,
+        limits: ImageLimits | None = None,
+    ) -> np.ndarray:
+        """Embed images given as anything :func:`mmrag.resolve_image` accepts.
+
+        Decoding and preprocessing of the next batch overlap the forward pass
+        of the current one. A batch with one bad item raises for that item and
+        returns nothing.
+
+        Args:
+            images: Paths, URLs, data URIs, base64 strings, bytes, file-like
+                objects, PIL images or HWC uint8 arrays, mixed sizes allowed.
+            batch_size: Override the encoder's ``batch_size`` for this call.
+            limits: Override the encoder's ``image_limits`` for this call.
+
+        Returns:
+            Float32 array of shape ``(len(images), dim)``, L2-normalised rows.
+
+        Raises:
+            mmrag.ImageInputError: An item could not be resolved or decoded;
+                the message names its index and the reason.
+
+        Example:
+            >>> enc.embed_images(["photo.jpg", pil_image]).shape
+            (2, 768)
+        """
+        items = _as_list(images, "images")
+        active = limits or self.image_limits
+
+        def prepare(chunk: list[ImageInput], start: int) -> Batch:
+            decoded = [resolve_image(item, limits=active, index=start + i) for i, item in enumerate(chunk)]
+            return self.prepare_images(decoded)
+
+        return self._pipeline(items, prepare, self.forward_images, batch_size)
+
+    def embed_fused(
+        self, images: Sequence[ImageInput], texts: Sequence[str], *, batch_size: int | None = None
+    ) -> FusedEmbeddings:
+        """Embed image-text pairs and fuse each pair into one vector.
+
+        Args:
+            images: One image per pair.
+            texts: One text per pair, same length as ``images``.
+            batch_size: Override the encoder's ``batch_size`` for this call.
+
+        Returns:
+            A :class:`FusedEmbeddings` with ``image``, ``text`` and ``fused``
+            arrays, where ``fused = normalize(image + text)``.
+
+        Raises:
+            ValueError: ``images`` and ``texts`` differ in length.
+            mmrag.ImageInputError: An image could not be resolved.
+
+        Example:
+            >>> pair = enc.embed_fused(["shoe.jpg"], ["red running shoe"])
+            >>> pair.fused.shape
+            (1, 768)
+        """
+        image_items = _as_list(images, "images")
+        text_items = _as_list(texts, "texts")
+        if len(image_items) != len(text_items):
+            raise ValueError(
+                f"embed_fused needs one text per image: got {len(image_items)} images and {len(text_items)} texts"
+            )
+        image_vecs = self.embed_images(image_items, batch_size=batch_size)
+        text_vecs = self.embed_texts(text_items, batch_size=batch_size)
+        return FusedEmbeddings(image=image_vecs, text=text_vecs, fused=l2_normalize(image_vecs + text_vecs))
+
+    @property
+    def signature(self) -> dict[str, str | int]:
+        """What a vector space depends on: a store records it to refuse mixing.
+
+        Returns:
+            ``model_id``, ``family``, ``dim`` and ``preprocessing`` (a short
+            description of text length and image preprocessing).
+        """
+        return {"model_id": self.model_id, "family": self.family, "dim": self.dim, "preprocessing": self.preprocessing}
+
+    @property
+    def preprocessing(self) -> str:
+        """A short, stable description of the preprocessing (for store metadata)."""
+        return ""
+
+    def close(self) -> None:
+        """Stop the prefetch thread. The encoder stays usable (it restarts on demand)."""
+        with self._prefetcher_lock:
+            if self._prefetcher is not None:
+                self._prefetcher.shutdown(wait=False)
+                self._prefetcher = None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model_id={self.model_id!r}, family={self.family!r}, dim={self.dim}, "
+            f"device={str(self.device)!r}, dtype={str(self.dtype).replace('torch.', '')!r})"
+        )
+
+    # -------------------------------------------------------------- internals
+    def _prefetch_pool(self) -> ThreadPoolExecutor:
+        with self._prefetcher_lock:
+            if self._prefetcher is None:
+                self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmrag-prefetch")
+            return self._prefetcher
+
+    def _pipeline(
+        self,
+        items: list[_Item],
+        prepare: Callable[[list[_Item], int], Batch],
+        forward: Callable[[Batch], torch.Tensor],
+        batch_size: int | None,
+    ) -> np.ndarray:
+        size = batch_size or self.batch_size
+        if size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {size}")
+        starts = range(0, len(items), size)
+        if not starts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if len(starts) == 1:  # nothing to overlap with: stay on the caller's thread
+            return self._forward(forward, prepare(items, 0))
+        pool = self._prefetch_pool()
+        pending: Future[Batch] = pool.submit(prepare, items[: size], 0)
+        outputs: list[np.ndarray] = []
+        for position, start in enumerate(starts):
+            batch = pending.result()
+            if position + 1 < len(starts):
+                following = starts[position + 1]
+                pending = pool.submit(prepare, items[following : following + size], following)
+            outputs.append(self._forward(forward, batch))
+        return np.concatenate(outputs, axis=0)
+
+    def _forward(self, forward: Callable[[Batch], torch.Tensor], batch: Batch) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            features = forward(batch)
+            features = torch.nn.functional.normalize(features.float(), dim=-1)
+        with self._count_lock:
+            self.forward_count += 1
+        return features.cpu().numpy().astype(np.float32, copy=False)
+
+
+def _as_list(items: Sequence[_Item], name: str) -> list[_Item]:
+    single = isinstance(items, (str, bytes, bytearray)) or (isinstance(items, np.ndarray) and items.ndim < 4)
+    if single or type(items).__module__.startswith("PIL."):
+        raise TypeError(f"{name} must be a sequence of items, not a single {type(items).__name__}; wrap it in a list")
+    return list(items)

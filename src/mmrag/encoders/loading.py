@@ -1,0 +1,338 @@
+"""``load_encoder``: from a preset alias, hub id or local directory to an Encoder.
+
+The family layer is one small seam: a table from a config's ``model_type`` to a
+*family loader*, a function that builds an :class:`~mmrag.Encoder` from a
+:class:`LoadRequest`. Dispatch looks only at ``model_type``, never at names.
+Later families (BLIP-2 features, Visualized-BGE) register their own loader
+with :func:`register_family`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmrag.encoders.presets import DEFAULT_MODEL, get_preset
+from mmrag.errors import ModelNotAvailableError, UnsupportedModelError
+from mmrag.inputs import ImageLimits
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig
+
+    from mmrag.encoders.base import Encoder
+
+__all__ = ["LoadRequest", "load_encoder", "pick_device", "pick_dtype", "register_family", "supported_model_types"]
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """Everything a family loader needs to build an encoder.
+
+    Attributes:
+        source: Hub id or absolute local directory to load from.
+        model_id: The id recorded on the encoder (hub id or absolute path).
+        config: The checkpoint's loaded config.
+        device: Target device.
+        dtype: Requested dtype, or ``None`` for the family's default.
+        batch_size: Most items per forward pass.
+        revision: Hub revision (branch, tag or commit), if any.
+        local_files_only: Never touch the network.
+        use_safetensors: Refuse pickle (``.bin``) weights.
+        trust_remote_code: Allow code shipped with the checkpoint to run.
+        image_limits: Limits for resolving image inputs.
+    """
+
+    source: str
+    model_id: str
+    config: PretrainedConfig
+    device: torch.device
+    dtype: torch.dtype | None
+    batch_size: int
+    revision: str | None
+    local_files_only: bool
+    use_safetensors: bool
+    trust_remote_code: bool
+    image_limits: ImageLimits | None
+
+    def hub_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by every ``from_pretrained`` call."""
+        return {
+            "revision": self.revision,
+            "local_files_only": self.local_files_only,
+            "trust_remote_code": self.trust_remote_code,
+        }
+
+
+FamilyLoader = Callable[[LoadRequest], "Encoder"]
+_FAMILY_LOADERS: dict[str, FamilyLoader] = {}
+
+
+def register_family(model_type: str, loader: FamilyLoader) -> None:
+    """Teach :func:`load_encoder` a new architecture.
+
+    Args:
+        model_type: The config ``model_type`` the loader handles.
+        loader: Builds an encoder from a :class:`LoadRequest`.
+
+    Example:
+        >>> register_family("my_dual", lambda request: MyDualEncoder(request))
+    """
+    _FAMILY_LOADERS[model_type] = loader
+
+
+def supported_model_types() -> list[str]:
+    """The config ``model_type`` values :func:`load_encoder` can load.
+
+    Returns:
+        Sorted model types.
+    """
+    _register_builtin_families()
+    return sorted(_FAMILY_LOADERS)
+
+
+def load_encoder(
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    batch_size: int = 64,
+    revision: str | None = None,
+    local_files_only: bool = False,
+    use_safetensors: bool = True,
+    trust_remote_code: bool = False,
+    image_limits: ImageLimits | None = None,
+) -> Encoder:
+    """Load a multimodal encoder.
+
+    Args:
+        model: A preset alias (see :func:`mmrag.list_models`), a hub id such as
+            ``"openai/clip-vit-base-patch32"``, or a local directory made with
+            ``save_pretrained``. Defaults to ``"siglip2-base-224"``.
+        device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; default: CUDA if
+            available, else MPS, else CPU.
+        dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` (or a torch dtype);
+            default: float16 for CLIP and bfloat16 for SigLIP on a GPU, float32
+            on the CPU. Output vectors are float32 whatever the model runs in.
+        batch_size: Most items per forward pass.
+        revision: Hub branch, tag or commit to load.
+        local_files_only: Never use the network; fail if not cached locally.
+        use_safetensors: Load only safetensors weights (the default). Set
+            ``False`` to allow pickle ``.bin`` weights from a source you trust.
+        trust_remote_code: Allow Python code shipped with the checkpoint to run.
+            Off by default; none of the built-in families need it.
+        image_limits: Limits for resolving image inputs (sizes, URL policy).
+
+    Returns:
+        An :class:`~mmrag.Encoder`.
+
+    Raises:
+        ModelNotAvailableError: The model is neither local nor downloadable;
+            the message says how to download it or point at a directory.
+        UnsupportedModelError: The checkpoint's ``model_type`` has no family.
+
+    Example:
+        >>> import mmrag
+        >>> enc = mmrag.load_encoder("clip-vit-b-32", device="cpu")
+        >>> enc.embed_texts(["a photo of a cat"]).shape
+        (1, 512)
+    """
+    _register_builtin_families()
+    source, model_id = _resolve_source(model)
+    config = _load_config(source, revision=revision, local_files_only=local_files_only)
+    loader = _FAMILY_LOADERS.get(config.model_type)
+    if loader is None:
+        raise UnsupportedModelError(
+            f"model {str(model)!r} has model_type {config.model_type!r}, which mmrag cannot load; "
+            f"supported model types: {', '.join(sorted(_FAMILY_LOADERS))}"
+        )
+    request = LoadRequest(
+        source=source,
+        model_id=model_id,
+        config=config,
+        device=pick_device(device),
+        dtype=_parse_dtype(dtype),
+        batch_size=batch_size,
+        revision=revision,
+        local_files_only=local_files_only,
+        use_safetensors=use_safetensors,
+        trust_remote_code=trust_remote_code,
+        image_limits=image_limits,
+    )
+    try:
+        return loader(request)
+    except OSError as exc:
+        raise _not_available(str(model), source, exc, use_safetensors=use_safetensors) from exc
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to run on: the one asked for, else CUDA, else MPS, else CPU.
+
+    Args:
+        device: An explicit device, or ``None`` to choose.
+
+    Returns:
+        A ``torch.device``.
+    """
+    import torch
+
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(requested: torch.dtype | None, device: torch.device, gpu_dtype: torch.dtype) -> torch.dtype:
+    """The dtype to load weights in.
+
+    Args:
+        requested: An explicit dtype, or ``None`` to choose.
+        device: The device the model will run on.
+        gpu_dtype: The family's preferred half-precision type on a GPU.
+
+    Returns:
+        ``requested`` if given; float32 on the CPU; on CUDA ``gpu_dtype``
+        (float16 where the GPU lacks bfloat16); float16 on MPS.
+    """
+    import torch
+
+    if requested is not None:
+        return requested
+    if device.type == "cuda":
+        if gpu_dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return gpu_dtype
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+_DTYPE_NAMES = {
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+}  # fmt: skip
+
+
+def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    import torch
+
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    name = _DTYPE_NAMES.get(str(dtype).lower().removeprefix("torch."))
+    if name is None:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of float32, float16, bfloat16")
+    return getattr(torch, name)
+
+
+def _resolve_source(model: str | os.PathLike[str]) -> tuple[str, str]:
+    """Map an alias / hub id / directory to (where to load from, id to record)."""
+    if isinstance(model, os.PathLike):
+        return _local_dir(Path(model))
+    text = str(model).strip()
+    if not text:
+        raise ValueError("model must be a preset alias, a hub id or a local directory, got an empty string")
+    preset = get_preset(text.removeprefix("mmrag/"))
+    if preset is not None and (preset.bundled or not text.startswith("mmrag/")):
+        local = preset.local_path()
+        if local is not None:
+            return _local_dir(Path(local))[0], f"mmrag/{preset.alias}"
+        return preset.hub_id, preset.hub_id
+    path = Path(text).expanduser()
+    if path.exists() or text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1:
+        return _local_dir(path)
+    return text, text
+
+
+def _local_dir(path: Path) -> tuple[str, str]:
+    path = path.expanduser().resolve()
+    if not path.is_dir():
+        raise ModelNotAvailableError(
+            f"model directory {str(path)!r} does not exist; pass a preset alias (mmrag.list_models()), "
+            "a hub id, or a directory written by save_pretrained"
+        )
+    if not (path / "config.json").is_file():
+        raise ModelNotAvailableError(
+            f"{str(path)!r} has no config.json; point at a directory written by model.save_pretrained "
+            "and processor.save_pretrained"
+        )
+    return str(path), str(path)
+
+
+def _load_config(source: str, *, revision: str | None, local_files_only: bool) -> PretrainedConfig:
+    from transformers import AutoConfig
+
+    try:
+        # Only configs the transformers library itself defines are read here:
+        # a checkpoint asking for remote code fails with a clear message below.
+        return AutoConfig.from_pretrained(source, revision=revision, local_files_only=local_files_only)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc) or "does not recognize this architecture" in str(exc):
+            raise UnsupportedModelError(
+                f"model {source!r} uses an architecture transformers does not ship; mmrag supports model types: "
+                f"{', '.join(sorted(_FAMILY_LOADERS))}"
+            ) from exc
+        raise _not_available(source, source, exc, use_safetensors=True) from exc
+    except Exception as exc:  # hub clients raise OSError, httpx and socket errors alike
+        raise _not_available(source, source, exc, use_safetensors=True) from exc
+
+
+def _not_available(model: str, source: str, exc: BaseException, *, use_safetensors: bool) -> ModelNotAvailableError:
+    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+    if use_safetensors and "safetensors" in str(exc).lower():
+        return ModelNotAvailableError(
+            f"model {model!r} has no safetensors weights ({reason}). mmrag loads safetensors only by default; "
+            "if you trust this checkpoint, pass use_safetensors=False to load its pickle (.bin) weights"
+        )
+    if os.path.isdir(source):
+        return ModelNotAvailableError(f"cannot load model from directory {source!r}: {reason}")
+    return ModelNotAvailableError(
+        f"model {model!r} is not available offline and could not be downloaded ({reason}). "
+        f"Download it once where the Hugging Face hub is reachable (`hf download {source}`, then reuse that "
+        "HF_HOME cache or set HF_ENDPOINT to a mirror), or save it with save_pretrained and pass the local "
+        "directory: mmrag.load_encoder('/path/to/model')"
+    )
+
+
+_BUILTINS_REGISTERED = False
+
+
+def _register_builtin_families() -> None:
+    global _BUILTINS_REGISTERED
+    if _BUILTINS_REGISTERED:
+        return
+    from mmrag.encoders.transformers_dual import DUAL_FAMILIES
+
+    for model_type in DUAL_FAMILIES:
+        _FAMILY_LOADERS.setdefault(model_type, _load_transformers_dual)
+    _BUILTINS_REGISTERED = True
+
+
+def _load_transformers_dual(request: LoadRequest) -> Encoder:
+    from transformers import AutoModel, AutoProcessor
+
+    from mmrag.encoders.transformers_dual import DUAL_FAMILIES, TransformersDualEncoder
+
+    family = DUAL_FAMILIES[request.config.model_type]
+    dtype = pick_dtype(request.dtype, request.device, family.gpu_dtype)
+    model = AutoModel.from_pretrained(
+        request.source, config=request.config, dtype=dtype, use_safetensors=request.use_safetensors,
+        **request.hub_kwargs(),
+    )  # fmt: skip
+    model = model.to(request.device).eval()
+    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())
+    return TransformersDualEncoder(
+        model,
+        processor,
+        family=family,
+        model_id=request.model_id,
+        batch_size=request.batch_size,
+        image_limits=request.image_limits,
+    )

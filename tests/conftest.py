@@ -1,0 +1,97 @@
+"""Shared fixtures: no network, tiny real-architecture models built once per session."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Keep every hub client offline and away from the user's caches; no telemetry.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["ANONYMIZED_TELEMETRY"] = "False"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+FAMILIES = ("clip", "siglip", "siglip2", "chinese_clip")
+
+
+class NetworkBlockedError(RuntimeError):
+    """A test tried to reach a non-loopback address."""
+
+
+def _is_loopback(address: object) -> bool:
+    host = address[0] if isinstance(address, tuple) else address
+    if not isinstance(host, str):
+        return True  # AF_UNIX paths and the like
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a host name: resolving it is not allowed to leave the machine
+
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+        raise NetworkBlockedError(f"test tried to connect to {address!r}: tests must not use the network")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+        raise NetworkBlockedError(f"test tried to connect to {address!r}: tests must not use the network")
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network() -> Iterator[None]:
+    """Fail any test that connects to a non-loopback address."""
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_hf_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Point the hub cache at an empty temp dir so no user cache leaks in."""
+    previous = os.environ.get("HF_HOME")
+    os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf_home"))
+    yield
+    if previous is None:
+        os.environ.pop("HF_HOME", None)
+    else:
+        os.environ["HF_HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny random-weight model of every family, saved with save_pretrained."""
+    from mmrag.testing import build_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {family: build_tiny_model(family, root / family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_encoders(tiny_model_dirs: dict[str, Path]) -> dict[str, object]:
+    """Each tiny model loaded through mmrag.load_encoder on the CPU."""
+    import mmrag
+
+    return {family: mmrag.load_encoder(path, device="cpu", batch_size=4) for family, path in tiny_model_dirs.items()}
+
+
+@pytest.fixture(scope="session")
+def clip_encoder(tiny_encoders: dict[str, object]) -> object:
+    """The tiny CLIP encoder (batch_size 4)."""
+    return tiny_encoders["clip"]

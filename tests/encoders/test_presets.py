@@ -1,0 +1,24 @@
+"""The preset table."""
+
+from __future__ import annotations
+
+import mmrag
+from mmrag.encoders.presets import DEFAULT_MODEL, get_preset
+
+
+def test_required_aliases_exist() -> None:
+    aliases = {preset.alias for preset in mmrag.list_models()}
+    assert {"clip-vit-b-32", "clip-vit-l-14", "siglip2-base-224", "siglip2-base-512", "chinese-clip-vit-b-16"} <= aliases
+
+
+def test_default_is_a_multilingual_siglip2_base() -> None:
+    preset = get_preset(DEFAULT_MODEL)
+    assert preset is not None and preset.hub_id == "google/siglip2-base-patch16-224"
+    assert "multilingual" in preset.languages
+    assert mmrag.list_models()[0].alias == DEFAULT_MODEL
+
+
+def test_rows_are_complete() -> None:
+    for preset in mmrag.list_models():
+        assert preset.dim > 0 and preset.family in {"clip", "siglip", "siglip2", "chinese_clip"}
+        assert preset.languages and preset.license
