@@ -210,6 +210,15 @@ def drip(handler: BaseHTTPRequestHandler) -> None:
             handler.wfile.flush()
 
 
+def drip_headers(handler: BaseHTTPRequestHandler) -> None:
+    """Send a header line one byte every 50 ms (only a hard deadline stops this)."""
+    with contextlib.suppress(OSError):
+        handler.wfile.write(b"HTTP/1.0 200 OK\r\nX-Slow: ")
+        while not handler.server.release.wait(0.05):  # type: ignore[attr-defined]
+            handler.wfile.write(b"a")
+            handler.wfile.flush()
+
+
 def short_body(handler: BaseHTTPRequestHandler) -> None:
     """Declare 1000 bytes, send 10, hang up."""
     handler.send_response(200)
@@ -233,6 +242,7 @@ def server() -> Iterator[TestServer]:
                 "/declared-huge": declare_huge,
                 "/slow-headers": slow_headers,
                 "/drip": drip,
+                "/drip-headers": drip_headers,
                 "/short": short_body,
             }
         )
@@ -719,7 +729,7 @@ def test_http_failures(server: TestServer, path: str, expected: str) -> None:
     assert time.monotonic() - started < 2.0
 
 
-@pytest.mark.parametrize("path", ["/slow-headers", "/drip"])
+@pytest.mark.parametrize("path", ["/slow-headers", "/drip", "/drip-headers"])
 def test_total_timeout(server: TestServer, path: str) -> None:
     limits = ImageLimits(allow_private_urls=True, timeout=0.5)
     started = time.monotonic()

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+from mmrag.batching import EmbeddingBatcher, QueueFullError
 from mmrag.encoders import (
     DEFAULT_MODEL,
     Encoder,
@@ -30,19 +31,26 @@ from mmrag.errors import (
     UnsupportedModelError,
 )
 from mmrag.inputs import ImageInput, ImageLimits, resolve_image, resolve_images
+from mmrag.store import Hit, IndexReport, MultimodalStore, Record
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "EmbeddingBatcher",
     "Encoder",
     "FusedEmbeddings",
+    "Hit",
     "ImageInput",
     "ImageInputError",
     "ImageLimits",
+    "IndexReport",
     "MmragError",
     "ModelNotAvailableError",
     "ModelPreset",
+    "MultimodalStore",
+    "QueueFullError",
+    "Record",
     "StoreLockedError",
     "StoreMismatchError",
     "UnsupportedModelError",

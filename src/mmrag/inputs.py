@@ -804,10 +804,16 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         self._addresses = tuple(addresses)
         self._connect_timeout = limits.connect_timeout
         self._deadline = deadline
+        # http.client drops ``self.sock`` once a response will close the
+        # connection, while the response keeps reading from the socket; keep
+        # our own reference so timeouts and the hard deadline still reach it.
+        self.active_socket: socket.socket | None = None
 
     def connect(self) -> None:
         """Open the socket to a vetted address."""
-        self.sock = _connect_vetted(self._addresses, self._connect_timeout, self._deadline)
+        self.sock = self.active_socket = _connect_vetted(
+            self._addresses, self._connect_timeout, self._deadline
+        )
 
 
 class _PinnedHTTPSConnection(_PinnedHTTPConnection):
@@ -819,11 +825,11 @@ class _PinnedHTTPSConnection(_PinnedHTTPConnection):
         """Open the socket to a vetted address and wrap it in verified TLS."""
         super().connect()
         context = ssl.create_default_context()
-        self.sock = context.wrap_socket(self.sock, server_hostname=self.host)
+        self.sock = self.active_socket = context.wrap_socket(self.sock, server_hostname=self.host)
 
 
 @contextlib.contextmanager
-def _hard_deadline(connection: http.client.HTTPConnection, deadline: float) -> Iterator[None]:
+def _hard_deadline(connection: _PinnedHTTPConnection, deadline: float) -> Iterator[None]:
     """Shut the connection's socket down when the deadline passes.
 
     Socket timeouts bound each receive; this bounds the whole exchange even
@@ -831,7 +837,7 @@ def _hard_deadline(connection: http.client.HTTPConnection, deadline: float) -> I
     """
 
     def abort() -> None:
-        sock = connection.sock
+        sock = connection.active_socket
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -896,7 +902,7 @@ def _redirect_location(response: http.client.HTTPResponse, url: _Url) -> str:
 
 def _read_body(
     response: http.client.HTTPResponse,
-    connection: http.client.HTTPConnection,
+    connection: _PinnedHTTPConnection,
     url: _Url,
     limits: ImageLimits,
     deadline: float,
@@ -908,8 +914,9 @@ def _read_body(
     chunks: list[bytes] = []
     total = 0
     while True:
-        if connection.sock is not None:
-            connection.sock.settimeout(_remaining(deadline))
+        left = _remaining(deadline)
+        if connection.active_socket is not None:
+            connection.active_socket.settimeout(left)
         chunk = response.read1(_READ_CHUNK)  # at most one recv, so the timeout holds
         if not chunk:
             break

@@ -1,0 +1,259 @@
+"""Coalesce concurrent embedding requests into shared forward passes.
+
+Many small requests arriving at once (64 async ``aget_image_embedding`` calls,
+64 HTTP requests for one image each) should cost a few batched forward passes,
+not one each. :class:`EmbeddingBatcher` puts one worker thread in front of an
+:class:`~mmrag.Encoder`: callers submit requests (from any thread or event
+loop), the worker drains whatever is waiting, up to ``max_batch_items``
+items, runs them through the encoder together, and hands each caller its own
+rows. The model never runs on an event loop, and there is no thread per
+request.
+
+The queue is bounded: when ``max_pending_items`` items are already waiting,
+a new request fails at once with :class:`QueueFullError` instead of growing
+memory without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from mmrag.errors import ImageInputError, MmragError
+from mmrag.inputs import ImageInput, ImageLimits, resolve_image
+
+if TYPE_CHECKING:
+    from mmrag.encoders.base import Encoder
+
+__all__ = ["EmbeddingBatcher", "QueueFullError"]
+
+Kind = Literal["text", "image"]
+
+
+class QueueFullError(MmragError):
+    """The batcher already holds its maximum of waiting items; retry later."""
+
+
+@dataclass
+class _Request:
+    kind: Kind
+    items: list[object]
+    limits: ImageLimits | None
+    future: Future[np.ndarray] = field(default_factory=Future)
+
+
+class EmbeddingBatcher:
+    """One worker thread that runs concurrent embedding requests in shared batches.
+
+    Args:
+        encoder: The encoder to run.
+        max_batch_items: Most items gathered into one encoder call (the encoder
+            still runs at most ``encoder.batch_size`` per forward pass);
+            default ``encoder.batch_size``.
+        max_wait_ms: How long the worker waits for more requests to join a
+            batch that is not yet full.
+        max_pending_items: Most items waiting in the queue; beyond it
+            submissions raise :class:`QueueFullError`.
+
+    Example:
+        >>> batcher = EmbeddingBatcher(encoder)
+        >>> vectors = await asyncio.gather(*(batcher.aembed_texts([t]) for t in texts))
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        *,
+        max_batch_items: int | None = None,
+        max_wait_ms: float = 2.0,
+        max_pending_items: int = 4096,
+    ) -> None:
+        self.encoder = encoder
+        self.max_batch_items = max_batch_items or encoder.batch_size
+        self.max_wait = max_wait_ms / 1000.0
+        self.max_pending_items = max_pending_items
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._pending_items = 0
+        self._pending_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+
+    # ---------------------------------------------------------------- submit
+    def submit(self, kind: Kind, items: Sequence[object], *, limits: ImageLimits | None = None) -> Future[np.ndarray]:
+        """Queue a request; the future resolves to its ``(len(items), dim)`` vectors.
+
+        Args:
+            kind: ``"text"`` or ``"image"``.
+            items: Texts, or image inputs.
+            limits: Image limits for this request (default: the encoder's).
+
+        Returns:
+            A future with the float32 vectors, or the request's own error
+            (an :class:`~mmrag.ImageInputError` naming the item's index within
+            this request).
+
+        Raises:
+            QueueFullError: Too many items are already waiting.
+            RuntimeError: The batcher is closed.
+        """
+        if self._closed:
+            raise RuntimeError("the batcher is closed")
+        request = _Request(kind, list(items), limits)
+        if not request.items:
+            request.future.set_result(np.zeros((0, self.encoder.dim), dtype=np.float32))
+            return request.future
+        with self._pending_lock:
+            if self._pending_items + len(request.items) > self.max_pending_items:
+                raise QueueFullError(
+                    f"embedding queue is full ({self._pending_items} items waiting, limit {self.max_pending_items})"
+                )
+            self._pending_items += len(request.items)
+        self._ensure_worker()
+        self._queue.put(request)
+        return request.future
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts through the shared queue, blocking until done.
+
+        Args:
+            texts: The texts.
+
+        Returns:
+            Float32 vectors, one row per text.
+        """
+        return self.submit("text", texts).result()
+
+    def embed_images(self, images: Sequence[ImageInput], *, limits: ImageLimits | None = None) -> np.ndarray:
+        """Embed images through the shared queue, blocking until done.
+
+        Args:
+            images: Image inputs.
+            limits: Image limits for this request.
+
+        Returns:
+            Float32 vectors, one row per image.
+        """
+        return self.submit("image", images, limits=limits).result()
+
+    async def aembed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts without blocking the event loop; concurrent calls share forward passes.
+
+        Args:
+            texts: The texts.
+
+        Returns:
+            Float32 vectors, one row per text.
+        """
+        return await asyncio.wrap_future(self.submit("text", texts))
+
+    async def aembed_images(self, images: Sequence[ImageInput], *, limits: ImageLimits | None = None) -> np.ndarray:
+        """Embed images without blocking the event loop; concurrent calls share forward passes.
+
+        Args:
+            images: Image inputs.
+            limits: Image limits for this request.
+
+        Returns:
+            Float32 vectors, one row per image.
+        """
+        return await asyncio.wrap_future(self.submit("image", images, limits=limits))
+
+    @property
+    def pending_items(self) -> int:
+        """Items submitted and not yet finished."""
+        return self._pending_items
+
+    def close(self) -> None:
+        """Finish queued requests, then stop the worker thread."""
+        self._closed = True
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join(timeout=60)
+            self._worker = None
+
+    # ---------------------------------------------------------------- worker
+    def _ensure_worker(self) -> None:
+        with self._start_lock:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="mmrag-batcher", daemon=True)
+                self._worker.start()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            count = len(first.items)
+            deadline = time.monotonic() + self.max_wait
+            while count < self.max_batch_items:
+                try:
+                    following = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if following is None:
+                    stop = True
+                    break
+                batch.append(following)
+                count += len(following.items)
+            for kind in ("text", "image"):
+                group = [request for request in batch if request.kind == kind]
+                if group:
+                    self._run_group(kind, group)
+            with self._pending_lock:
+                self._pending_items -= count
+
+    def _run_group(self, kind: Kind, group: list[_Request]) -> None:
+        runnable: list[tuple[_Request, list[object]]] = []
+        for request in group:
+            if request.future.done():  # cancelled by its caller while waiting
+                continue
+            if kind == "image":
+                try:
+                    limits = request.limits or self.encoder.image_limits
+                    payload: list[object] = [
+                        resolve_image(item, limits=limits, index=i)  # type: ignore[arg-type]
+                        for i, item in enumerate(request.items)
+                    ]
+                except ImageInputError as exc:
+                    _fail(request.future, exc)
+                    continue
+            else:
+                bad = next((i for i, item in enumerate(request.items) if not isinstance(item, str)), None)
+                if bad is not None:
+                    _fail(request.future, TypeError(f"text {bad}: expected str, got {type(request.items[bad]).__name__}"))
+                    continue
+                payload = request.items
+            runnable.append((request, payload))
+        if not runnable:
+            return
+        items = [item for _, payload in runnable for item in payload]
+        try:
+            if kind == "image":
+                vectors = self.encoder.embed_images(items)  # type: ignore[arg-type]
+            else:
+                vectors = self.encoder.embed_texts(items)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+            for request, _ in runnable:
+                _fail(request.future, exc)
+            return
+        start = 0
+        for request, payload in runnable:
+            if not request.future.done():  # a caller may have given up (cancelled) meanwhile
+                request.future.set_result(vectors[start : start + len(payload)])
+            start += len(payload)
+
+
+def _fail(future: Future[np.ndarray], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
