@@ -354,6 +354,32 @@ def make_config(tokenizer: Any) -> Any:
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=PROJECTION_DIM)
 
 
+def init_vision_positions(model: Any) -> None:
+    """Start the image position embeddings from a 2-D sine-cosine grid.
+
+    CLIP initialises them with std 0.02, ~50x smaller than the patch
+    embeddings, and a tiny ViT trained from scratch then takes many steps
+    to notice *where* a shape is. A fixed 2-D sin-cos pattern of a similar
+    scale as the patch embeddings (still trainable) makes positions visible
+    from the first step. The class token's position embedding is zero.
+    """
+    embedding = model.vision_model.embeddings.position_embedding.weight
+    dim = embedding.shape[1]
+    grid = int(round(math.sqrt(embedding.shape[0] - 1)))
+    quarter = dim // 4
+    omega = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
+    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32), indexing="ij")
+    parts = []
+    for coord in (xs.reshape(-1), ys.reshape(-1)):
+        angles = coord[:, None] * omega[None]
+        parts += [torch.sin(angles), torch.cos(angles)]
+    table = torch.cat(parts, dim=1)
+    table = torch.cat([table, torch.zeros(table.shape[0], dim - table.shape[1])], dim=1)
+    with torch.no_grad():
+        embedding.zero_()
+        embedding[1:] = table
+
+
 def make_processor(tokenizer: Any) -> Any:
     import transformers
     from transformers import CLIPProcessor
@@ -471,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = make_config(tokenizer)
     model = CLIPModel(config)
+    init_vision_positions(model)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params:,} parameters")
 

@@ -72,7 +72,8 @@ def png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+    idat = zlib.compress(b"\0" * 16)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def reason_of(excinfo: pytest.ExceptionInfo[ImageInputError]) -> str:
@@ -91,11 +92,18 @@ def connect_log(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     attempts: list[tuple[str, int]] = []
     real_connect = socket.socket.connect
 
-    def guarded_connect(sock: socket.socket, address: tuple) -> None:  # type: ignore[type-arg]
-        host, port = str(address[0]), int(address[1])
-        attempts.append((host, port))
-        if not ipaddress.ip_address(host.split("%")[0]).is_loopback:
-            raise ConnectionRefusedError(f"test guard: connection to {host} blocked")
+    def is_loopback(host: str) -> bool:
+        try:
+            return ipaddress.ip_address(host.split("%")[0]).is_loopback
+        except ValueError:  # a host name: mmrag must never connect by name
+            return False
+
+    def guarded_connect(sock: socket.socket, address: object) -> None:
+        if isinstance(address, tuple):
+            host, port = str(address[0]), int(address[1])
+            attempts.append((host, port))
+            if not is_loopback(host):
+                raise ConnectionRefusedError(f"test guard: connection to {host} blocked")
         real_connect(sock, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
@@ -145,9 +153,8 @@ class TestServer(ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def serving(host: str = "127.0.0.1", family: int = socket.AF_INET) -> Iterator[TestServer]:
-    """Run a TestServer in a thread for the duration of the block."""
-    server = TestServer(host, family)
+def serving(server: TestServer) -> Iterator[TestServer]:
+    """Run ``server`` in a thread for the duration of the block."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -162,7 +169,9 @@ def serving(host: str = "127.0.0.1", family: int = socket.AF_INET) -> Iterator[T
 PNG_BYTES = png()
 
 
-def send(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+def send(
+    handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", headers: dict[str, str] | None = None
+) -> None:
     """Send a complete response with a Content-Length."""
     handler.send_response(status)
     for name, value in (headers or {}).items():
@@ -230,7 +239,7 @@ def short_body(handler: BaseHTTPRequestHandler) -> None:
 @pytest.fixture
 def server() -> Iterator[TestServer]:
     """A loopback server with the routes the URL tests use."""
-    with serving() as srv:
+    with serving(TestServer("127.0.0.1")) as srv:
         srv.routes.update(
             {
                 "/img.png": lambda handler: send(handler, 200, PNG_BYTES, {"Content-Type": "image/png"}),
@@ -252,15 +261,12 @@ def server() -> Iterator[TestServer]:
 def _canary(host: str, family: int = socket.AF_INET) -> Iterator[TestServer]:
     """A server that must never be reached by refused requests."""
     try:
-        context = serving(host, family)
-        srv = context.__enter__()
+        canary_server = TestServer(host, family)
     except OSError as exc:
         pytest.skip(f"cannot listen on {host}: {exc}")
-    try:
-        srv.routes["/canary.png"] = lambda handler: send(handler, 200, PNG_BYTES)
+    canary_server.routes["/canary.png"] = lambda handler: send(handler, 200, PNG_BYTES)
+    with serving(canary_server) as srv:
         yield srv
-    finally:
-        context.__exit__(None, None, None)
 
 
 @pytest.fixture
@@ -320,7 +326,10 @@ def test_str_path_and_pathlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         pytest.param(lambda: base64.b64encode(PNG_BYTES).decode(), id="base64"),
         pytest.param(lambda: base64.encodebytes(PNG_BYTES).decode(), id="base64-with-newlines"),
         pytest.param(lambda: "data:image/png;base64," + base64.b64encode(PNG_BYTES).decode(), id="data-uri"),
-        pytest.param(lambda: "  DATA:Image/PNG;name=x.png;base64," + base64.b64encode(PNG_BYTES).decode(), id="data-uri-params"),
+        pytest.param(
+            lambda: "  DATA:Image/PNG;name=x.png;base64," + base64.b64encode(PNG_BYTES).decode(),
+            id="data-uri-params",
+        ),
         pytest.param(lambda: Image.open(io.BytesIO(PNG_BYTES)), id="lazy-PIL-file"),
         pytest.param(lambda: np.full((6, 8, 3), (10, 20, 30), dtype=np.uint8), id="ndarray-rgb"),
     ],
@@ -328,6 +337,19 @@ def test_str_path_and_pathlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_encoded_and_in_memory_inputs(make: Callable[[], object]) -> None:
     image = resolve_image(make())  # type: ignore[arg-type]
     assert (image.mode, image.size, image.getpixel((0, 0))) == ("RGB", (8, 6), (10, 20, 30))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"])
+def test_default_formats_decode(fmt: str) -> None:
+    assert resolve_image(encode(Image.new("RGB", (9, 7), (255, 0, 0)), fmt)).size == (9, 7)
+
+
+def test_mpo_counts_as_jpeg() -> None:
+    frames = [Image.new("RGB", (8, 8), color) for color in ((255, 0, 0), (0, 0, 255))]
+    data = encode(frames[0], "MPO", save_all=True, append_images=frames[1:])
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    red, green, blue = resolve_image(data, limits=ImageLimits(formats=frozenset({"JPEG"}))).getpixel((4, 4))
+    assert red > 200 and blue < 60
 
 
 def test_open_binary_file(tmp_path: Path) -> None:
@@ -367,10 +389,14 @@ def test_url_sends_original_host_header(server: TestServer) -> None:
     assert server.hosts == [f"localhost:{server.port}"]
 
 
-def test_https_uses_sni_of_original_host(server: TestServer, monkeypatch: pytest.MonkeyPatch, connect_log: list) -> None:
+def test_https_uses_sni_of_original_host(
+    server: TestServer, monkeypatch: pytest.MonkeyPatch, connect_log: list
+) -> None:
     seen: list[str | None] = []
 
-    def fake_wrap(self: ssl.SSLContext, sock: socket.socket, server_hostname: str | None = None, **kw: object) -> None:
+    def fake_wrap(
+        self: ssl.SSLContext, sock: socket.socket, server_hostname: str | None = None, **_: object
+    ) -> None:
         seen.append(server_hostname)
         raise ssl.SSLError("test: no TLS here")
 
@@ -540,7 +566,8 @@ def test_unsupported_objects(item: object, expected: str) -> None:
 )
 def test_max_bytes(make: Callable[[bytes], object]) -> None:
     with pytest.raises(ImageInputError, match="larger than max_bytes=100 bytes"):
-        resolve_image(make(png((64, 64)) + b"\0" * 200), limits=ImageLimits(max_bytes=100))  # type: ignore[arg-type]
+        item = make(png((64, 64)) + b"\0" * 200)
+        resolve_image(item, limits=ImageLimits(max_bytes=100))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- #
@@ -681,10 +708,13 @@ def test_private_addresses_refused(url: str, category: str, connect_log: list) -
     assert connect_log == []
 
 
-def test_redirect_to_private_address_is_rechecked(server: TestServer, trust_first_hop: None, connect_log: list) -> None:
+def test_redirect_to_private_address_is_rechecked(
+    server: TestServer, trust_first_hop: None, connect_log: list
+) -> None:
     assert resolve_image(server.url("/redirect")).size == (8, 6)  # control: first hop trusted
     connect_log.clear()
-    with pytest.raises(ImageInputError, match="refused to fetch http://10.0.0.1/x.png: address 10.0.0.1 is private"):
+    expected = "refused to fetch http://10.0.0.1/x.png: address 10.0.0.1 is private"
+    with pytest.raises(ImageInputError, match=expected):
         resolve_image(server.url("/to-10"))
     assert connect_log == [("127.0.0.1", server.port)]
 
@@ -762,7 +792,8 @@ def test_describe_image_input() -> None:
     assert describe_image_input(long_b64) == "base64 string (10000 chars)"
     data_uri = "data:image/png;base64," + base64.b64encode(PNG_BYTES).decode()
     assert describe_image_input(data_uri) == f"data URI (image/png, {len(data_uri)} chars)"
-    assert describe_image_input("https://user:pw@example.com/a.png?X-Sig=secret") == "https://example.com/a.png?..."
+    signed = "https://user:pw@example.com/a.png?X-Sig=secret"
+    assert describe_image_input(signed) == "https://example.com/a.png?..."
     assert describe_image_input("photos/cat.jpg") == "photos/cat.jpg"
     assert describe_image_input(Path("/x/y.png")) == "/x/y.png"
     assert describe_image_input(PNG_BYTES) == f"bytes ({len(PNG_BYTES)})"

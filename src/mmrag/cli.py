@@ -37,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
+    _quiet_libraries()
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -182,9 +183,19 @@ def format_hits(hits: Sequence[Hit]) -> str:
     """
     if not hits:
         return "no results"
-    rows = [("rank", "score", "modality", "source")]
-    rows += [(str(rank), f"{hit.score:.4f}", hit.modality, _shorten(hit.source or "-")) for rank, hit in enumerate(hits, 1)]
+    rows = [("rank", "score", "modality", "item")]
+    rows += [(str(rank), f"{hit.score:.4f}", hit.modality, _describe_hit(hit)) for rank, hit in enumerate(hits, 1)]
     return _table(rows)
+
+
+def _describe_hit(hit: Hit) -> str:
+    """An image's source; a text's words (and its file's name when it came from one)."""
+    if hit.modality == "image" or hit.text is None:
+        return _shorten(hit.source or "(image without a source)")
+    words = f'"{_shorten(hit.text, 60)}"'
+    if hit.source and hit.source != hit.text:
+        words += f" [{Path(hit.source).name}]"
+    return words
 
 
 def _hit_json(rank: int, hit: Hit) -> dict[str, Any]:
@@ -218,6 +229,14 @@ def _width(text: str) -> int:
 def _shorten(text: str, limit: int = 80) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _quiet_libraries() -> None:
+    """Keep library progress bars and warnings out of the command's output."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _one_line(exc: BaseException) -> str:

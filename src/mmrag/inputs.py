@@ -28,7 +28,8 @@ other guessing:
    ``allow_local_paths=False`` the filesystem is never consulted (so errors
    cannot reveal whether a file exists); with ``local_root`` set, only paths
    whose real path (symlinks followed) lies inside that directory are looked
-   up. Relative paths are relative to the current working directory.
+   up. Relative paths are relative to the current working directory, and
+   surrounding whitespace is ignored.
 4. **Otherwise** it must be strict base64: whitespace (including newlines) is
    removed and the rest is decoded with ``base64.b64decode(text,
    validate=True)`` (standard alphabet, correct padding). If that fails the
@@ -110,7 +111,7 @@ __all__ = [
 
 ImageInput = Union[
     str,
-    "os.PathLike[str]",
+    os.PathLike[str],
     bytes,
     bytearray,
     memoryview,
@@ -156,11 +157,6 @@ _BLOCKED_IP_CATEGORIES = (
     ("reserved", "is_reserved"),
     ("site-local", "is_site_local"),
 )
-# Reasons a string is not usable as a path; the string may still be base64.
-_DISABLED = "local file paths are disabled"
-_OUTSIDE = "path is outside ImageLimits.local_root"
-_NOT_FOUND = "file not found"
-_PATH_REFUSALS = (_DISABLED, _OUTSIDE, _NOT_FOUND)
 _HIGH_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
 
@@ -424,8 +420,8 @@ def image_source(item: object) -> str | None:
     text = item.strip()
     if _scheme_of(text) is not None:
         return text if is_url(text) else None
-    if _could_be_path(item) and os.path.isfile(item):
-        return os.path.abspath(item)
+    if _could_be_path(text) and os.path.isfile(text):
+        return os.path.abspath(text)
     return None
 
 
@@ -514,18 +510,18 @@ def _string_bytes(text: str, limits: ImageLimits) -> bytes:
         return _data_uri_bytes(stripped, limits)
     if scheme is not None:
         return _fetch_url(stripped, limits)
-    path_error: ImageInputError | None = None
-    if _could_be_path(text):
+    path_error: _PathRefused | None = None
+    if _could_be_path(stripped):
         try:
-            return _read_file(_checked_real_path(text, limits), limits)
-        except ImageInputError as exc:
-            if not exc.reason.startswith(_PATH_REFUSALS):
-                raise  # the file exists but could not be used
+            real = _checked_real_path(stripped, limits)
+        except _PathRefused as exc:  # not usable as a path; it may still be base64
             path_error = exc
+        else:
+            return _read_file(real, limits)
     data = _strict_b64decode(text, limits)
     if data is not None:
         return data
-    if path_error is not None and _looks_like_path(text):
+    if path_error is not None and _looks_like_path(stripped):
         raise path_error
     raise ImageInputError("not a URL, data URI, existing file or valid base64")
 
@@ -543,19 +539,30 @@ def _looks_like_path(text: str) -> bool:
     return "/" in text or "\\" in text or suffix in _IMAGE_SUFFIXES
 
 
+class _PathRefused(ImageInputError):
+    """A path that is disabled, outside ``local_root`` or missing (never raised publicly)."""
+
+
 def _checked_real_path(path: str, limits: ImageLimits) -> str:
     """Return the real path of an existing file the limits allow reading.
 
     The order of checks means no error reveals whether a file exists where
     the limits forbid looking.
+
+    Raises:
+        _PathRefused: If local paths are disabled, the path leaves
+            ``local_root``, or nothing exists there.
     """
     if not limits.allow_local_paths:
-        raise ImageInputError(f"{_DISABLED} (ImageLimits.allow_local_paths=False): {_shorten(path)}")
+        raise _PathRefused(
+            f"local file paths are disabled (ImageLimits.allow_local_paths=False): {_shorten(path)}"
+        )
     real = os.path.realpath(path)
     if limits.local_root is not None and not _is_inside(real, limits.local_root):
-        raise ImageInputError(f"{_OUTSIDE} ({os.fspath(limits.local_root)}): {_shorten(path)}")
+        root = os.fspath(limits.local_root)
+        raise _PathRefused(f"path is outside ImageLimits.local_root ({root}): {_shorten(path)}")
     if not os.path.exists(real):
-        raise ImageInputError(f"{_NOT_FOUND}: {_shorten(path)}")
+        raise _PathRefused(f"file not found: {_shorten(path)}")
     return real
 
 
@@ -786,11 +793,11 @@ def _connect_vetted(addresses: Sequence[_Address], connect_timeout: float, deadl
         try:
             sock.settimeout(min(connect_timeout, _remaining(deadline)))
             sock.connect(address.sockaddr)
+            sock.settimeout(_remaining(deadline))
         except OSError as exc:  # TimeoutError and ConnectionError included
             sock.close()
             last_error = exc
             continue
-        sock.settimeout(_remaining(deadline))
         return sock
     raise last_error
 
@@ -798,7 +805,9 @@ def _connect_vetted(addresses: Sequence[_Address], connect_timeout: float, deadl
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """An HTTP connection to pre-vetted addresses; the host name is only sent as ``Host``."""
 
-    def __init__(self, url: _Url, addresses: Sequence[_Address], limits: ImageLimits, deadline: float) -> None:
+    def __init__(
+        self, url: _Url, addresses: Sequence[_Address], limits: ImageLimits, deadline: float
+    ) -> None:
         """Remember where to connect; nothing is opened yet."""
         super().__init__(url.host, url.port, timeout=limits.connect_timeout)
         self._addresses = tuple(addresses)
@@ -875,6 +884,7 @@ def _get_once(
     connection_type = _PinnedHTTPSConnection if url.scheme == "https" else _PinnedHTTPConnection
     connection = connection_type(url, addresses, limits, deadline)
     headers = {"User-Agent": limits.user_agent, "Accept": "image/*", "Connection": "close"}
+    response: http.client.HTTPResponse | None = None
     try:
         with _hard_deadline(connection, deadline):
             connection.request("GET", url.target, headers=headers)
@@ -889,6 +899,8 @@ def _get_once(
     except (OSError, http.client.HTTPException, ValueError) as exc:
         raise _network_error(exc, url, limits, deadline) from exc
     finally:
+        if response is not None:
+            response.close()  # the response holds the socket open after connection.close()
         connection.close()
 
 

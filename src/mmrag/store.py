@@ -599,11 +599,43 @@ class MultimodalStore:
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        return self.search_by_vector(
+            self.embed_query(query, query_type=query_type), k=k, modality=modality, where=where, fusion=fusion
+        )
+
+    def search_by_vector(
+        self,
+        vector: np.ndarray | Sequence[float],
+        *,
+        k: int = 10,
+        modality: Modality | None = None,
+        where: Mapping[str, Any] | None = None,
+        fusion: Literal["rrf", "score"] = "rrf",
+    ) -> list[Hit]:
+        """Search with a query vector you already have (e.g. from :meth:`embed_query`).
+
+        Args:
+            vector: A vector of length ``encoder.dim`` from this store's encoder.
+            k: Most hits to return.
+            modality: ``"image"``, ``"text"`` or ``None`` for both (merged).
+            where: Chroma-style metadata filter.
+            fusion: ``"rrf"`` or ``"score"``; see :meth:`search`.
+
+        Returns:
+            Up to ``k`` hits, best first.
+
+        Raises:
+            ValueError: Bad ``k``, ``modality`` or vector length.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
         if modality not in (None, *MODALITIES):
             raise ValueError(f"modality must be 'image', 'text' or None, got {modality!r}")
-        vector = self.embed_query(query, query_type=query_type)
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if query.shape[0] != self.encoder.dim:
+            raise ValueError(f"query vector has {query.shape[0]} dimensions; this store holds {self.encoder.dim}")
         modalities = MODALITIES if modality is None else (modality,)
-        ranked = {m: self._query(m, vector, k, where) for m in modalities}
+        ranked = {m: self._query(m, query, k, where) for m in modalities}
         if modality is not None:
             return ranked[modality]
         return merge_ranked(list(ranked.values()), k, fusion=fusion)

@@ -97,11 +97,11 @@ PRESETS: dict[str, ModelPreset] = dict(
                 "OpenAI CLIP ViT-L/14 at 336 px."),
         _preset("chinese-clip-vit-b-16", "OFA-Sys/chinese-clip-vit-base-patch16", "chinese_clip", 512, ("zh",),
                 "MIT", "Chinese-CLIP ViT-B/16 (RoBERTa-wwm text tower); Chinese queries."),
+        _preset("chinese-clip-vit-l-14", "OFA-Sys/chinese-clip-vit-large-patch14", "chinese_clip", 768, ("zh",),
+                "MIT", "Chinese-CLIP ViT-L/14."),
         _preset("demo", "demo", "clip", 64, ("en", "zh"), "Apache-2.0",
                 "Tiny CLIP trained by mmrag on synthetic shapes; ships in the package (no download). "
                 "Knows colours, shapes, sizes and positions only: for demos and tests.", bundled=True),
-        _preset("chinese-clip-vit-l-14", "OFA-Sys/chinese-clip-vit-large-patch14", "chinese_clip", 768, ("zh",),
-                "MIT", "Chinese-CLIP ViT-L/14."),
     ]
 )
 

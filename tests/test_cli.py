@@ -1,0 +1,88 @@
+"""The `mmrag` command, end to end in a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def mmrag_cmd(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("mmrag") or str(Path(sys.executable).with_name("mmrag"))
+    command = [exe, *args] if Path(exe).exists() else [sys.executable, "-m", "mmrag", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, tiny_model_dirs):
+    root = tmp_path_factory.mktemp("cli")
+    photos = root / "photos"
+    photos.mkdir()
+    for name, colour in {"red": (230, 20, 20), "green": (20, 200, 40), "blue": (20, 40, 230)}.items():
+        Image.fromarray(np.full((40, 40, 3), colour, np.uint8)).save(photos / f"{name}.png")
+    (photos / "note.txt").write_text("a note about red things", encoding="utf-8")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    result = mmrag_cmd("index", "photos", "--db", "db", "--model", str(tiny_model_dirs["clip"]), cwd=root)
+    return root, result
+
+
+def test_index_prints_summary_and_failures(indexed) -> None:
+    root, result = indexed
+    assert result.returncode == 1, result.stderr  # one file failed
+    assert "photos: added 4, updated 0, skipped 0, removed 0, failed 1" in result.stdout
+    assert f"failed: {root / 'photos' / 'broken.jpg'}: cannot decode image" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_reindex_skips_everything(indexed) -> None:
+    root, _ = indexed
+    result = mmrag_cmd("index", "photos", "--db", "db", cwd=root)  # the store remembers its model
+    assert "added 0, updated 0, skipped 4, removed 0, failed 1" in result.stdout
+
+
+def test_search_table_and_json(indexed) -> None:
+    root, _ = indexed
+    table = mmrag_cmd("search", "a note about red things", "--db", "db", "--k", "2", "--modality", "text", cwd=root)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["rank", "score", "modality", "item"]
+    assert lines[2].split()[:3] == ["1", "1.0000", "text"] and '"a note about red things" [note.txt]' in lines[2]
+
+    image = mmrag_cmd("search", "--image", "photos/green.png", "--db", "db", "--k", "3", "--json", cwd=root)
+    hits = json.loads(image.stdout)
+    assert hits[0]["source"] == str(root / "photos" / "green.png") and hits[0]["score"] == pytest.approx(1, abs=1e-4)
+    assert [h["rank"] for h in hits] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("search", "x", "--db", "missing"), "no database at 'missing'"),
+        (("search", "--db", "db"), "give either a text query or --image"),
+        (("search", "--image", "nope.png", "--db", "db"), "file not found"),
+        (("index", "not-a-folder", "--db", "db"), "not a folder: 'not-a-folder'"),
+        (("index", "photos", "--db", "db", "--model", "./no-such-model"), "does not exist"),
+    ],
+)
+def test_user_errors_are_one_line(indexed, args, message) -> None:
+    root, _ = indexed
+    result = mmrag_cmd(*args, cwd=root)
+    assert result.returncode == 2
+    assert result.stderr.startswith("mmrag: error: ") and message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_models_lists_presets(tmp_path) -> None:
+    result = mmrag_cmd("models", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "clip-vit-b-32" in result.stdout and "default: siglip2-base-224" in result.stdout
+    presets = json.loads(mmrag_cmd("models", "--json", cwd=tmp_path).stdout)
+    assert {"alias", "hub_id", "family", "dim", "languages", "license", "notes"} <= set(presets[0])
