@@ -22,7 +22,6 @@ Errors about one item of a list also carry ``"index"`` (its position).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +38,6 @@ __all__ = [
     "install_error_handlers",
     "require_server_dependencies",
 ]
-
-logger = logging.getLogger("mmrag.server")
 
 INSTALL_HINT = 'pip install "mmrag[server]"'
 _STATUS_TYPES = {
@@ -169,8 +166,8 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail) if exc.detail else kind.replace("_", " ")
         return error_response(exc.status_code, error_payload(kind, message), exc.headers)
 
-    async def unexpected(_request: Request, exc: Exception) -> Response:
-        logger.error("unexpected error while handling a request", exc_info=exc)
+    async def unexpected(_request: Request, _exc: Exception) -> Response:
+        # Starlette re-raises the exception after this response, and uvicorn logs its traceback.
         return error_response(500, error_payload("internal_error", "internal server error; see the server log"))
 
     app.add_exception_handler(ApiError, api_error)
