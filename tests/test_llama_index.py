@@ -28,7 +28,7 @@ from llama_index.core.base.base_multi_modal_retriever import MultiModalRetriever
 from llama_index.core.indices import MultiModalVectorStoreIndex  # noqa: E402
 from llama_index.core.llms import MockLLM  # noqa: E402
 from llama_index.core.query_engine import RetrieverQueryEngine  # noqa: E402
-from llama_index.core.schema import ImageNode, TextNode  # noqa: E402
+from llama_index.core.schema import ImageNode, MetadataMode, TextNode  # noqa: E402
 from llama_index.vector_stores.chroma import ChromaVectorStore  # noqa: E402
 
 import mmrag  # noqa: E402
@@ -202,7 +202,11 @@ def test_multimodal_index_on_chroma_persists_and_reloads_in_a_fresh_process(
         text_store, image_store = _stores(client)
         storage = StorageContext.from_defaults(vector_store=text_store, image_store=image_store)
         documents = SimpleDirectoryReader(str(folder)).load_data()
-        assert sum(isinstance(d, ImageNode) for d in documents) == 4 and len(documents) == 7
+        assert sum(type(d).__name__ == "ImageDocument" for d in documents) == 4 and len(documents) == 7
+        # What LlamaIndex embeds for a text file: its file_path metadata, then the text.
+        grass = next(d for d in documents if d.metadata["file_name"] == "grass.txt")
+        grass_query = grass.get_content(metadata_mode=MetadataMode.EMBED)
+        assert grass_query.endswith("green grass in spring") and "grass.txt" in grass_query
 
         index, forwards = _forwards(
             clip_encoder,
@@ -244,7 +248,9 @@ def test_multimodal_index_on_chroma_persists_and_reloads_in_a_fresh_process(
         embed = LocalMultiModalEmbedding(model={str(tiny_model_dirs["clip"])!r}, device="cpu")
         client = chromadb.PersistentClient(path={str(db)!r}, settings=Settings(anonymized_telemetry=False))
         stores = [ChromaVectorStore(chroma_collection=client.get_collection(n)) for n in ("texts", "images")]
-        storage = StorageContext.from_defaults(vector_store=stores[0], image_store=stores[1], persist_dir={str(persist)!r})
+        storage = StorageContext.from_defaults(
+            vector_store=stores[0], image_store=stores[1], persist_dir={str(persist)!r}
+        )
         index = load_index_from_storage(storage, embed_model=embed, image_embed_model=embed)
         retriever = index.as_retriever(similarity_top_k=3, image_similarity_top_k=2)
 
@@ -257,10 +263,10 @@ def test_multimodal_index_on_chroma_persists_and_reloads_in_a_fresh_process(
             "class": type(index).__name__,
             "text_to_image": rows(retriever.text_to_image_retrieve("a red circle")),
             "image_to_image": rows(retriever.image_to_image_retrieve({str(folder / "green.png")!r})),
-            "retrieve": rows(retriever.retrieve("green grass in spring")),
-            "engine_retrieve": rows(engine.retrieve(QueryBundle("green grass in spring"))),
+            "retrieve": rows(retriever.retrieve({grass_query!r})),
+            "engine_retrieve": rows(engine.retrieve(QueryBundle({grass_query!r}))),
         }}
-        response = engine.query("green grass in spring")
+        response = engine.query({grass_query!r})
         out["response_sources"] = len(response.source_nodes)
         client.close()
         print("RESULT", json.dumps(out))

@@ -74,7 +74,9 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
         >>> await emb.aembed_documents(["a", "b"])  # doctest: +SKIP
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, protected_namespaces=(), use_attribute_docstrings=True
+    )
 
     model: str = DEFAULT_MODEL
     """Preset alias (``mmrag.list_models()``), hub id, or local ``save_pretrained`` directory."""
@@ -298,7 +300,7 @@ class MultimodalStoreRetriever(BaseRetriever):
         >>> docs = retriever.invoke("", image="query.png")  # doctest: +SKIP
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", use_attribute_docstrings=True)
 
     store: MultimodalStore
     """The store to search."""

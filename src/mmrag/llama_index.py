@@ -27,9 +27,10 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.base.base_multi_modal_retriever import MultiModalRetriever
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -41,6 +42,9 @@ from mmrag.batching import EmbeddingBatcher
 from mmrag.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from mmrag.inputs import ImageInput, is_url
 from mmrag.store import Hit, Modality, MultimodalStore
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["LocalMultiModalEmbedding", "MultimodalStoreRetriever", "hit_to_node"]
 
@@ -120,11 +124,11 @@ class LocalMultiModalEmbedding(MultiModalEmbedding):
 
     def __init__(
         self,
-        model: str | None = None,
+        model: str | os.PathLike[str] | None = None,
         *,
         encoder: Encoder | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
         embed_batch_size: int | None = None,
         local_files_only: bool = False,
         batch_wait_ms: float = 2.0,
@@ -155,8 +159,8 @@ class LocalMultiModalEmbedding(MultiModalEmbedding):
         kwargs.setdefault("model_name", loaded.model_id)
         super().__init__(
             model=loaded.model_id if encoder is not None else str(DEFAULT_MODEL if model is None else model),
-            device=device,
-            dtype=dtype,
+            device=None if device is None else str(device),
+            dtype=None if dtype is None else str(dtype).removeprefix("torch."),
             embed_batch_size=batch_size,
             local_files_only=local_files_only,
             batch_wait_ms=batch_wait_ms,

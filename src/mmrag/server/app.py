@@ -1,0 +1,315 @@
+"""The FastAPI application: ``/embed``, ``/similarity``, ``/v1/embeddings``, ``/search`` and probes.
+
+Import this module only when FastAPI is installed (``pip install "mmrag[server]"``);
+:func:`mmrag.server.create_app` checks that first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from mmrag.encoders.base import l2_normalize
+from mmrag.server.errors import ApiError, install_error_handlers
+from mmrag.server.limits import BodyLimitMiddleware
+from mmrag.server.runtime import ItemError, Runtime
+from mmrag.server.schemas import (
+    EmbedRequest,
+    EmbedResponse,
+    OpenAIEmbeddingsRequest,
+    SearchRequest,
+    SimilarityRequest,
+)
+from mmrag.server.settings import ServerSettings
+from mmrag.server.tokens import TokenCounter
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) -> FastAPI:
+    """Build the application; the model loads in the background when it starts.
+
+    Args:
+        settings: Server settings (default: ``ServerSettings()``).
+        on_fatal: Called if the model or store cannot be loaded (the CLI stops
+            the server then).
+
+    Returns:
+        The FastAPI app; its :class:`~mmrag.server.runtime.Runtime` is
+        ``app.state.runtime``.
+
+    Example:
+        >>> app = create_app(ServerSettings(model="demo"))
+        >>> # uvicorn.run(app, host="127.0.0.1", port=8000)
+    """
+    settings = settings or ServerSettings()
+    runtime = Runtime(settings, on_fatal=on_fatal)
+    tokens = TokenCounter()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
+        runtime.start_loading()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(runtime.close)
+
+    app = FastAPI(
+        title="mmrag",
+        summary="Local multimodal (text + image) embeddings for RAG",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestStatsMiddleware, runtime=runtime)
+
+    @app.get("/health", summary="Liveness: 200 as soon as the process serves HTTP")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="Readiness: 503 until the model is loaded")
+    async def ready() -> dict[str, Any]:
+        encoder, _ = runtime.require_ready()
+        return {"status": "ready", "model_id": encoder.model_id, "dimension": encoder.dim}
+
+    @app.get("/metrics", summary="Counters: forward passes, queue depth, requests served")
+    async def metrics() -> dict[str, Any]:
+        return runtime.metrics()
+
+    @app.post("/embed", response_model=EmbedResponse, response_model_exclude_none=True)
+    async def embed(body: EmbedRequest) -> Response:
+        """Embed an image, a text, or both (then also their fused vector)."""
+        if body.image is not None and body.image_base64 is not None:
+            raise ApiError(422, "validation_error", "give `image` or `image_base64`, not both")
+        image = body.image if body.image is not None else body.image_base64
+        if image is None and body.text is None:
+            raise ApiError(422, "validation_error", "give `image`, `text` or both")
+        encoder, _ = runtime.require_ready()
+        result: dict[str, Any] = {}
+        with runtime.admitted(int(image is not None) + int(body.text is not None)):
+            jobs = []
+            if image is not None:
+                decoded = await _decode_or_400(runtime, [image], lambda _i: "image")
+                jobs.append(runtime.embed_images(decoded))
+            if body.text is not None:
+                jobs.append(runtime.embed_texts([body.text]))
+            vectors = await asyncio.gather(*jobs)
+        image_vec = vectors[0][0] if image is not None else None
+        text_vec = vectors[-1][0] if body.text is not None else None
+        if image_vec is not None and text_vec is not None:
+            result["fused_embedding"] = l2_normalize((image_vec + text_vec)[None, :])[0]
+        if image_vec is not None:
+            result["image_embedding"] = image_vec
+        if text_vec is not None:
+            result["text_embedding"] = text_vec
+        result.update(dimension=encoder.dim, model_id=encoder.model_id)
+        return json_response(result)
+
+    @app.post("/similarity")
+    async def similarity(body: SimilarityRequest) -> Response:
+        """Rank candidates (texts or images) by cosine similarity to the query, best first."""
+        encoder, _ = runtime.require_ready()
+        candidates = body.candidates
+        runtime.check_items(len(candidates), "candidates")
+        errors: list[ItemError] = []
+        with runtime.admitted(len(candidates) + 1):
+            query_image = None
+            if body.query_type == "image":
+                query_image = (await _decode_or_400(runtime, [body.query], lambda _i: "query"))[0]
+            candidate_images: list[Any] = []
+            valid = list(range(len(candidates)))
+            if body.candidate_type == "image":
+                decoded, errors = await runtime.resolve_images(candidates, label=lambda i: f"candidate {i}")
+                if errors and not body.skip_invalid:
+                    raise ApiError(400, "invalid_image", errors[0].message, index=errors[0].index)
+                valid = [i for i, image in enumerate(decoded) if image is not None]
+                candidate_images = [decoded[i] for i in valid]
+            query_vecs, candidate_vecs = await asyncio.gather(
+                runtime.embed_images([query_image]) if query_image is not None else runtime.embed_texts([body.query]),
+                runtime.embed_images(candidate_images) if body.candidate_type == "image" else runtime.embed_texts(candidates),
+            )
+        scores = candidate_vecs @ query_vecs[0]
+        order = np.argsort(-scores, kind="stable")[: body.top_k]
+        result: dict[str, Any] = {
+            "similarities": [[candidates[valid[j]], float(scores[j])] for j in order],
+            "indices": [valid[j] for j in order],
+            "model_id": encoder.model_id,
+        }
+        if body.skip_invalid:
+            result["errors"] = [{"index": error.index, "message": error.message} for error in errors]
+        return json_response(result)
+
+    @app.post("/v1/embeddings")
+    async def openai_embeddings(body: OpenAIEmbeddingsRequest) -> Response:
+        """OpenAI-compatible embeddings; ``modality: "image"`` embeds images instead of texts."""
+        encoder, _ = runtime.require_ready()
+        inputs = _openai_inputs(body.input)
+        runtime.check_items(len(inputs), "inputs")
+        if body.dimensions is not None and body.dimensions != encoder.dim:
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"dimensions={body.dimensions} is not supported: model {encoder.model_id!r} "
+                f"returns {encoder.dim}-dimensional embeddings (omit `dimensions` or pass {encoder.dim})",
+            )
+        with runtime.admitted(len(inputs)):
+            if body.modality == "image":
+                vectors = await runtime.embed_images(await _decode_or_400(runtime, inputs, lambda i: f"input {i}"))
+                prompt_tokens = 0
+            else:
+                vectors, prompt_tokens = await asyncio.gather(
+                    runtime.embed_texts(inputs), runtime.run_cpu(tokens.count, encoder, inputs)
+                )
+        data = [
+            {"object": "embedding", "index": index, "embedding": _encode_vector(vector, body.encoding_format)}
+            for index, vector in enumerate(vectors)
+        ]
+        usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
+        return json_response({"object": "list", "data": data, "model": encoder.model_id, "usage": usage})
+
+    @app.post("/search")
+    async def search(body: SearchRequest) -> Response:
+        """Search the ``--db`` store with a text (``query``) or an image (``image``)."""
+        if settings.db is None:
+            raise ApiError(
+                409,
+                "store_not_configured",
+                "this server has no store: start it with `mmrag serve --db DIR` (a directory built with "
+                "`mmrag index`) to enable /search",
+            )
+        if (body.query is None) == (body.image is None):
+            raise ApiError(422, "validation_error", "give exactly one of `query` (a text) or `image`")
+        encoder, _ = runtime.require_ready()
+        store = runtime.store
+        assert store is not None
+        with runtime.admitted(1):
+            if body.image is not None:
+                vector = (await runtime.embed_images(await _decode_or_400(runtime, [body.image], lambda _i: "image")))[0]
+            else:
+                vector = (await runtime.embed_texts([body.query or ""]))[0]
+        try:
+            hits = await runtime.run_store(
+                store.search_by_vector, vector, k=body.k, modality=body.modality, where=body.where, fusion=body.fusion
+            )
+        except ValueError as exc:  # chroma refuses a malformed `where` with ValueError
+            raise ApiError(400, "invalid_request", f"invalid search: {exc}") from None
+        results = [
+            {
+                "id": hit.id,
+                "modality": hit.modality,
+                "source": hit.source,
+                "text": hit.text,
+                "score": hit.score,
+                "metadata": hit.metadata,
+            }
+            for hit in hits
+        ]
+        query_type = "image" if body.image is not None else "text"
+        return json_response({"results": results, "query_type": query_type, "model_id": encoder.model_id})
+
+    return app
+
+
+class RequestStatsMiddleware:
+    """Count requests served, in flight and by status (for ``/metrics``).
+
+    Args:
+        app: The ASGI app to wrap.
+        runtime: Where the counters live.
+    """
+
+    def __init__(self, app: Any, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Run one request and count it."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        runtime = self.runtime
+        status = 500
+
+        async def counting_send(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        runtime.in_flight += 1
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            runtime.in_flight -= 1
+            runtime.requests_served += 1
+            runtime.statuses[status] += 1
+
+
+async def _decode_or_400(runtime: Runtime, items: Sequence[str], label: Any) -> list[Any]:
+    images, errors = await runtime.resolve_images(items, label=label)
+    if errors:
+        first = errors[0]
+        raise ApiError(400, "invalid_image", first.message, index=first.index if len(items) > 1 else None)
+    return images
+
+
+def _openai_inputs(value: str | list[Any]) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not items:
+        raise ApiError(422, "validation_error", "`input` must not be empty")
+    for index, item in enumerate(items):
+        if not isinstance(item, str):
+            kind = "token-id arrays" if isinstance(item, (int, list)) else f"{type(item).__name__} values"
+            raise ApiError(
+                400, "invalid_request", f"input {index}: {kind} are not supported; send strings", index=index
+            )
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, "invalid_request", f"input {index}: not valid Unicode", index=index) from None
+    return items
+
+
+def _encode_vector(vector: np.ndarray, encoding_format: str) -> Any:
+    if encoding_format == "base64":
+        return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return vector
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    """Serialise ``payload`` (numpy arrays allowed) to a JSON response.
+
+    Uses ``orjson`` when installed (it writes float32 vectors at their
+    shortest exact form, fast), else the standard library.
+
+    Args:
+        payload: JSON-able data; numpy arrays and scalars are converted.
+        status: HTTP status.
+
+    Returns:
+        An ``application/json`` response.
+    """
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - chromadb depends on orjson
+        body = json.dumps(payload, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
+    else:
+        body = orjson.dumps(payload, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,319 @@
+"""What a running server holds: the model (loaded once, in the background), the queue, the store.
+
+:class:`Runtime` is created with the app and filled by a loader thread at
+startup, so ``/health`` answers while the model loads and ``/ready`` turns 200
+when it is done. Request handlers use its helpers, which keep every blocking
+step off the event loop:
+
+* images are decoded (and URLs fetched, under the SSRF guard) on a small
+  thread pool shared by all requests;
+* every vector comes from the one :class:`~mmrag.EmbeddingBatcher`, which
+  coalesces concurrent requests into shared forward passes;
+* Chroma queries run on a dedicated store thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from mmrag.errors import ImageInputError
+from mmrag.inputs import resolve_image
+from mmrag.server.errors import ApiError
+from mmrag.server.limits import Admission
+from mmrag.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from mmrag.batching import EmbeddingBatcher
+    from mmrag.encoders.base import Encoder
+    from mmrag.store import MultimodalStore
+
+__all__ = ["ItemError", "Runtime"]
+
+logger = logging.getLogger("uvicorn.error")  # shown with uvicorn's own startup lines
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """One input that could not be used.
+
+    Attributes:
+        index: Its position in the request's list.
+        message: Why, naming the item briefly (never the whole base64).
+    """
+
+    index: int
+    message: str
+
+
+class Runtime:
+    """The server's long-lived state.
+
+    Args:
+        settings: The server settings.
+        on_fatal: Called (from the loader thread) when the model or store
+            cannot be loaded; the server should then exit.
+    """
+
+    def __init__(self, settings: ServerSettings, on_fatal: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.limits = settings.image_limits()
+        self.admission = Admission(settings.max_queue)
+        self.on_fatal = on_fatal
+        self.encoder: Encoder | None = None
+        self.batcher: EmbeddingBatcher | None = None
+        self.store: MultimodalStore | None = None
+        self.load_error: str | None = None
+        self.started_at = time.monotonic()
+        self._ready = threading.Event()
+        self._closed = False
+        self._loader: threading.Thread | None = None
+        self._resolve_pool = ThreadPoolExecutor(settings.resolve_workers, thread_name_prefix="mmrag-resolve")
+        self._store_pool = ThreadPoolExecutor(1, thread_name_prefix="mmrag-store")
+        self.requests_served = 0
+        self.in_flight = 0
+        self.statuses: Counter[int] = Counter()
+        self.items_embedded: Counter[str] = Counter()
+
+    # ---------------------------------------------------------------- loading
+    @property
+    def ready(self) -> bool:
+        """Whether the model (and store) are loaded and requests can be served."""
+        return self._ready.is_set()
+
+    def start_loading(self) -> None:
+        """Load the model, the store and the queue on a background thread."""
+        self._loader = threading.Thread(target=self._load, name="mmrag-loader", daemon=True)
+        self._loader.start()
+
+    def _load(self) -> None:
+        from mmrag.batching import EmbeddingBatcher
+        from mmrag.encoders import DEFAULT_MODEL, load_encoder
+
+        settings = self.settings
+        try:
+            model = settings.model or self._recorded_model() or DEFAULT_MODEL
+            started = time.perf_counter()
+            encoder = load_encoder(
+                model, device=settings.device, batch_size=settings.batch_size, image_limits=self.limits
+            )
+            self.encoder = encoder
+            if settings.db is not None:
+                from mmrag.store import MultimodalStore
+
+                self.store = MultimodalStore(encoder, path=settings.db, collection=settings.collection)
+            self.batcher = EmbeddingBatcher(
+                encoder,
+                max_batch_items=settings.batch_size,
+                max_wait_ms=settings.max_wait_ms,
+                max_pending_items=settings.max_queue,
+            )
+            logger.info(
+                "model %s loaded in %.1fs (dim %d, device %s)",
+                encoder.model_id, time.perf_counter() - started, encoder.dim, encoder.device,
+            )  # fmt: skip
+        except Exception as exc:  # reported on /ready and in the log, then the server exits
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            logger.error("cannot start: %s", self.load_error)
+            if self.on_fatal is not None:
+                self.on_fatal()
+            return
+        if self._closed:  # shut down while loading
+            self._close_loaded()
+            return
+        self._ready.set()
+
+    def _recorded_model(self) -> str | None:
+        if self.settings.db is None:
+            return None
+        from mmrag.store import MultimodalStore
+
+        return MultimodalStore.recorded_model(self.settings.db, collection=self.settings.collection)
+
+    def require_ready(self) -> tuple[Encoder, EmbeddingBatcher]:
+        """The encoder and batcher, or a 503 while they load.
+
+        Raises:
+            ApiError: 503 ``not_ready`` with ``Retry-After``.
+        """
+        if not self.ready or self.encoder is None or self.batcher is None:
+            reason = f"model failed to load: {self.load_error}" if self.load_error else "the model is still loading"
+            raise ApiError(503, "not_ready", reason, headers={"Retry-After": "1"})
+        return self.encoder, self.batcher
+
+    # ---------------------------------------------------------------- helpers
+    def check_items(self, count: int, what: str) -> None:
+        """Refuse a request with more than ``max_items`` inputs (422).
+
+        Args:
+            count: How many inputs the request has.
+            what: Their name for the message, e.g. ``"candidates"``.
+        """
+        if count > self.settings.max_items:
+            raise ApiError(
+                422,
+                "too_many_items",
+                f"{count} {what} in one request; this server accepts at most {self.settings.max_items} (--max-items)",
+            )
+
+    @contextlib.contextmanager
+    def admitted(self, items: int) -> Iterator[None]:
+        """Hold ``items`` places in the bounded queue for the block, or raise 429.
+
+        Raises:
+            ApiError: 429 ``overloaded`` with ``Retry-After`` when full.
+        """
+        if not self.admission.try_acquire(items):
+            raise ApiError(
+                429,
+                "overloaded",
+                f"the embedding queue is full ({self.admission.depth} items waiting, limit "
+                f"{self.admission.limit}); retry later",
+                headers={"Retry-After": "1"},
+            )
+        try:
+            yield
+        finally:
+            self.admission.release(items)
+
+    async def resolve_images(
+        self, items: Sequence[str], *, label: Callable[[int], str]
+    ) -> tuple[list[Image.Image | None], list[ItemError]]:
+        """Decode image inputs on the shared pool, each on its own.
+
+        Args:
+            items: Base64, data URIs, URLs (or paths below ``--allow-local-root``).
+            label: Names item ``i`` in messages, e.g. ``lambda i: f"candidate {i}"``.
+
+        Returns:
+            ``(images, errors)``: one image per item (``None`` where it
+            failed) and the failures, ordered by index.
+        """
+        loop = asyncio.get_running_loop()
+        futures = [
+            loop.run_in_executor(self._resolve_pool, _resolve_one, item, self.limits, index)
+            for index, item in enumerate(items)
+        ]
+        results = await asyncio.gather(*futures)
+        images: list[Image.Image | None] = []
+        errors: list[ItemError] = []
+        for index, result in enumerate(results):
+            if isinstance(result, ImageInputError):
+                images.append(None)
+                errors.append(ItemError(index, _item_message(label(index), result)))
+            else:
+                images.append(result)
+        return images, errors
+
+    async def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for texts, through the shared batching queue."""
+        _encoder, batcher = self.require_ready()
+        vectors = await batcher.aembed_texts(list(texts))
+        self.items_embedded["text"] += len(texts)
+        return vectors
+
+    async def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Vectors for decoded images, through the shared batching queue."""
+        _encoder, batcher = self.require_ready()
+        vectors = await batcher.aembed_images(list(images), limits=self.limits)
+        self.items_embedded["image"] += len(images)
+        return vectors
+
+    async def run_store(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Run a store call on the store thread (never on the event loop)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._store_pool, lambda: fn(*args, **kwargs))
+
+    async def run_cpu(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run a short CPU-bound helper (e.g. tokenising for usage counts) on the shared pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._resolve_pool, fn, *args)
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters for ``GET /metrics``."""
+        encoder = self.encoder
+        return {
+            "ready": self.ready,
+            "model_id": encoder.model_id if encoder is not None else None,
+            "dimension": encoder.dim if encoder is not None else None,
+            "forward_passes": encoder.forward_count if encoder is not None else 0,
+            "queue_depth": self.admission.depth,
+            "queue_limit": self.admission.limit,
+            "batcher_pending": self.batcher.pending_items if self.batcher is not None else 0,
+            "requests_served": self.requests_served,
+            "requests_in_flight": self.in_flight,
+            "requests_refused_overload": self.admission.refused,
+            "responses_by_status": {str(code): count for code, count in sorted(self.statuses.items())},
+            "items_embedded": {"text": self.items_embedded["text"], "image": self.items_embedded["image"]},
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+        }
+
+    # ---------------------------------------------------------------- closing
+    def close(self) -> None:
+        """Finish queued work, release the store and the pools (called at shutdown)."""
+        self._closed = True
+        if self.ready:
+            self._close_loaded()
+        self._resolve_pool.shutdown(wait=True, cancel_futures=True)
+        self._store_pool.shutdown(wait=True, cancel_futures=True)
+
+    def _close_loaded(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        if self.store is not None:
+            self.store.close()
+        if self.encoder is not None:
+            self.encoder.close()
+
+
+def _resolve_one(item: str, limits: Any, index: int) -> Image.Image | ImageInputError:
+    try:
+        return resolve_image(item, limits=limits, index=index)
+    except ImageInputError as exc:
+        return exc
+
+
+def _item_message(name: str, error: ImageInputError) -> str:
+    described = f" ({error.item})" if error.item else ""
+    return f"{name}{described}: {server_wording(error.reason)}"
+
+
+# The resolver words its hints for library callers (ImageLimits fields); a
+# client of the server gets the server's flags instead, and never the root.
+_REWORDINGS = (
+    (re.compile(r"\(ImageLimits\.allow_local_paths=False\)"), "on this server (no --allow-local-root)"),
+    (re.compile(r"outside ImageLimits\.local_root \(.*?\):"), "outside the server's --allow-local-root:"),
+    (
+        re.compile(r"pass allow_private_urls=True \(ImageLimits\) to allow private addresses"),
+        "this server refuses private addresses (no --allow-private-urls)",
+    ),
+)
+
+
+def server_wording(reason: str) -> str:
+    """Reword an image error's library hints for the server's clients.
+
+    Args:
+        reason: :attr:`~mmrag.ImageInputError.reason`.
+
+    Returns:
+        The reason with ``ImageLimits`` hints replaced by the server's flags
+        (and the local root directory left out).
+    """
+    for pattern, replacement in _REWORDINGS:
+        reason = pattern.sub(replacement, reason)
+    return reason

@@ -1,0 +1,125 @@
+"""Request and response bodies (pydantic models; FastAPI validates requests against them).
+
+Unknown request fields are ignored, as the services these endpoints imitate
+do, so existing clients that send extras keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "EmbedRequest",
+    "EmbedResponse",
+    "OpenAIEmbeddingsRequest",
+    "SearchRequest",
+    "SimilarityRequest",
+]
+
+Modality = Literal["text", "image"]
+
+
+def _valid_text(value: str) -> str:
+    """Refuse strings that cannot be UTF-8 encoded (lone surrogates from ``\\ud800`` escapes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode (lone surrogate at position {exc.start})") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_valid_text)]
+"""A string that tokenizers can take (valid Unicode)."""
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class EmbedRequest(_Request):
+    """``POST /embed``: an image, a text, or both.
+
+    Attributes:
+        image: Base64, a data URI or an http(s) URL (a server path only below
+            ``--allow-local-root``).
+        image_base64: Alias of ``image`` accepted for compatibility.
+        text: The text.
+    """
+
+    image: Optional[str] = None
+    image_base64: Optional[str] = None
+    text: Optional[Text] = None
+
+
+class EmbedResponse(BaseModel):
+    """``POST /embed`` answer. Keys for an absent input are omitted; ``fused_embedding`` needs both."""
+
+    fused_embedding: Optional[list[float]] = None
+    image_embedding: Optional[list[float]] = None
+    text_embedding: Optional[list[float]] = None
+    dimension: int
+    model_id: str
+
+
+class SimilarityRequest(_Request):
+    """``POST /similarity``: rank candidates by cosine similarity to a query.
+
+    Attributes:
+        query: A text, or an image (base64, data URI, URL).
+        candidates: Texts or images, embedded together in batches.
+        query_type: What ``query`` is.
+        candidate_type: What the candidates are.
+        skip_invalid: Leave bad candidates out (listed in ``errors``) instead
+            of failing the request with 400.
+        top_k: Return only the best ``top_k`` (default: all).
+    """
+
+    query: Text
+    candidates: list[Text] = Field(min_length=1)
+    query_type: Modality = "text"
+    candidate_type: Modality = "text"
+    skip_invalid: bool = False
+    top_k: Optional[int] = Field(default=None, ge=1)
+
+
+class OpenAIEmbeddingsRequest(_Request):
+    """``POST /v1/embeddings``, OpenAI-compatible, plus ``modality``.
+
+    Attributes:
+        input: One string or a list of strings (token-id arrays are refused).
+        model: Accepted and ignored: the server has one model, named in the answer.
+        encoding_format: ``"float"`` or ``"base64"`` (little-endian float32).
+        dimensions: Must equal the model's dimension if given.
+        user: Ignored.
+        modality: ``"text"`` (default) or ``"image"`` (inputs are base64,
+            data URIs or URLs).
+    """
+
+    input: Union[str, list[Any]]
+    model: Optional[str] = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Optional[int] = None
+    user: Optional[str] = None
+    modality: Modality = "text"
+
+
+class SearchRequest(_Request):
+    """``POST /search`` over the ``--db`` store.
+
+    Attributes:
+        query: A text query (give ``query`` or ``image``, not both).
+        image: An image query (base64, data URI, URL).
+        k: Most results.
+        modality: Search only ``"image"`` or ``"text"`` records; both when omitted.
+        where: Chroma-style metadata filter, e.g. ``{"album": "2024"}``.
+        fusion: How two modalities merge: ``"rrf"`` or ``"score"``.
+    """
+
+    query: Optional[Text] = None
+    image: Optional[str] = None
+    k: int = Field(default=10, ge=1, le=1000)
+    modality: Optional[Modality] = None
+    where: Optional[dict[str, Any]] = None
+    fusion: Literal["rrf", "score"] = "rrf"
