@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nChroma, text -> image: " + ", ".join(f"{Path(d.metadata['source']).name} ({s:.3f})" for d, s in found))
         found_docs = vectorstore.similarity_search_by_image(uri=images[0], k=2)
         print("Chroma, image -> image: " + ", ".join(Path(d.metadata["source"]).name for d in found_docs))
+        vectorstore.delete_collection()  # the in-memory client lives as long as the process
     return 0
 
 

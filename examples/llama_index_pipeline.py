@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         # 3. The same folder indexed by mmrag, queried through LlamaIndex.
         with mmrag.MultimodalStore(embed.encoder, path=root / "mmrag_db") as store:
             store.index_folder(folder)
-            store_retriever = MultimodalStoreRetriever(store, k=3)
+            store_retriever = MultimodalStoreRetriever(store, k=3, batcher=embed.batcher)  # shared async batching
             print(f"\nMultimodalStoreRetriever, image -> text: {Path(first_image).name}")
             for result in store_retriever.image_to_text_retrieve(first_image):
                 print(describe(result))

@@ -100,18 +100,19 @@ _ZH_FUNCTION_WORDS = ("的", "一个", "有", "在", "图片", "东西", "形状
 
 # Which attributes a training caption names, with probabilities.
 _SUBSETS: tuple[tuple[tuple[str, ...], float], ...] = (
-    (("size", "colour", "shape", "position"), 0.34),
-    (("colour", "shape"), 0.24),
-    (("size", "colour", "shape"), 0.11),
-    (("colour", "shape", "position"), 0.11),
-    (("shape",), 0.04),
+    (("size", "colour", "shape", "position"), 0.26),
+    (("colour", "shape"), 0.18),
+    (("size", "colour", "shape"), 0.07),
+    (("colour", "shape", "position"), 0.07),
+    (("shape",), 0.08),
+    (("position",), 0.07),
+    (("shape", "position"), 0.06),
+    (("size", "shape"), 0.05),
+    (("colour", "position"), 0.05),
+    (("size", "position"), 0.03),
     (("colour",), 0.04),
-    (("shape", "position"), 0.03),
-    (("size", "shape"), 0.03),
-    (("colour", "position"), 0.03),
-    (("position",), 0.03),
+    (("size",), 0.04),
 )
-
 
 def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
@@ -148,12 +149,13 @@ def chinese_caption(sample: ShapeSample, names: tuple[str, ...], rng: random.Ran
                             + ((f"{size}的{colour}{shape}",) if size else (f"{colour}{shape}",)))
     else:
         phrase = rng.choice((f"{size}{shape}", f"{size}的{shape}" if size else shape))
-    if rng.random() < 0.25:
+    template = "{phrase}"
+    if position:
+        template = rng.choice(("{position}的{phrase}",) * 3 + ("{position}有一个{phrase}", "{phrase}在{position}",
+                              "图片{position}有一个{phrase}"))
+    if "有一个" not in template and phrase != colour and rng.random() < 0.25:
         phrase = f"一个{phrase}"
-    if not position:
-        return phrase
-    return rng.choice((f"{position}的{phrase}",) * 3 + (f"{position}有一个{phrase}", f"{phrase}在{position}",
-                       f"图片{position}有一个{phrase}"))
+    return template.format(position=position, phrase=phrase)
 
 
 def random_caption(sample: ShapeSample, lang: str, rng: random.Random) -> tuple[str, tuple[int, int, int, int]]:
@@ -475,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-images", type=int, default=400, help="held-out images (default: %(default)s)")
     parser.add_argument("--train-images", type=int, default=12000, help="distinct training images (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default: %(default)s)")
+    parser.add_argument("--group-size", type=int, default=8, help="images per colour+shape group in a batch (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
     parser.add_argument("--eval-every", type=int, default=0, help="quick held-out check every N steps (0: off)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
@@ -538,19 +541,22 @@ def main(argv: list[str] | None = None) -> int:
         model.train()
         return {k: v for k, v in figures.items() if not k.endswith("_queries") and k != "n_images"}
 
-    order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(args.seed)).tolist()
-    cursor = 0
+    # Batches of groups: G colour+shape groups x K images each, so that captions
+    # differing only in size or position (or shape, for one colour) meet in a batch.
+    groups: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
+    for i, (colour, shape) in enumerate(attrs[:, :2].tolist()):
+        groups[(colour, shape)].append(i)
+    group_keys = sorted(groups)
+    per_group = args.group_size
+    n_groups = args.batch_size // per_group
+    batch_rng = random.Random(f"batches:{args.seed}")
     model.train()
     train_start = time.perf_counter()
     budget = args.minutes * 60
     step = 0
     running = 0.0
     while step < steps:
-        if cursor + args.batch_size > len(order):
-            order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(args.seed + step)).tolist()
-            cursor = 0
-        idx = order[cursor : cursor + args.batch_size]
-        cursor += args.batch_size
+        idx = [i for key in batch_rng.sample(group_keys, n_groups) for i in batch_rng.sample(groups[key], per_group)]
         texts, named = [], []
         for i in idx:
             for lang in LANGUAGES:

@@ -1,9 +1,11 @@
-"""LangChain's standard embeddings suites (langchain-tests) against LocalMultiModalEmbeddings.
+"""LangChain's standard suites (langchain-tests): embeddings and retriever.
 
-Both suites build the embeddings from ``embedding_model_params``, a plain
-property, so the tiny CLIP model directory (built once per session by the
-``tiny_model_dirs`` fixture) is handed to the class through an autouse
-fixture before each test.
+``EmbeddingsUnitTests`` and ``EmbeddingsIntegrationTests`` run against
+LocalMultiModalEmbeddings, ``RetrieversIntegrationTests`` against
+MultimodalStoreRetriever. The suites build their objects from plain
+properties, so the tiny CLIP model directory (built once per session by the
+``tiny_model_dirs`` fixture) and a small store are handed to the classes by
+autouse fixtures before each test.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_tests.integration_tests import EmbeddingsIntegrationTests
+from langchain_tests.integration_tests import EmbeddingsIntegrationTests, RetrieversIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
-from mmrag.langchain import LocalMultiModalEmbeddings
+from mmrag.langchain import LocalMultiModalEmbeddings, MultimodalStoreRetriever
+from mmrag.store import MultimodalStore
+
+_ASYNC_MARK_WARNING = "ignore:The test <Function test_.*is marked with .@pytest.mark.asyncio.:pytest.PytestWarning"
 
 
 class _TinyModel:
@@ -47,7 +52,38 @@ class TestLocalMultiModalEmbeddingsUnit(_TinyModel, EmbeddingsUnitTests):
     """
 
 
+# The suites mix sync and async tests and the project runs pytest-asyncio in strict mode,
+# so the class is marked for its async tests; the mark's warning on the sync ones is muted.
 @pytest.mark.asyncio
-@pytest.mark.filterwarnings("ignore:The test <Function test_.*is marked with .@pytest.mark.asyncio.:pytest.PytestWarning")
+@pytest.mark.filterwarnings(_ASYNC_MARK_WARNING)
 class TestLocalMultiModalEmbeddingsIntegration(_TinyModel, EmbeddingsIntegrationTests):
     """``EmbeddingsIntegrationTests``: sync and async ``embed_query`` / ``embed_documents``."""
+
+
+@pytest.mark.asyncio
+@pytest.mark.filterwarnings(_ASYNC_MARK_WARNING)
+class TestMultimodalStoreRetrieverIntegration(RetrieversIntegrationTests):
+    """``RetrieversIntegrationTests``: ``k`` in the constructor and per call, sync and async invoke."""
+
+    store: MultimodalStore | None = None
+
+    @pytest.fixture(autouse=True)
+    def _store(self, tmp_path: Path, clip_encoder: Any) -> Any:
+        with MultimodalStore(clip_encoder, path=tmp_path / "db", collection="standard") as store:
+            store.add_texts([f"a note about shape {i}" for i in range(5)])
+            type(self).store = store
+            yield
+        type(self).store = None
+
+    @property
+    def retriever_constructor(self) -> type[MultimodalStoreRetriever]:
+        return MultimodalStoreRetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict[str, Any]:
+        assert self.store is not None, "the _store fixture runs first"
+        return {"store": self.store}
+
+    @property
+    def retriever_query_example(self) -> str:
+        return "a note about a red circle"

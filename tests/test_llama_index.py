@@ -396,6 +396,42 @@ def test_store_retriever_async_forms_match_and_run_in_threads(store: MultimodalS
         assert [(r.node.node_id, round(r.score, 4)) for r in got] == [(r.node.node_id, round(r.score, 4)) for r in want]
 
 
+def test_store_retriever_with_a_batcher_shares_forward_passes(store: MultimodalStore, folder, clip_encoder) -> None:
+    batcher = mmrag.EmbeddingBatcher(clip_encoder, max_batch_items=8, max_wait_ms=20)
+    retriever = MultimodalStoreRetriever(store, k=2, batcher=batcher)
+    plain = MultimodalStoreRetriever(store, k=2)
+    queries = [f"query number {i}" for i in range(8)]
+    images = [str(folder / f"{name}.png") for name in COLOURS]
+
+    async def run():
+        return await asyncio.gather(
+            *(retriever.atext_to_image_retrieve(q) for q in queries),
+            *(retriever.aimage_to_text_retrieve(path) for path in images),
+            retriever.aretrieve(QueryBundle("", image_path=images[0])),
+        )
+
+    try:
+        results, forwards = _forwards(clip_encoder, lambda: asyncio.run(run()))
+    finally:
+        batcher.close()
+    assert forwards <= 4, f"13 concurrent queries cost {forwards} forward passes"  # ideally 2: texts, images
+    expected = [plain.text_to_image_retrieve(q) for q in queries] + [plain.image_to_text_retrieve(p) for p in images]
+    expected.append(plain.retrieve(QueryBundle("", image_path=images[0])))
+    for got, want in zip(results, expected):
+        assert [(r.node.node_id, round(r.score, 4)) for r in got] == [(r.node.node_id, round(r.score, 4)) for r in want]
+
+    with pytest.raises(ValueError, match="batcher runs"):
+        MultimodalStoreRetriever(store, batcher=mmrag.EmbeddingBatcher(_OtherModel(clip_encoder)))
+
+
+class _OtherModel:
+    """Looks like an encoder for another model (only what the retriever checks)."""
+
+    def __init__(self, encoder) -> None:
+        self.model_id, self.batch_size = "someone/else", encoder.batch_size
+        self.signature = {**encoder.signature, "model_id": "someone/else"}
+
+
 def test_store_retriever_in_a_query_engine(store: MultimodalStore) -> None:
     retriever = MultimodalStoreRetriever(store, k=4)
     engine = RetrieverQueryEngine.from_args(retriever=retriever, llm=MockLLM())
@@ -441,3 +477,5 @@ def test_example_runs_as_a_script_with_the_demo_model() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "model: mmrag/demo" in result.stdout and result.stdout.rstrip().endswith("done")
+    similar = result.stdout.split("image -> image: shape_000.png")[1].splitlines()[1]
+    assert "1.000" in similar and "shape_000.png" in similar

@@ -63,9 +63,10 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
     :meth:`embed_query` and the other way round. Vectors are L2-normalised:
     use a cosine (or inner product) index.
 
-    The model is loaded when the object is made. Pass ``encoder=`` to reuse an
-    encoder you already loaded (its settings then fill ``model``, ``device``,
-    ``dtype`` and ``batch_size``).
+    The model is loaded when the object is made, so the fields are frozen
+    afterwards (make a new object to change them). Pass ``encoder=`` to reuse
+    an encoder you already loaded (its settings then fill ``model``,
+    ``device``, ``dtype`` and ``batch_size``).
 
     Example:
         >>> emb = LocalMultiModalEmbeddings(model="siglip2-base-224", batch_size=64)
@@ -75,7 +76,7 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
     """
 
     model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, protected_namespaces=(), use_attribute_docstrings=True
+        extra="forbid", frozen=True, protected_namespaces=(), use_attribute_docstrings=True
     )
 
     model: str = DEFAULT_MODEL
@@ -120,15 +121,7 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
         if encoder is not None:
             data = _fields_from_encoder(encoder, data)
         super().__init__(**data)
-        if encoder is None:
-            encoder = load_encoder(
-                self.model,
-                device=self.device,
-                dtype=self.dtype,
-                batch_size=self.batch_size,
-                local_files_only=self.local_files_only,
-            )
-        self._encoder = encoder
+        self._encoder = encoder if encoder is not None else self._load()
 
     @field_validator("model", mode="before")
     @classmethod
@@ -142,13 +135,7 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
         if self._encoder is None:  # e.g. made by model_validate, which skips __init__
             with self._lock:
                 if self._encoder is None:
-                    self._encoder = load_encoder(
-                        self.model,
-                        device=self.device,
-                        dtype=self.dtype,
-                        batch_size=self.batch_size,
-                        local_files_only=self.local_files_only,
-                    )
+                    self._encoder = self._load()
         return self._encoder
 
     @property
@@ -265,6 +252,15 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
         if batcher is not None:
             batcher.close()
 
+    def _load(self) -> Encoder:
+        return load_encoder(
+            self.model,
+            device=self.device,
+            dtype=self.dtype,
+            batch_size=self.batch_size,
+            local_files_only=self.local_files_only,
+        )
+
     def _get_batcher(self) -> EmbeddingBatcher:
         batcher = self._batcher
         if batcher is None:
@@ -349,6 +345,7 @@ class MultimodalStoreRetriever(BaseRetriever):
             Documents, best first.
 
         Raises:
+            TypeError: ``query`` is not a string.
             ValueError: Neither or both of a text query and ``image`` were given,
                 or ``k``/``modality`` is invalid.
             mmrag.ImageInputError: The image query could not be resolved.
@@ -396,7 +393,12 @@ class MultimodalStoreRetriever(BaseRetriever):
         modality: Modality | None,
         where: dict[str, Any] | None,
     ) -> list[Document]:
-        text = query.strip() if isinstance(query, str) else query
+        if not isinstance(query, str):
+            raise TypeError(
+                f"the retriever's input is a text query, got {type(query).__name__}; "
+                "pass an image as invoke('', image=...)"
+            )
+        text = query.strip()
         if image is not None and text:
             raise ValueError("pass either a text query or image=..., not both (use invoke('', image=...))")
         if image is None and not text:

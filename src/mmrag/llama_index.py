@@ -135,7 +135,7 @@ class LocalMultiModalEmbedding(MultiModalEmbedding):
         **kwargs: Any,
     ) -> None:
         if encoder is not None:
-            if model is not None and str(model) != encoder.model_id:
+            if model is not None and str(model) not in (encoder.model_id, encoder.model_id.removeprefix("mmrag/")):
                 raise ValueError(
                     f"got model={str(model)!r} and an encoder for {encoder.model_id!r}; pass one of them"
                 )
@@ -144,10 +144,10 @@ class LocalMultiModalEmbedding(MultiModalEmbedding):
                     "device and dtype apply when LocalMultiModalEmbedding loads the model; with encoder=..., "
                     "pass them to mmrag.load_encoder instead"
                 )
-            batch_size = embed_batch_size or encoder.batch_size
+            batch_size = encoder.batch_size if embed_batch_size is None else embed_batch_size
             loaded, owns = encoder, False
         else:
-            batch_size = embed_batch_size or 64
+            batch_size = 64 if embed_batch_size is None else embed_batch_size
             loaded = load_encoder(
                 DEFAULT_MODEL if model is None else model,
                 device=device,
@@ -273,10 +273,16 @@ class MultimodalStoreRetriever(MultiModalRetriever):
             :meth:`mmrag.MultimodalStore.search`).
         where: Chroma-style metadata filter applied to every query, e.g.
             ``{"album": "2024"}``.
+        batcher: An :class:`~mmrag.EmbeddingBatcher` over the store's encoder
+            (e.g. ``LocalMultiModalEmbedding.batcher``). When given, the async
+            methods embed their queries through it, so concurrent queries
+            share forward passes; without it each async query embeds alone
+            (in a worker thread).
         callback_manager: LlamaIndex callback manager.
 
     Raises:
-        ValueError: ``k`` < 1 or an unknown ``modality``.
+        ValueError: ``k`` < 1, an unknown ``modality``, or a ``batcher`` for
+            another model than the store's.
 
     Example:
         >>> retriever = MultimodalStoreRetriever(store, k=5)
@@ -290,17 +296,24 @@ class MultimodalStoreRetriever(MultiModalRetriever):
         modality: Modality | None = None,
         *,
         where: Mapping[str, Any] | None = None,
+        batcher: EmbeddingBatcher | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         if modality not in (None, "image", "text"):
             raise ValueError(f"modality must be 'image', 'text' or None, got {modality!r}")
+        if batcher is not None and batcher.encoder.signature != store.encoder.signature:
+            raise ValueError(
+                f"the batcher runs {batcher.encoder.model_id!r} but the store holds vectors of "
+                f"{store.encoder.model_id!r}; pass a batcher over the store's encoder"
+            )
         super().__init__(callback_manager=callback_manager)
         self.store = store
         self.k = k
         self.modality: Modality | None = modality
         self.where = dict(where) if where else None
+        self.batcher = batcher
 
     # ------------------------------------------------------------- retrieval
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
@@ -428,12 +441,22 @@ class MultimodalStoreRetriever(MultiModalRetriever):
     async def _asearch(
         self, query: str | ImageInput, kind: Literal["text", "image"], modality: Modality | None
     ) -> list[NodeWithScore]:
-        # The whole search (query embedding and Chroma lookup, both blocking)
-        # runs in a worker thread; the store offers no search-by-vector, so
-        # routing only the embedding through an EmbeddingBatcher would still
-        # leave the Chroma call on the loop. Encoder and Chroma client are
-        # thread-safe, so concurrent queries are fine.
-        return await asyncio.to_thread(self._search, query, kind, modality)
+        # Nothing blocking runs on the event loop. With a batcher, the query is
+        # embedded on its worker thread (concurrent queries share forward
+        # passes) and only the Chroma lookup goes to a thread. Without one,
+        # the whole search (embedding + lookup) runs in one worker thread:
+        # the simplest non-blocking form, and the encoder and Chroma client
+        # are thread-safe, so concurrent queries are fine.
+        if self.batcher is None:
+            return await asyncio.to_thread(self._search, query, kind, modality)
+        if kind == "image":
+            vectors = await self.batcher.aembed_images([query], limits=self.store.encoder.image_limits)
+        else:
+            vectors = await self.batcher.aembed_texts([_text_query(query)])
+        hits = await asyncio.to_thread(
+            self.store.search_by_vector, vectors[0], k=self.k, modality=modality, where=self.where
+        )
+        return [hit_to_node(hit) for hit in hits]
 
 
 def hit_to_node(hit: Hit) -> NodeWithScore:
@@ -493,6 +516,13 @@ def _image_of(query: QueryType | ImageInput) -> ImageInput:
         if query.query_str:
             return query.query_str
         raise ValueError("an image query needs a QueryBundle with image_path (or an image path or URL)")
+    return query
+
+
+def _text_query(query: object) -> str:
+    """A text query as a string, refusing anything else (as ``MultimodalStore.search`` does)."""
+    if not isinstance(query, str):
+        raise TypeError(f"a text query must be a string, got {type(query).__name__}")
     return query
 
 

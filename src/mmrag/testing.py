@@ -922,3 +922,400 @@ def build_random_model(arch: str, path: str | os.PathLike[str], *, seed: int = 0
     if arch not in ARCHS:
         raise KeyError(f"unknown arch {arch!r}; expected one of {sorted(ARCHS)}")
     return _build(ARCHS[arch], path, seed=seed, tiny=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Rerankers: BLIP / BLIP-2 image-text matching and text cross-encoders (appended for mmrag.rerank)
+# --------------------------------------------------------------------------------------------
+#
+# Same rules as above: real transformers classes, locally trained tokenizer, random weights,
+# ``save_pretrained`` so that ``BlipForImageTextRetrieval`` / ``Blip2ForImageTextRetrieval`` /
+# ``AutoModelForSequenceClassification`` / ``AutoProcessor`` / ``AutoTokenizer.from_pretrained(path)``
+# load them exactly as they load hub checkpoints. Parity recipes (what mmrag.rerank must equal)::
+#
+#     # BLIP:   p = model(**processor(images=ims, text=txts, padding=True, return_tensors="pt"),
+#     #                   use_itm_head=True).itm_score.softmax(-1)[:, 1]
+#     # BLIP-2: p = model(**processor(images=ims, text=txts, padding=True, return_tensors="pt"),
+#     #                   use_image_text_matching_head=True).logits_per_image.softmax(-1)[:, 1]
+#     # cross-encoder: logits = model(**tokenizer(queries, passages, padding=True, truncation=True,
+#     #                                           return_tensors="pt")).logits
+
+RERANKER_KINDS: tuple[str, ...] = ("blip_itm", "blip2_itm", "cross_encoder")
+"""Reranker kinds the builders below produce (as :func:`mmrag.rerank.reranker_kind` names them)."""
+
+_RERANK_PROBE_STD = 0.03
+_RERANK_MIN_GAP = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class RerankerArchSpec:
+    """A reranker architecture (tiny for tests, real sizes for benchmarks).
+
+    Attributes:
+        kind: One of :data:`RERANKER_KINDS`.
+        config: Keyword arguments of the transformers config (``BlipConfig``, ``Blip2Config``
+            or ``BertConfig``/``XLMRobertaConfig``); ``vocab_size``/``pad_token_id`` entries
+            left out are taken from the tokenizer.
+        image_size: Side of the square images the image processor produces (ITM kinds).
+        model_type: ``"bert"`` or ``"xlm-roberta"`` for cross-encoders.
+        reference: The hub checkpoint whose sizes are mirrored (never downloaded).
+    """
+
+    kind: str
+    config: Mapping[str, Any]
+    image_size: int = 0
+    model_type: str = "bert"
+    reference: str = ""
+
+
+def _tower(hidden: int, layers: int, heads: int, intermediate: int) -> dict[str, int]:
+    return {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+            "intermediate_size": intermediate}  # fmt: skip
+
+
+_VIT_B_384 = {**_tower(768, 12, 12, 3072), "image_size": 384, "patch_size": 16}
+_BERT_B = {**_tower(768, 12, 12, 3072), "max_position_embeddings": 512}
+_QFORMER_B = {**_BERT_B, "cross_attention_frequency": 2, "use_qformer_text_input": True}
+_XLMR_B = {**_tower(768, 12, 12, 3072), "max_position_embeddings": 514, "type_vocab_size": 1,
+           "vocab_size": 250002}  # fmt: skip
+_XLMR_L = {**_XLMR_B, **_tower(1024, 24, 16, 4096)}
+
+RERANKER_ARCHS: dict[str, RerankerArchSpec] = {
+    "blip-itm-base": RerankerArchSpec(
+        "blip_itm",
+        {"vision_config": _VIT_B_384, "text_config": {**_BERT_B, "vocab_size": 30524}, "image_text_hidden_size": 256},
+        384, reference="Salesforce/blip-itm-base-coco",
+    ),
+    "blip-itm-large": RerankerArchSpec(
+        "blip_itm",
+        {"vision_config": {**_VIT_B_384, **_tower(1024, 24, 16, 4096)},
+         "text_config": {**_BERT_B, "vocab_size": 30524}, "image_text_hidden_size": 256},
+        384, reference="Salesforce/blip-itm-large-coco",
+    ),
+    "blip2-itm-vit-g": RerankerArchSpec(
+        "blip2_itm",
+        {"vision_config": {**_tower(1408, 39, 16, 6144), "image_size": 224, "patch_size": 14},
+         "qformer_config": {**_QFORMER_B, "vocab_size": 30523, "encoder_hidden_size": 1408},
+         "num_query_tokens": 32, "image_text_hidden_size": 256},
+        224, reference="Salesforce/blip2-itm-vit-g",
+    ),
+    "blip2-itm-vit-b": RerankerArchSpec(
+        "blip2_itm",
+        {"vision_config": {**_tower(768, 12, 12, 3072), "image_size": 224, "patch_size": 16},
+         "qformer_config": {**_QFORMER_B, "vocab_size": 30523, "encoder_hidden_size": 768},
+         "num_query_tokens": 32, "image_text_hidden_size": 256},
+        224, reference="Salesforce/blip2-itm-vit-g with a ViT-B/16 vision tower (CPU-sized)",
+    ),
+    "bge-reranker-base": RerankerArchSpec(
+        "cross_encoder", {**_XLMR_B, "num_labels": 1}, model_type="xlm-roberta", reference="BAAI/bge-reranker-base"
+    ),
+    "bge-reranker-large": RerankerArchSpec(
+        "cross_encoder", {**_XLMR_L, "num_labels": 1}, model_type="xlm-roberta", reference="BAAI/bge-reranker-large"
+    ),
+    "bge-reranker-v2-m3": RerankerArchSpec(
+        "cross_encoder", {**_XLMR_L, "max_position_embeddings": 8194, "num_labels": 1}, model_type="xlm-roberta",
+        reference="BAAI/bge-reranker-v2-m3",
+    ),
+}  # fmt: skip
+"""Real-size reranker architectures for :func:`build_random_reranker` (random weights, benchmarks)."""
+
+_TINY_TOWER = _tower(32, 2, 4, 64)
+
+
+def _tiny_reranker_spec(kind: str, *, model_type: str = "bert", num_labels: int = 1) -> RerankerArchSpec:
+    if kind == "blip_itm":
+        return RerankerArchSpec(
+            kind,
+            {"vision_config": {**_TINY_TOWER, "image_size": 32, "patch_size": 8},
+             "text_config": {**_TINY_TOWER, "max_position_embeddings": 64},
+             "image_text_hidden_size": 16, "projection_dim": 16},
+            32,
+        )  # fmt: skip
+    if kind == "blip2_itm":
+        return RerankerArchSpec(
+            kind,
+            {"vision_config": {**_TINY_TOWER, "image_size": 32, "patch_size": 8},
+             "qformer_config": {**_TINY_TOWER, "max_position_embeddings": 64, "encoder_hidden_size": 32,
+                                "cross_attention_frequency": 1, "use_qformer_text_input": True},
+             "num_query_tokens": 4, "image_text_hidden_size": 16},
+            32,
+        )  # fmt: skip
+    if kind == "cross_encoder":
+        if model_type not in ("bert", "xlm-roberta"):
+            raise ValueError(f"cross-encoder model_type must be 'bert' or 'xlm-roberta', got {model_type!r}")
+        if num_labels not in (1, 2):
+            raise ValueError(f"num_labels must be 1 or 2, got {num_labels!r}")
+        positions = 66 if model_type == "xlm-roberta" else 64  # RoBERTa positions start after padding_idx
+        return RerankerArchSpec(
+            kind,
+            {**_TINY_TOWER, "max_position_embeddings": positions, "num_labels": num_labels,
+             "type_vocab_size": 1 if model_type == "xlm-roberta" else 2},
+            model_type=model_type,
+        )  # fmt: skip
+    raise ValueError(f"unknown reranker kind {kind!r}; expected one of {RERANKER_KINDS}")
+
+
+def _reranker_tokenizer(spec: RerankerArchSpec) -> PreTrainedTokenizerBase:
+    """A BERT WordPiece tokenizer (like BLIP's and BLIP-2's), trained on the caption corpus.
+
+    BLIP adds ``[DEC]`` as BOS and ``[ENC]``; an XLM-RoBERTa cross-encoder gets no
+    ``token_type_ids`` (its real tokenizer returns none and its type vocabulary has one entry).
+    """
+    tokenizer = train_tokenizer("wordpiece", vocab_size=1000, lowercase=True, model_max_length=512)
+    if spec.kind == "blip_itm":
+        tokenizer.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
+    if spec.kind == "cross_encoder" and spec.model_type == "xlm-roberta":
+        tokenizer.model_input_names = ["input_ids", "attention_mask"]
+        tokenizer.init_kwargs["model_input_names"] = ["input_ids", "attention_mask"]
+    return tokenizer
+
+
+def _blip_image_processor(size: int) -> Any:
+    import transformers
+    from transformers.utils import is_torchvision_available
+
+    name = "BlipImageProcessor" if is_torchvision_available() else "BlipImageProcessorPil"
+    return getattr(transformers, name)(size={"height": size, "width": size})
+
+
+def _reranker_parts(spec: RerankerArchSpec, *, image_tokens: bool) -> tuple[Any, Any, Any]:
+    """``(config, model class, processor or tokenizer)`` for ``spec``."""
+    import transformers
+
+    tokenizer = _reranker_tokenizer(spec)
+    config = {key: dict(value) if isinstance(value, Mapping) else value for key, value in spec.config.items()}
+    if spec.kind == "blip_itm":
+        processor = transformers.BlipProcessor(image_processor=_blip_image_processor(spec.image_size), tokenizer=tokenizer)
+        text = config["text_config"]
+        text.setdefault("vocab_size", len(tokenizer))
+        text.update(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                    sep_token_id=tokenizer.sep_token_id, eos_token_id=tokenizer.sep_token_id)  # fmt: skip
+        return transformers.BlipConfig(**config), transformers.BlipForImageTextRetrieval, processor
+    if spec.kind == "blip2_itm":
+        processor = transformers.Blip2Processor(
+            image_processor=_blip_image_processor(spec.image_size), tokenizer=tokenizer,
+            num_query_tokens=config["num_query_tokens"] if image_tokens else None,
+        )  # fmt: skip
+        qformer = config["qformer_config"]
+        qformer.setdefault("vocab_size", len(tokenizer))
+        qformer["pad_token_id"] = tokenizer.pad_token_id
+        if image_tokens:
+            config["image_token_index"] = tokenizer.convert_tokens_to_ids("<image>")
+        return transformers.Blip2Config(**config), transformers.Blip2ForImageTextRetrieval, processor
+    config.setdefault("vocab_size", len(tokenizer))
+    config["pad_token_id"] = tokenizer.pad_token_id
+    if spec.model_type == "xlm-roberta":
+        cls = transformers.XLMRobertaForSequenceClassification
+        return transformers.XLMRobertaConfig(**config), cls, tokenizer
+    return transformers.BertConfig(**config), transformers.BertForSequenceClassification, tokenizer
+
+
+def _spread_weights(model: Any) -> None:
+    """Re-draw weights at unit-variance scale so tiny random models tell inputs apart.
+
+    The default initialisers (std 0.02, and 1e-10 for BLIP's vision tower) make a tiny model's
+    match logits nearly constant. Linear/conv weights get std ``1/sqrt(fan_in)``, embeddings and
+    free parameters (class/position embeddings, BLIP-2 query tokens) std 1, biases std 0.1;
+    layer norms keep their identity init. Uses the (already seeded) global torch RNG.
+    """
+    import math
+
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            own = dict(module.named_parameters(recurse=False))
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+                fan_in = own["weight"][0].numel()
+                own["weight"].normal_(0.0, 1.0 / math.sqrt(fan_in))
+                if own.get("bias") is not None:
+                    own["bias"].normal_(0.0, 0.1)
+            elif isinstance(module, torch.nn.Embedding):
+                own["weight"].normal_(0.0, 1.0)
+                if module.padding_idx is not None:
+                    own["weight"][module.padding_idx].zero_()
+            elif not isinstance(module, torch.nn.LayerNorm):
+                for param in own.values():
+                    param.normal_(0.0, 1.0)
+
+
+def reranker_probe_log_odds(model: Any, processor: Any, kind: str) -> Any:
+    """Log-odds of the probe pairs, computed with plain transformers (the parity recipe).
+
+    ITM kinds: the first 4 :data:`PROBE_TEXTS` x the first 4 :func:`probe_images`; cross-encoders:
+    the first 3 probe texts as queries x all probe texts as passages.
+
+    Args:
+        model: A loaded reranker model of ``kind``.
+        processor: Its processor (ITM) or tokenizer (cross-encoder).
+        kind: One of :data:`RERANKER_KINDS`.
+
+    Returns:
+        A float64 numpy array of shape ``(queries, candidates)``.
+    """
+    import numpy as np
+    import torch
+
+    model.eval()
+    if kind == "cross_encoder":
+        queries, passages = list(PROBE_TEXTS[:3]), list(PROBE_TEXTS)
+        pairs = [(q, p) for q in queries for p in passages]
+        inputs = processor([q for q, _ in pairs], [p for _, p in pairs], padding=True, truncation=True,
+                           return_tensors="pt")  # fmt: skip
+        with torch.no_grad():
+            logits = model(**inputs).logits.double()
+        values = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
+        return values.reshape(len(queries), len(passages)).numpy()
+    texts, images = list(PROBE_TEXTS[:4]), probe_images()[:4]
+    inputs = processor(images=[im for _ in texts for im in images], text=[t for t in texts for _ in images],
+                       padding=True, return_tensors="pt")  # fmt: skip
+    with torch.no_grad():
+        if kind == "blip_itm":
+            logits = model(**inputs, use_itm_head=True).itm_score
+        else:
+            logits = model(**inputs, use_image_text_matching_head=True).logits_per_image
+    logits = logits.double()
+    return (logits[:, 1] - logits[:, 0]).reshape(len(texts), len(images)).numpy()
+
+
+def _probe_is_discriminative(values: Any) -> bool:
+    """Both the query and the candidate must move the score, and no two probe pairs may tie."""
+    import numpy as np
+
+    if not np.isfinite(values).all():
+        return False
+    flat = np.sort(values.reshape(-1))
+    return (
+        float(values.std(axis=0).min()) > _RERANK_PROBE_STD
+        and float(values.std(axis=1).min()) > _RERANK_PROBE_STD
+        and float(np.diff(flat).min()) > _RERANK_MIN_GAP
+    )
+
+
+def _build_reranker(
+    spec: RerankerArchSpec, path: str | os.PathLike[str], *, seed: int, tiny: bool, image_tokens: bool = False
+) -> pathlib.Path:
+    import torch
+
+    out = pathlib.Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    config, model_cls, processor = _reranker_parts(spec, image_tokens=image_tokens)
+    rng_state = torch.random.get_rng_state()
+    try:
+        for attempt in range(_MAX_INIT_ATTEMPTS if tiny else 1):
+            torch.manual_seed(_attempt_seed(seed, attempt))
+            model = model_cls(config)
+            if not tiny:
+                break
+            _spread_weights(model)
+            if _probe_is_discriminative(reranker_probe_log_odds(model, processor, spec.kind)):
+                break
+        else:
+            raise RuntimeError(f"could not draw a discriminative tiny {spec.kind} reranker")
+    finally:
+        torch.random.set_rng_state(rng_state)
+    model.eval()
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    if not (out / "model.safetensors").exists() and not (out / "model.safetensors.index.json").exists():
+        raise RuntimeError(f"model was not saved as safetensors in {out}")
+    tokenizer = processor if spec.kind == "cross_encoder" else processor.tokenizer
+    _verify_tokenizer_roundtrip(tokenizer, out)
+    return out
+
+
+def build_tiny_blip_itm(path: str | os.PathLike[str], *, seed: int = 0) -> pathlib.Path:
+    """Build a tiny random ``BlipForImageTextRetrieval`` + ``BlipProcessor`` in ``path``.
+
+    Vision: ViT hidden 32, 2 layers, 32 px images, patch 8. Text: BLIP's BERT with cross-attention,
+    hidden 32, 2 layers, 64 positions; tokenizer: ``BertTokenizer`` WordPiece (~640 tokens, ``[DEC]``
+    BOS and ``[ENC]`` like the real checkpoints). Weights are re-drawn until the ITM log-odds of the
+    probe pairs depend on both text and image (see :func:`reranker_probe_log_odds`).
+
+    Args:
+        path: Output directory (created if needed).
+        seed: Seed for the random weights (the global torch RNG state is restored).
+
+    Returns:
+        ``pathlib.Path(path)``.
+    """
+    return _build_reranker(_tiny_reranker_spec("blip_itm"), path, seed=seed, tiny=True)
+
+
+def build_tiny_blip2_itm(path: str | os.PathLike[str], *, seed: int = 0, image_tokens: bool = False) -> pathlib.Path:
+    """Build a tiny random ``Blip2ForImageTextRetrieval`` + ``Blip2Processor`` in ``path``.
+
+    Vision hidden 32 (2 layers, 32 px, patch 8); Q-Former hidden 32, 2 layers, cross-attention every
+    layer, ``use_qformer_text_input=True``, 4 query tokens; WordPiece ``BertTokenizer``.
+
+    Args:
+        path: Output directory.
+        seed: Seed for the random weights.
+        image_tokens: Save the processor with ``num_query_tokens`` and the config with
+            ``image_token_index``, so the processor prepends ``<image>`` tokens that the model strips
+            (the newer hub layout); ``False`` gives the older layout without them.
+
+    Returns:
+        ``pathlib.Path(path)``.
+    """
+    return _build_reranker(_tiny_reranker_spec("blip2_itm"), path, seed=seed, tiny=True, image_tokens=image_tokens)
+
+
+def build_tiny_cross_encoder(
+    path: str | os.PathLike[str], *, seed: int = 0, model_type: str = "bert", num_labels: int = 1
+) -> pathlib.Path:
+    """Build a tiny random text cross-encoder (``*ForSequenceClassification``) in ``path``.
+
+    Hidden 32, 2 layers, 64 text positions, WordPiece ``BertTokenizer``.
+
+    Args:
+        path: Output directory.
+        seed: Seed for the random weights.
+        model_type: ``"bert"`` (``BertForSequenceClassification``) or ``"xlm-roberta"``
+            (``XLMRobertaForSequenceClassification``, the bge-reranker architecture; the tokenizer
+            then returns no ``token_type_ids``).
+        num_labels: 1 (a relevance logit, like bge-reranker) or 2 (no match / match).
+
+    Returns:
+        ``pathlib.Path(path)``.
+
+    Raises:
+        ValueError: Unknown ``model_type`` or ``num_labels``.
+    """
+    spec = _tiny_reranker_spec("cross_encoder", model_type=model_type, num_labels=num_labels)
+    return _build_reranker(spec, path, seed=seed, tiny=True)
+
+
+def build_random_reranker(arch: str, path: str | os.PathLike[str], *, seed: int = 0) -> pathlib.Path:
+    """Build a real-size reranker architecture (see :data:`RERANKER_ARCHS`) with random weights.
+
+    For benchmarks: speed does not depend on weight values. Vocabulary sizes are real (so memory
+    and load time are), the tokenizer is the small WordPiece one. Files are large (~0.9 GB for
+    ``blip-itm-base``, ~1.1 GB for ``bge-reranker-base``, ~4.6 GB for ``blip2-itm-vit-g``).
+
+    Args:
+        arch: A key of :data:`RERANKER_ARCHS`.
+        path: Output directory.
+        seed: Seed for the random weights.
+
+    Returns:
+        ``pathlib.Path(path)``.
+
+    Raises:
+        KeyError: For an unknown ``arch``.
+    """
+    if arch not in RERANKER_ARCHS:
+        raise KeyError(f"unknown reranker arch {arch!r}; expected one of {sorted(RERANKER_ARCHS)}")
+    return _build_reranker(RERANKER_ARCHS[arch], path, seed=seed, tiny=False)
+
+
+__all__ += [
+    "RERANKER_ARCHS",
+    "RERANKER_KINDS",
+    "RerankerArchSpec",
+    "build_random_reranker",
+    "build_tiny_blip2_itm",
+    "build_tiny_blip_itm",
+    "build_tiny_cross_encoder",
+    "reranker_probe_log_odds",
+]

@@ -31,7 +31,7 @@ from mmrag.encoders.loading import (
 )
 from mmrag.errors import UnsupportedModelError
 from mmrag.inputs import ImageLimits
-from mmrag.rerank.base import ALL_PAIRS, CROSS_MODAL_PAIRS, Calibration, PairKey, RerankBackend
+from mmrag.rerank.base import ALL_PAIRS, Calibration, PairKey, RerankBackend
 from mmrag.rerank.cross_encoder import CrossEncoderBackend
 from mmrag.rerank.dual import DualEncoderBackend
 from mmrag.rerank.itm import Blip2ItmBackend, BlipItmBackend
@@ -241,7 +241,7 @@ def reranker_kind(config: PretrainedConfig, model: str = "") -> RerankerKind:
     * ``model_type == "blip-2"`` with ``Blip2ForImageTextRetrieval`` in
       ``architectures`` -> ``"blip2_itm"``;
     * an ``architectures`` entry ending in ``ForSequenceClassification`` ->
-      ``"cross_encoder"``;
+      ``"cross_encoder"`` (1- or 2-label heads only);
     * a ``model_type`` :func:`mmrag.load_encoder` supports -> ``"dual"``.
 
     Args:
@@ -275,6 +275,11 @@ def reranker_kind(config: PretrainedConfig, model: str = "") -> RerankerKind:
             "head; use a Blip2ForImageTextRetrieval checkpoint such as Salesforce/blip2-itm-vit-g"
         )
     if any(arch.endswith("ForSequenceClassification") for arch in architectures):
+        if getattr(config, "num_labels", 1) not in (1, 2):
+            raise UnsupportedModelError(
+                f"{name} has a {config.num_labels}-label classification head; a cross-encoder reranker needs "
+                "1 label (a relevance logit) or 2 labels (no match, match)"
+            )
         return "cross_encoder"
     if model_type in supported_model_types():
         return "dual"

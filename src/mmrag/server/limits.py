@@ -111,7 +111,9 @@ class Admission:
 
     An item is admitted from the moment its request is accepted until its
     vector is computed (decoding, waiting and the forward pass included), so
-    ``limit`` bounds the memory that queued work can take.
+    ``limit`` bounds the memory that queued work can take. A request with
+    more items than ``limit`` counts as ``limit``: it gets in only when the
+    queue is empty.
 
     Args:
         limit: Most items admitted at once.
@@ -137,6 +139,7 @@ class Admission:
         Returns:
             ``True`` if admitted (call :meth:`release` later), ``False`` if full.
         """
+        items = min(items, self.limit)  # a request larger than the queue fits only when it is empty
         with self._lock:
             if self._depth + items > self.limit:
                 self.refused += 1
@@ -148,7 +151,8 @@ class Admission:
         """Return ``items`` admitted by :meth:`try_acquire`.
 
         Args:
-            items: The same count that was admitted.
+            items: The same count that was passed to :meth:`try_acquire`.
         """
+        items = min(items, self.limit)
         with self._lock:
             self._depth -= items

@@ -40,7 +40,8 @@ class ServerSettings:
         max_body_bytes: Largest request body (413 beyond it).
         max_items: Most inputs or candidates in one request (422 beyond it).
         max_queue: Most items admitted (being decoded or waiting for the
-            model) at once; beyond it requests get 429 with ``Retry-After``.
+            model) at once; beyond it requests get 429 with ``Retry-After``
+            (a request larger than this is admitted only into an empty queue).
         batch_size: Most items per forward pass.
         max_wait_ms: How long the batching queue waits for more requests to
             join a batch that is not yet full.
@@ -52,8 +53,8 @@ class ServerSettings:
         log_level: uvicorn log level.
 
     Raises:
-        ValueError: A limit is not positive, or ``max_queue < max_items``
-            (a request of ``max_items`` items could never be admitted).
+        ValueError: A limit is not positive, the port is out of range, or
+            ``allow_local_root`` is not a directory.
     """
 
     model: str | None = None
@@ -79,11 +80,6 @@ class ServerSettings:
         for name in ("max_body_bytes", "max_items", "max_queue", "batch_size", "resolve_workers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.max_queue < self.max_items:
-            raise ValueError(
-                f"--max-queue ({self.max_queue}) must be at least --max-items ({self.max_items}), "
-                "or a full-size request could never be admitted"
-            )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"--port must be between 0 and 65535, got {self.port}")
         if self.max_wait_ms < 0 or self.graceful_timeout < 0:

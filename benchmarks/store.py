@@ -1,0 +1,363 @@
+"""MultimodalStore throughput and latency: folder indexing, raw writes, and search at 10k-100k items.
+
+Three parts (``--parts`` picks a subset):
+
+``index``
+    ``store.index_folder`` end to end on a folder written by
+    ``mmrag.demo_data.write_sample_folder`` (N images + 2N caption files), with
+    a small real model: the bundled ``demo`` model when it is installed, else
+    a tiny random CLIP from ``mmrag.testing.build_tiny_model`` (cached). Then
+    the same call again, which must embed nothing (only stat + compare).
+``write``
+    Store writes alone: synthetic random unit vectors with folder-style
+    metadata (and a document for texts) written through the store's own
+    ``MultimodalStore._upsert`` (Chroma ``upsert`` in chunks of the client's
+    max batch, capped at 1024) into the store's two collections
+    ``<name>_images``/``<name>_texts``, and, for comparison, through the same
+    code into ONE shared collection. No embedding involved.
+``search``
+    Latency p50/p99 at each ``--sizes`` total (the collections are filled by
+    the ``write`` step, half images and half texts by default), with
+    pre-computed random query vectors: the store's merged search over both
+    modalities, its modality search (one collection), and the alternative
+    design of one collection queried with ``where={"modality": ...}`` (and
+    unfiltered). Store searches go through ``store.search`` with a stub
+    encoder that returns the query vector; the one-collection design goes
+    through the store's own ``_query`` pointed at the shared collection.
+    Scenarios are interleaved query by query, so background load hits them
+    alike.
+
+Example:
+    python benchmarks/store.py --sizes 2000 --index-n 50     # quick check
+    python benchmarks/store.py --sizes 10000,100000         # the figures in README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from _common import (
+    add_output_args,
+    emit,
+    environment,
+    format_table,
+    int_list,
+    latency_ms,
+    log,
+    non_negative_int,
+    positive_int,
+    timed,
+)
+
+PARTS = ("index", "write", "search")
+DEFAULT_CACHE = Path("~/.cache/mmrag-bench").expanduser()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--index-n", type=positive_int, default=100,
+                        help="sample images for the index part; 2 caption files each (default: 100)")
+    parser.add_argument("--index-model", default=None,
+                        help="model for the index part (default: 'demo' if bundled, else a tiny random CLIP)")
+    parser.add_argument("--index-image-size", type=positive_int, default=64, help="sample image side in px")
+    parser.add_argument("--device", default="cpu", help="device of the index-part model (default: cpu)")
+    parser.add_argument("--sizes", type=int_list, default=[10_000, 100_000],
+                        help="total stored items at which search is measured (default: 10000,100000)")
+    parser.add_argument("--dim", type=positive_int, default=512, help="vector dimension (default: 512)")
+    parser.add_argument("--image-fraction", type=float, default=0.5, help="share of items that are images")
+    parser.add_argument("--k", type=positive_int, default=10, help="hits per search (default: 10)")
+    parser.add_argument("--queries", type=positive_int, default=200, help="timed queries per scenario and size")
+    parser.add_argument("--warmup", type=non_negative_int, default=10, help="untimed queries per scenario and size")
+    parser.add_argument("--chunk", type=positive_int, default=5000, help="vectors generated per write step")
+    parser.add_argument("--workdir", type=Path, default=None, help="parent of the temporary databases")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where the tiny model is kept")
+    add_output_args(parser)
+    args = parser.parse_args(argv)
+    args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    if not args.parts or set(args.parts) - set(PARTS):
+        parser.error(f"--parts must be a subset of {PARTS}")
+    if not 0.0 < args.image_fraction < 1.0:
+        parser.error("--image-fraction must be between 0 and 1")
+    if "search" in args.parts and "write" not in args.parts:
+        args.parts.append("write")  # search needs the filled collections
+    args.sizes = sorted(set(args.sizes))
+    return args
+
+
+# ------------------------------------------------------------------ encoders
+class StubEncoder:
+    """The attributes ``MultimodalStore`` uses; ``embed_*`` return the vector set in ``query``.
+
+    Lets ``store.search`` be timed without any model: set ``stub.query`` to the
+    pre-computed query vector, then search with any text.
+    """
+
+    def __init__(self, dim: int) -> None:
+        from mmrag.inputs import ImageLimits
+
+        self.model_id = "mmrag-bench-stub"
+        self.family = "stub"
+        self.dim = dim
+        self.batch_size = 256
+        self.image_limits = ImageLimits()
+        self.preprocessing = "stub"
+        self.query = np.zeros(dim, dtype=np.float32)
+
+    @property
+    def signature(self) -> dict[str, str | int]:
+        """Same keys as ``Encoder.signature``."""
+        return {"model_id": self.model_id, "family": self.family, "dim": self.dim, "preprocessing": self.preprocessing}
+
+    def embed_texts(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        """``query`` once per text."""
+        return np.tile(self.query, (len(texts), 1))
+
+    def embed_images(self, images: Sequence[Any], *, batch_size: int | None = None, limits: Any = None) -> np.ndarray:
+        """``query`` once per image."""
+        return np.tile(self.query, (len(images), 1))
+
+
+def index_encoder(args: argparse.Namespace) -> tuple[Any, str]:
+    """The small real model for the index part, and how it was chosen."""
+    import mmrag
+    from mmrag.encoders.presets import get_preset
+    from mmrag.testing import build_tiny_model
+
+    if args.index_model:
+        return mmrag.load_encoder(args.index_model, device=args.device), args.index_model
+    demo = get_preset("demo")
+    local = demo.local_path() if demo else None
+    if local and (Path(local) / "config.json").is_file():
+        return mmrag.load_encoder("demo", device=args.device), "demo (bundled)"
+    path = args.cache_dir.expanduser() / "tiny-clip"
+    if not (path / "config.json").is_file():
+        log(f"building tiny random CLIP into {path} (once)")
+        build_tiny_model("clip", path)
+    return mmrag.load_encoder(str(path), device=args.device), "tiny random CLIP (demo model not bundled)"
+
+
+# --------------------------------------------------------------------- parts
+def bench_index(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """``index_folder`` on a fresh sample folder, then the unchanged re-run."""
+    from mmrag.demo_data import write_sample_folder
+    from mmrag.store import MultimodalStore
+
+    encoder, chosen = index_encoder(args)
+    folder = workdir / "samples"
+    write_s, files = timed(lambda: write_sample_folder(folder, n=args.index_n, seed=args.seed,
+                                                       image_size=args.index_image_size))
+    log(f"index: {len(files)} files written in {write_s:.1f}s; indexing with {chosen}")
+    with MultimodalStore(encoder, path=workdir / "db_index", collection="bench") as store:
+        first_s, first = timed(lambda: store.index_folder(folder, show_progress=False))
+        rerun_s, rerun = timed(lambda: store.index_folder(folder, show_progress=False))
+        stored = store.count()
+    if rerun.embedded:
+        log(f"WARNING: the unchanged re-run embedded {rerun.embedded} items")
+    encoder.close()
+    rows = [
+        {"run": "first", "files": len(files), "embedded": first.embedded, "added": first.added,
+         "seconds": round(first_s, 3), "items_per_s": round(len(first.ids) / first_s, 1)},
+        {"run": "re-run (unchanged)", "files": len(files), "embedded": rerun.embedded, "skipped": rerun.skipped,
+         "seconds": round(rerun_s, 3), "items_per_s": round(len(rerun.ids) / rerun_s, 1)},
+    ]
+    return {"model": chosen, "model_id": encoder.model_id, "dim": encoder.dim, "batch_size": encoder.batch_size,
+            "images": args.index_n, "texts": 2 * args.index_n, "stored": stored,
+            "failed": len(first.failed), "rows": rows}
+
+
+class SearchBench:
+    """The store's two collections and one shared collection in the same embedded Chroma, filled alike."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        from mmrag.store import MultimodalStore
+
+        self.args = args
+        self.rng = np.random.default_rng(args.seed)
+        self.stub = StubEncoder(args.dim)
+        self.store = MultimodalStore(self.stub, path=workdir / "db_search", collection="bench")
+        single = self.store.client.get_or_create_collection(
+            name="bench_single", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+        )
+        # The store's own write/query code, pointed at one collection for both modalities.
+        self.single = SimpleNamespace(_collections={"image": single, "text": single},
+                                      _write_batch=self.store._write_batch)
+        self.counts = {"image": 0, "text": 0}
+        self.write_s = {"separate": 0.0, "single": 0.0}
+        from mmrag.testing import caption_corpus
+
+        self.corpus = caption_corpus(args.seed)
+
+    def close(self) -> None:
+        """Release the store's path lock."""
+        self.store.close()
+
+    def unit_vectors(self, n: int) -> np.ndarray:
+        """``n`` random float32 unit vectors."""
+        vectors = self.rng.standard_normal((n, self.args.dim), dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def fill_to(self, total: int) -> dict[str, Any]:
+        """Write items until the store holds ``total``; returns the write timings of this stage."""
+        from mmrag.store import MultimodalStore
+
+        want_images = round(total * self.args.image_fraction)
+        targets = {"image": want_images, "text": total - want_images}
+        stage = {"separate": 0.0, "single": 0.0}
+        written = 0
+        for modality, target in targets.items():
+            while self.counts[modality] < target:
+                n = min(self.args.chunk, target - self.counts[modality])
+                pending = self.pending(modality, self.counts[modality], n)
+                vectors = self.unit_vectors(n)
+                seconds, _ = timed(lambda: self.store._upsert(modality, pending, vectors))
+                stage["separate"] += seconds
+                seconds, _ = timed(lambda: MultimodalStore._upsert(self.single, modality, pending, vectors))
+                stage["single"] += seconds
+                self.counts[modality] += n
+                written += n
+            log(f"write: {modality}s at {self.counts[modality]}")
+        for design in stage:
+            self.write_s[design] += stage[design]
+        return {"to_total": total, "written": written, **{f"{d}_s": round(s, 2) for d, s in stage.items()},
+                **{f"{d}_items_per_s": round(written / s, 1) if s else None for d, s in stage.items()}}
+
+    def pending(self, modality: str, start: int, n: int) -> list[Any]:
+        """Records shaped like ``index_folder``'s: path source, folder, mtime and size; texts carry a document."""
+        from mmrag.store import _Pending
+
+        suffix = "jpg" if modality == "image" else "txt"
+        items = []
+        for i in range(start, start + n):
+            source = f"/data/bench/{modality}_{i:07d}.{suffix}"
+            internal = {"source": source, "mmrag_folder": "/data/bench", "mmrag_mtime_ns": 1_700_000_000_000_000_000 + i,
+                        "mmrag_size": 1000 + i % 5000}
+            document = self.corpus[i % len(self.corpus)] if modality == "text" else None
+            items.append(_Pending(f"{modality[0]}{i:031x}", modality, document, internal, {}, lambda: None))  # type: ignore[arg-type]
+        return items
+
+    def scenarios(self) -> dict[str, Callable[[np.ndarray], list[Any]]]:
+        """Name -> one search with a given query vector."""
+        from mmrag.store import MultimodalStore
+
+        k = self.args.k
+
+        def store_search(modality: str | None) -> Callable[[np.ndarray], list[Any]]:
+            def search(vector: np.ndarray) -> list[Any]:
+                self.stub.query = vector
+                return self.store.search("query", k=k, modality=modality)  # type: ignore[arg-type]
+            return search
+
+        def single_query(modality: str | None) -> Callable[[np.ndarray], list[Any]]:
+            where = {"modality": modality} if modality else None
+            return lambda vector: MultimodalStore._query(self.single, modality or "image", vector, k, where)  # type: ignore[arg-type]
+
+        return {
+            "store: both modalities (2 collections, merged)": store_search(None),
+            "store: modality=image (1 collection)": store_search("image"),
+            "store: modality=text (1 collection)": store_search("text"),
+            "one collection: where modality=image": single_query("image"),
+            "one collection: where modality=text": single_query("text"),
+            "one collection: unfiltered": single_query(None),
+            "chroma count() alone (inside every _query)": lambda vector: self.store._collections["image"].count(),
+        }
+
+    def measure(self, total: int) -> list[dict[str, Any]]:
+        """Latency of every scenario at the current size, queries interleaved across scenarios."""
+        scenarios = self.scenarios()
+        samples: dict[str, list[float]] = {name: [] for name in scenarios}
+        queries = self.unit_vectors(self.args.warmup + self.args.queries)
+        for index, vector in enumerate(queries):
+            for name, search in scenarios.items():
+                start = time.perf_counter()
+                hits = search(vector)
+                elapsed = time.perf_counter() - start
+                if index >= self.args.warmup:
+                    samples[name].append(elapsed)
+                if index == 0 and isinstance(hits, list) and len(hits) != self.args.k:
+                    log(f"WARNING: {name} returned {len(hits)} hits, expected {self.args.k}")
+        rows = [{"items": total, "scenario": name, **latency_ms(values)} for name, values in samples.items()]
+        store_p50 = {m: next(r["p50_ms"] for r in rows if r["scenario"].startswith(f"store: modality={m}"))
+                     for m in ("image", "text")}
+        for row in rows:
+            for modality, base in store_p50.items():
+                if row["scenario"] == f"one collection: where modality={modality}":
+                    row["p50_vs_store_modality"] = round(row["p50_ms"] / base, 2)
+        return rows
+
+
+def bench_store(args: argparse.Namespace, workdir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Fill to each size (write timings), measure search there; returns (write rows, search rows)."""
+    bench = SearchBench(args, workdir)
+    write_rows: list[dict[str, Any]] = []
+    search_rows: list[dict[str, Any]] = []
+    try:
+        for total in args.sizes:
+            write_rows.append(bench.fill_to(total))
+            if "search" in args.parts:
+                log(f"search: {args.warmup}+{args.queries} queries per scenario at {total} items")
+                search_rows += bench.measure(total)
+    finally:
+        bench.close()
+    return write_rows, search_rows
+
+
+# ---------------------------------------------------------------------- main
+INDEX_COLUMNS = [("run", "run", ""), ("files", "files", "d"), ("embedded", "embedded", "d"),
+                 ("seconds", "seconds", ".2f"), ("items_per_s", "items/s", ".1f")]
+WRITE_COLUMNS = [("to_total", "filled to", "d"), ("written", "written", "d"),
+                 ("separate_items_per_s", "2 collections items/s", ".0f"),
+                 ("single_items_per_s", "1 collection items/s", ".0f"),
+                 ("separate_s", "2 coll. s", ".1f"), ("single_s", "1 coll. s", ".1f")]
+SEARCH_COLUMNS = [("items", "items", "d"), ("scenario", "scenario", ""), ("p50_ms", "p50 ms", ".2f"),
+                  ("p99_ms", "p99 ms", ".2f"), ("mean_ms", "mean ms", ".2f"),
+                  ("p50_vs_store_modality", "p50 / store modality", ".1f")]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    args = parse_args(argv)
+    env = environment(("mmrag", "chromadb", "numpy", "torch", "transformers"))
+    result: dict[str, Any] = {"benchmark": "store", "dim": args.dim, "k": args.k, "image_fraction": args.image_fraction,
+                              "queries": args.queries, "environment": env}
+    tables = []
+    load = f"load avg {env['loadavg_start'][0]:.2f} on {env['cpus']} CPUs"
+    workdir = Path(tempfile.mkdtemp(prefix="mmrag-bench-store-", dir=args.workdir))
+    try:
+        if "index" in args.parts:
+            index = bench_index(args, workdir)
+            result["index"] = index
+            tables.append(format_table(
+                f"index_folder: {index['images']} images + {index['texts']} texts, {index['model']} "
+                f"(dim {index['dim']}, batch {index['batch_size']}), {load}", index["rows"], INDEX_COLUMNS))
+        if "write" in args.parts:
+            writes, searches = bench_store(args, workdir)
+            result["write"] = writes
+            tables.append(format_table(
+                f"store writes (upsert via MultimodalStore._upsert, random unit vectors, dim {args.dim}), {load}",
+                writes, WRITE_COLUMNS))
+            if searches:
+                result["search"] = searches
+                tables.append(format_table(
+                    f"search latency, k={args.k}, {args.queries} queries/scenario, images={args.image_fraction:.0%}, "
+                    f"{load}", searches, SEARCH_COLUMNS))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    emit(result, tables, args.json_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
