@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             payloads = {"text": _texts(64), "image": _images(32, args.image_size)}
             rows = []
             for modality in modalities:
-                asyncio.run(_drive(base_url, modality, payloads[modality], args.warmup, 4))
+                asyncio.run(_drive(base_url, payloads[modality], args.warmup, 4))
                 for concurrency in args.concurrency:
                     log(f"{modality} /embed at concurrency {concurrency}: {args.requests} requests")
                     rows.append(asyncio.run(_cell(base_url, modality, payloads[modality], concurrency, args.requests)))
@@ -185,7 +185,7 @@ def _images(n: int, side: int) -> list[dict[str, str]]:
 
 
 async def _drive(
-    base_url: str, modality: str, payloads: list[dict[str, str]], total: int, concurrency: int
+    base_url: str, payloads: list[dict[str, str]], total: int, concurrency: int
 ) -> tuple[list[float], int, float]:
     import httpx
 
@@ -216,7 +216,7 @@ async def _cell(
     base_url: str, modality: str, payloads: list[dict[str, str]], concurrency: int, total: int
 ) -> dict[str, Any]:
     before = _get_json(base_url, "/metrics")["forward_passes"]
-    latencies, errors, wall = await _drive(base_url, modality, payloads, total, concurrency)
+    latencies, errors, wall = await _drive(base_url, payloads, total, concurrency)
     forwards = _get_json(base_url, "/metrics")["forward_passes"] - before
     return {
         "modality": modality,

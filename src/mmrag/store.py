@@ -166,6 +166,8 @@ class MultimodalStore:
         collection: str = "mmrag",
         client: Any | None = None,
     ) -> None:
+        self._lock: _PathLock | None = None
+        self.path: Path | None = None
         if not _COLLECTION_NAME.match(collection) or ".." in collection:
             raise ValueError(
                 f"invalid collection name {collection!r}: use 3-56 letters, digits, '.', '_' or '-', "
@@ -173,7 +175,6 @@ class MultimodalStore:
             )
         self.encoder = encoder
         self.name = collection
-        self._lock: _PathLock | None = None
         if client is None:
             import chromadb
 
@@ -185,9 +186,7 @@ class MultimodalStore:
             except Exception:
                 self._lock.release()
                 raise
-            self.path: Path | None = db_path
-        else:
-            self.path = None
+            self.path = db_path
         self.client = client
         try:
             self._collections = {modality: self._open_collection(modality) for modality in MODALITIES}
@@ -273,8 +272,9 @@ class MultimodalStore:
         self.close()
 
     def __repr__(self) -> str:
-        where = f"path={str(self.path)!r}" if self.path else f"client={type(self.client).__name__}"
-        return f"MultimodalStore({where}, collection={self.name!r}, model={self.encoder.model_id!r})"
+        where = f"path={str(self.path)!r}" if self.path else f"client={type(getattr(self, 'client', None)).__name__}"
+        model = getattr(getattr(self, "encoder", None), "model_id", None)
+        return f"MultimodalStore({where}, collection={getattr(self, 'name', None)!r}, model={model!r})"
 
     # ------------------------------------------------------------------ write
     def add_texts(
