@@ -211,6 +211,16 @@ def prepare_only_texts(encoder: Any, texts: Sequence[str], batch_size: int) -> i
     return len(texts)
 
 
+def padding_overhead(encoder: Any, texts: Sequence[str], batch_size: int) -> dict[str, Any]:
+    """Real vs. padded tokens when ``texts`` are tokenised in batches of ``batch_size``, as mmrag does."""
+    real = padded = 0
+    for start in range(0, len(texts), batch_size):
+        mask = encoder.prepare_texts(list(texts[start : start + batch_size]))["attention_mask"]
+        real += int(mask.sum())
+        padded += int(mask.numel())
+    return {"tokens": real, "padded_tokens": padded, "ratio": round(padded / real, 2) if real else None}
+
+
 def mode_runner(mode: str, modality: str, encoder: Any, batch_size: int) -> Callable[[Sequence[Any]], Any]:
     """The function that embeds a list of items of ``modality`` the way ``mode`` does."""
     embed = encoder.embed_images if modality == "image" else encoder.embed_texts
@@ -296,6 +306,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "repeat": args.repeat,
         "image_sizes": ["x".join(map(str, s)) for s in args.image_sizes],
         "mean_jpeg_kb": round(float(np.mean([len(b) for b in inputs["image"]])) / 1024, 1) if inputs["image"] else None,
+        "text_padding": padding_overhead(encoder, inputs["text"], args.batch_size),
         "results": rows,
     }
 
@@ -320,10 +331,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["environment"] = environment() | {"loadavg_start": env["loadavg_start"]}
     title = (
         f"encode: {result['model']} ({result['family']}, dim {result['dim']}) on {result['device']} "
-        f"{result['dtype']}, batch {result['batch_size']}, load avg {env['loadavg_start'][0]:.2f} "
-        f"on {env['cpus']} CPUs"
+        f"{result['dtype']}, batch {result['batch_size']}, {result['environment'].get('torch_threads')} torch threads, "
+        f"load avg {env['loadavg_start'][0]:.2f} on {env['cpus']} CPUs"
     )
-    emit(result, [format_table(title, result["results"], COLUMNS)], args.json_out)
+    table = format_table(title, result["results"], COLUMNS)
+    pad = result["text_padding"]
+    if pad["ratio"]:
+        table += f"\ntext batches hold {pad['padded_tokens']} tokens for {pad['tokens']} real ones ({pad['ratio']}x padding)"
+    emit(result, [table], args.json_out)
     return 0
 
 

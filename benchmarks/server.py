@@ -2,7 +2,9 @@
 
 Spawns a real server process on 127.0.0.1 (``python -m mmrag.server``), waits for
 ``/ready``, then for each modality and concurrency level sends a bounded number of
-single-item ``/embed`` requests from ``concurrency`` asyncio workers (httpx) and
+single-item ``/embed`` requests from ``concurrency`` asyncio workers (one
+keep-alive connection each, a minimal HTTP/1.1 client so that the load
+generator stays cheap next to the server) and
 reports requests/s, p50/p99 latency and how many forward passes the server ran
 (from ``/metrics``: fewer passes than requests means requests were coalesced).
 Only loopback is used; the server is stopped with SIGTERM at the end.
@@ -22,7 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
+import json
 import os
 import re
 import signal
@@ -32,10 +36,19 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
-
-from _common import add_output_args, emit, environment, format_table, int_list, latency_ms, log, positive_int
+from _common import (
+    add_output_args,
+    emit,
+    environment,
+    format_table,
+    int_list,
+    latency_ms,
+    log,
+    positive_int,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_MODEL = REPO / "src" / "mmrag" / "models" / "demo"
@@ -97,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         ("p99_ms", "p99 ms", ".1f"),
         ("forward_passes", "forwards", "d"),
         ("items_per_forward", "items/fwd", ".1f"),
+        ("server_cpu_ms_per_request", "srv cpu ms/req", ".1f"),
+        ("client_cpu_ms_per_request", "client cpu ms/req", ".1f"),
     ]
     title = f"POST /embed, one item per request ({model_note}; client and server share this machine)"
     emit(result, [format_table(title, rows, columns)], args.json_out)
@@ -184,40 +199,86 @@ def _images(n: int, side: int) -> list[dict[str, str]]:
     return payloads
 
 
+class _Connection:
+    """A minimal keep-alive HTTP/1.1 client connection on asyncio streams.
+
+    The load generator shares the machine with the server, so it must be
+    cheap: httpx's pool spent ~10 ms of CPU per request at 64 connections
+    (5x the server's own cost) and skewed the figures.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post_json(self, path: str, body: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode("ascii")
+        self.writer.write(head + body)
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+        return int(status_line.split()[1])
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+
+
 async def _drive(
     base_url: str, payloads: list[dict[str, str]], total: int, concurrency: int
 ) -> tuple[list[float], int, float]:
-    import httpx
-
+    parsed = urlsplit(base_url)
+    bodies = [json.dumps(payload).encode() for payload in payloads]
     latencies: list[float] = []
     errors = 0
     next_index = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, timeout=120.0, limits=limits) as client:
 
-        async def worker() -> None:
-            nonlocal next_index, errors
+    async def worker() -> None:
+        nonlocal next_index, errors
+        connection = _Connection(parsed.hostname or "127.0.0.1", parsed.port or 80)
+        try:
             while next_index < total:
-                payload = payloads[next_index % len(payloads)]
+                body = bodies[next_index % len(bodies)]
                 next_index += 1
                 started = time.perf_counter()
-                response = await client.post("/embed", json=payload)
+                status = await connection.post_json("/embed", body)
                 latencies.append(time.perf_counter() - started)
-                if response.status_code != 200:
-                    errors += 1
+                errors += status != 200
+        finally:
+            await connection.close()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    return latencies, errors, wall
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, errors, time.perf_counter() - started
 
 
 async def _cell(
     base_url: str, modality: str, payloads: list[dict[str, str]], concurrency: int, total: int
 ) -> dict[str, Any]:
-    before = _get_json(base_url, "/metrics")["forward_passes"]
+    before = _get_json(base_url, "/metrics")
+    client_cpu = time.process_time()
     latencies, errors, wall = await _drive(base_url, payloads, total, concurrency)
-    forwards = _get_json(base_url, "/metrics")["forward_passes"] - before
+    client_cpu = time.process_time() - client_cpu
+    after = _get_json(base_url, "/metrics")
+    forwards = after["forward_passes"] - before["forward_passes"]
+    server_cpu_s = after["process_cpu_s"] - before["process_cpu_s"]
     return {
         "modality": modality,
         "concurrency": concurrency,
@@ -228,6 +289,8 @@ async def _cell(
         **latency_ms(latencies),
         "forward_passes": forwards,
         "items_per_forward": round(total / forwards, 2) if forwards else None,
+        "server_cpu_ms_per_request": round(server_cpu_s * 1000 / total, 2),
+        "client_cpu_ms_per_request": round(client_cpu * 1000 / total, 2),
     }
 
 

@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+__all__ = ["CanaryServer", "ServerProcess", "error_of", "send", "serving"]
+
 LAUNCHER = Path(__file__).resolve()
 _LISTENING = re.compile(r"listening on (http://\S+) ")
 
@@ -66,6 +68,16 @@ class ServerProcess:
         self.process = subprocess.Popen([*command, *self.args], stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self.base_url = ""
         self.loading_responses: list[tuple[int, dict, int]] = []  # (/ready status, body, /health status)
+        # Probe /ready and /health as soon as the port is bound, while the model surely still loads.
+        self._probe = threading.Thread(target=self._probe_loading, daemon=True)
+        self._probe.start()
+
+    def _probe_loading(self) -> None:
+        with contextlib.suppress(Exception):  # a failed start is reported by wait_ready
+            base_url = self.wait_listening()
+            ready = httpx.get(f"{base_url}/ready", timeout=30.0)
+            health = httpx.get(f"{base_url}/health", timeout=30.0)
+            self.loading_responses.insert(0, (ready.status_code, ready.json(), health.status_code))
 
     @property
     def log(self) -> str:
@@ -88,6 +100,7 @@ class ServerProcess:
     def wait_ready(self, timeout: float = 180.0) -> ServerProcess:
         """Poll ``/ready`` until 200, recording the answers seen while loading."""
         self.wait_listening()
+        self._probe.join(timeout)
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=self.base_url, timeout=5.0) as client:
             while True:
@@ -255,5 +268,3 @@ if __name__ == "__main__":
     sys.argv = ["mmrag.server", *sys.argv[1:]]
     runpy.run_module("mmrag.server", run_name="__main__", alter_sys=True)
 
-
-__all__ = ["CanaryServer", "ServerProcess", "error_of", "send", "serving"]

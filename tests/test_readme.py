@@ -1,6 +1,8 @@
 """Every example in README.md runs, in order, in a fresh directory, as a newcomer would type it.
 
-Python blocks run as scripts; in bash blocks every `mmrag ...` line runs as a command.
+Python blocks run as scripts; in bash blocks every `mmrag ...` line runs as a command
+(a line ending in `&`, such as `mmrag serve ... &`, is started in the background and
+stopped when the test ends).
 Only setup lines are not run here: `make ...` (CI itself runs `make test`; `make demo`
 is `mmrag demo` after setup, which runs below) and `pip install ...` (this environment
 is the installed one).
@@ -50,13 +52,25 @@ def test_readme_has_examples() -> None:
 def test_readme_examples_run(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     mmrag_exe = shutil.which("mmrag") or str(Path(sys.executable).with_name("mmrag"))
-    for kind, step in readme_steps():
-        if kind == "python":
-            command = [sys.executable, "-c", step]
-        else:
-            words = shlex.split(step)
-            if words[0] == "python":
-                pytest.fail(f"README runs a python script the test does not know: {step}")
-            command = [mmrag_exe, *words[1:]]
-        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
-        assert result.returncode == 0, f"README step failed:\n{step}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    background: list[subprocess.Popen[bytes]] = []
+    try:
+        for kind, step in readme_steps():
+            if kind == "python":
+                command = [sys.executable, "-c", step]
+            else:
+                words = shlex.split(step.removesuffix("&"))
+                if words[0] == "python":
+                    pytest.fail(f"README runs a python script the test does not know: {step}")
+                command = [mmrag_exe, *words[1:]]
+                if step.endswith("&"):
+                    background.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                                       stderr=subprocess.DEVNULL))
+                    continue
+            result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+            assert result.returncode == 0, (
+                f"README step failed:\n{step}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+            )
+    finally:
+        for process in background:
+            process.terminate()
+            process.wait(timeout=60)

@@ -45,6 +45,15 @@ ATOL = 2e-5
 
 
 # ------------------------------------------------------------------ fixtures
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Any:
+    """Tiny models on a shared 2-core machine: intra-op threads only add sync overhead (10-100x)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def rerank_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny BLIP ITM, BLIP-2 ITM (both processor layouts) and cross-encoders (1 and 2 labels)."""
@@ -377,6 +386,30 @@ def test_bad_candidate_image_names_its_index(combined) -> None:
         combined.score("a cat", candidates)
     assert info.value.index == 2
     assert "image 2" in str(info.value)
+
+
+def test_image_limits_apply_to_candidates(all_dirs, tmp_path) -> None:
+    path = tmp_path / "red.png"
+    _images()[0].save(path)
+    strict = load_reranker(all_dirs["blip"], device="cpu", image_limits=mmrag.ImageLimits(allow_local_paths=False))
+    with pytest.raises(ImageInputError, match="local file paths are disabled") as info:
+        strict.score("a cat", [_images()[1], str(path)])
+    assert info.value.index == 1
+
+
+def test_concurrent_calls_match_sequential_ones(combined) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = _images()
+    jobs: list[tuple[Any, list[Any]]] = [
+        ("a photo of a cat", [images[0], TEXTS[1], images[2], TEXTS[3], images[4], TEXTS[5]]),
+        (images[6], [TEXTS[0], images[1], TEXTS[2], TEXTS[4]]),
+    ] * 3
+    expected = [combined.log_odds(query, candidates) for query, candidates in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda job: combined.log_odds(*job), jobs))
+    for got, want in zip(results, expected):
+        np.testing.assert_allclose(got, want, atol=ATOL)
 
 
 def test_bad_query_image_is_named(combined) -> None:

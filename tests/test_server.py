@@ -357,6 +357,9 @@ def test_overload_gives_429_with_retry_after_never_5xx(aux: ServerProcess) -> No
     assert all(r.headers["retry-after"] == "1" and error_of(r)["type"] == "overloaded" for r in refused)
     metrics = aux.metrics()
     assert metrics["queue_depth"] == 0 and metrics["requests_refused_overload"] >= len(refused)
+    # A request larger than the whole queue (6 > 4) still gets in when the queue is empty.
+    larger = httpx.post(f"{aux.base_url}/v1/embeddings", json={"input": [f"t{n}" for n in range(6)]}, timeout=30)
+    assert larger.status_code == 200 and len(larger.json()["data"]) == 6
 
 
 # ----------------------------------------------------------------- SSRF
@@ -478,11 +481,13 @@ def test_error_shapes_for_framework_errors(client: httpx.Client) -> None:
         (client.post("/similarity", json={"query": "x", "candidates": ["a"], "query_type": "audio"}), 422, "validation_error"),
         (client.post("/embed", content=b'{"text": ', headers={"content-type": "application/json"}), 400, "invalid_json"),
         (client.post("/embed", content=b'{"text": "\\ud800"}', headers={"content-type": "application/json"}), 422, "validation_error"),
+        (client.post("/embed", content=b'{"text": "x"}', headers={"content-type": "application/x-www-form-urlencoded"}), 422, "validation_error"),
         (client.get("/nowhere"), 404, "not_found"),
         (client.get("/embed"), 405, "method_not_allowed"),
     ]
     for response, status, kind in cases:
         assert (response.status_code, error_of(response)["type"]) == (status, kind), response.text
+    assert "Content-Type: application/json" in error_of(cases[6][0])["message"]
     details = error_of(cases[0][0])["details"]
     assert details == [{"loc": "text", "msg": "Input should be a valid string", "type": "string_type"}]
 
@@ -508,7 +513,8 @@ def test_bad_options_and_unloadable_model_exit_non_zero(tmp_path: Path, capsys: 
 
     assert server_main(["--max-queue", "0"]) == 2
     assert server_main(["--allow-local-root", str(tmp_path / "missing")]) == 2
-    assert "is not a directory" in capsys.readouterr().err
+    assert server_main(["--db", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.count("is not a directory") == 2
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -520,13 +526,14 @@ def test_bad_options_and_unloadable_model_exit_non_zero(tmp_path: Path, capsys: 
     assert "listening on http://127.0.0.1:" in captured.out and "does not exist" in captured.err
 
 
-def test_no_5xx_and_no_tracebacks_were_served(fleet: Fleet) -> None:
+def test_no_5xx_no_tracebacks_and_one_model_load(fleet: Fleet) -> None:
     for server in (fleet.main, fleet.aux):
         if not server.base_url or server.process.poll() is not None:
             continue  # not started or already stopped in this run
         statuses = server.metrics()["responses_by_status"]
         assert not [code for code in statuses if code.startswith("5") and code != "503"], statuses  # 503: loading
         assert "Traceback" not in server.log, server.log[-3000:]
+        assert server.log.count(" loaded in ") == 1  # the model loads once, at startup
 
 
 def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(aux: ServerProcess) -> None:

@@ -83,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default="demo", help="model to use (default: the bundled demo model)")
     demo.add_argument("--device", help="cuda, mps or cpu (default: best available)")
     demo.set_defaults(handler=_cmd_demo)
+
+    from mmrag.server import add_serve_command  # light import: FastAPI is only needed to run it
+
+    add_serve_command(commands)
     return parser
 
 

@@ -174,6 +174,7 @@ _CENTRES = {"left": (0.27, 0.5), "right": (0.73, 0.5), "top": (0.5, 0.27), "bott
 # Shape "radius" per size, as a fraction of the image side.
 _RADII = {"small": 0.105, "large": 0.205}
 _SUPERSAMPLE = 4
+_OUTLINE = float(os.environ.get("MMRAG_DEMO_OUTLINE", "1.5"))  # outline width in pixels at 64 px; 0: none
 
 
 @dataclass(frozen=True)
@@ -298,10 +299,13 @@ class ShapeSample:
         radius = _RADII[self.size] * rng.uniform(0.9, 1.1) * big
         rotation = rng.uniform(-12.0, 12.0)
         fill = tuple(_clip(c + rng.randint(-14, 14)) for c in colour.rgb)
+        # A dark outline makes the silhouette visible whatever the fill and background colours.
+        outline = tuple(_clip(c * 0.25) for c in fill) if _OUTLINE else None
+        width = max(1, round(_OUTLINE * big / 64))
         if self.shape == "circle":
-            draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=fill)
+            draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=fill, outline=outline, width=width)
         else:
-            draw.polygon(_polygon(self.shape, cx, cy, radius, rotation), fill=fill)
+            draw.polygon(_polygon(self.shape, cx, cy, radius, rotation), fill=fill, outline=outline, width=width)
         image = canvas.resize((image_size, image_size), Image.Resampling.LANCZOS)
         if background.noise > 0:
             image = _add_noise(image, background.noise, rng.getrandbits(32))

@@ -8,7 +8,9 @@ implements three small hooks:
   alone, done once per call (tokenise a text query, preprocess an image query
   and run the vision tower once, embed the query with a dual encoder);
 * :meth:`RerankBackend.prepare`: CPU work for one batch of candidates
-  (tokenise texts; preprocess already decoded images);
+  (tokenise texts; preprocess already decoded images), run through
+  :meth:`RerankBackend.cpu_step` so that concurrent calls never use a
+  tokenizer at the same time;
 * :meth:`RerankBackend.forward`: one batched model call for that batch.
 
 :meth:`RerankBackend.log_odds` owns the rest: splitting candidates into
@@ -48,6 +50,7 @@ __all__ = [
     "UnsupportedPairError",
     "move_batch",
     "pair_key",
+    "text_limit",
 ]
 
 PairKey = Literal["text->text", "text->image", "image->text", "image->image"]
@@ -173,6 +176,7 @@ class RerankBackend(ABC):
         self._count_lock = threading.Lock()
         self._prefetcher: ThreadPoolExecutor | None = None
         self._prefetcher_lock = threading.Lock()
+        self._prepare_lock = threading.Lock()
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -264,7 +268,7 @@ class RerankBackend(ABC):
                 items = [resolve_image(item, limits=limits, index=index) for index, item in chunk]
             else:
                 items = [item for _, item in chunk]
-            return self.prepare(context, items, modality)
+            return self.cpu_step(self.prepare, context, items, modality)
 
         chunks = [candidates[start : start + batch_size] for start in range(0, len(candidates), batch_size)]
         scores = [self.run_model(self.forward, context, batch) for batch in self._prefetched(chunks, prepare)]
@@ -287,6 +291,24 @@ class RerankBackend(ABC):
         with self._count_lock:
             self._forward_count += 1
         return result
+
+    def cpu_step(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run a tokenizer or image-processor step, one at a time per backend.
+
+        Fast tokenizers are not re-entrant (concurrent calls with padding or
+        truncation can fail with "Already borrowed"), so concurrent
+        :meth:`log_odds` calls serialise their CPU steps; image decoding and
+        model calls stay concurrent.
+
+        Args:
+            fn: The step.
+            *args: Its arguments.
+
+        Returns:
+            What ``fn`` returned.
+        """
+        with self._prepare_lock:
+            return fn(*args)
 
     def close(self) -> None:
         """Stop the prefetch thread (the backend stays usable; it restarts on demand)."""

@@ -132,7 +132,7 @@ class DualEncoderBackend(RerankBackend):
             The query's modality and unit vector.
         """
         item = query.text if query.modality == "text" else query.image
-        batch = self.prepare(None, [item], query.modality)
+        batch = self.cpu_step(self.prepare, None, [item], query.modality)
         return _DualContext(query.modality, self.run_model(self._unit_vectors, batch)[0])
 
     def prepare(self, context: Any, items: list[Any], modality: Modality) -> Batch:

@@ -76,8 +76,8 @@ class _ItmBackend(RerankBackend):
             The prepared query.
         """
         if query.modality == "text":
-            return _ItmContext(tokens=move_batch(self._tokenize([query.text or ""]), self.device))
-        pixels = self._preprocess([query.image])  # type: ignore[list-item]
+            return _ItmContext(tokens=move_batch(self.cpu_step(self._tokenize, [query.text or ""]), self.device))
+        pixels = self.cpu_step(self._preprocess, [query.image])
         return _ItmContext(image_embeds=self.run_model(self._image_embeds, pixels))
 
     def prepare(self, context: _ItmContext, items: list[Any], modality: Modality) -> Batch:

@@ -46,7 +46,11 @@ from typing import TYPE_CHECKING, Any
 
 from mmrag.server.errors import ServerDependencyError, require_server_dependencies
 from mmrag.server.main import add_serve_command, main, run_server, serve_main
-from mmrag.server.settings import ServerSettings, add_server_arguments, settings_from_args
+from mmrag.server.settings import (
+    ServerSettings,
+    add_server_arguments,
+    settings_from_args,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -22,6 +22,7 @@ Errors about one item of a list also carry ``"index"`` (its position).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ __all__ = [
     "error_payload",
     "install_error_handlers",
     "require_server_dependencies",
+    "server_wording",
 ]
 
 INSTALL_HINT = 'pip install "mmrag[server]"'
@@ -147,17 +149,23 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def image_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ImageInputError)
-        return error_response(400, error_payload("invalid_image", str(exc), index=exc.index))
+        where = "image" if exc.index is None else f"image {exc.index}"
+        described = f" ({exc.item})" if exc.item else ""
+        message = f"{where}{described}: {server_wording(exc.reason)}"
+        return error_response(400, error_payload("invalid_image", message, index=exc.index))
 
     async def queue_full(_request: Request, exc: Exception) -> Response:
         return error_response(429, error_payload("overloaded", f"{exc}; retry later"), {"Retry-After": "1"})
 
-    async def validation_error(_request: Request, exc: Exception) -> Response:
+    async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         details = [_detail(error) for error in exc.errors()]
         if details and all(item["type"] == "json_invalid" for item in details):
             return error_response(400, error_payload("invalid_json", "request body is not valid JSON"))
         message = "; ".join(f"{item['loc']}: {item['msg']}" for item in details[:5]) or "invalid request"
+        content_type = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in content_type.lower():
+            message = f"send the body as JSON with `Content-Type: application/json` (got {content_type or 'none'!r}); {message}"
         return error_response(422, error_payload("validation_error", message, details=details))
 
     async def http_error(_request: Request, exc: Exception) -> Response:
@@ -176,6 +184,33 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
+
+
+# The resolver words its hints for library callers (ImageLimits fields); a
+# client of the server gets the server's flags instead, and never the root.
+_REWORDINGS = (
+    (re.compile(r"\(ImageLimits\.allow_local_paths=False\)"), "on this server (no --allow-local-root)"),
+    (re.compile(r"outside ImageLimits\.local_root \(.*?\):"), "outside the server's --allow-local-root:"),
+    (
+        re.compile(r"pass allow_private_urls=True \(ImageLimits\) to allow private addresses"),
+        "this server refuses private addresses (no --allow-private-urls)",
+    ),
+)
+
+
+def server_wording(reason: str) -> str:
+    """Reword an image error's library hints for the server's clients.
+
+    Args:
+        reason: :attr:`~mmrag.ImageInputError.reason`.
+
+    Returns:
+        The reason with ``ImageLimits`` hints replaced by the server's flags
+        (and the local root directory left out).
+    """
+    for pattern, replacement in _REWORDINGS:
+        reason = pattern.sub(replacement, reason)
+    return reason
 
 
 def _detail(error: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import threading
 import time
 from collections import Counter
@@ -30,7 +29,7 @@ import numpy as np
 
 from mmrag.errors import ImageInputError
 from mmrag.inputs import resolve_image
-from mmrag.server.errors import ApiError
+from mmrag.server.errors import ApiError, server_wording
 from mmrag.server.limits import Admission
 from mmrag.server.settings import ServerSettings
 
@@ -120,7 +119,9 @@ class Runtime:
                 encoder,
                 max_batch_items=settings.batch_size,
                 max_wait_ms=settings.max_wait_ms,
-                max_pending_items=settings.max_queue,
+                # Admission (429) bounds the queue; this is only a backstop that
+                # must let one oversized request (clamped by Admission) through.
+                max_pending_items=settings.max_queue + settings.max_items + 1,
             )
             logger.info(
                 "model %s loaded in %.1fs (dim %d, device %s)",
@@ -260,6 +261,7 @@ class Runtime:
             "responses_by_status": {str(code): count for code, count in sorted(self.statuses.items())},
             "items_embedded": {"text": self.items_embedded["text"], "image": self.items_embedded["image"]},
             "uptime_s": round(time.monotonic() - self.started_at, 3),
+            "process_cpu_s": round(time.process_time(), 3),
         }
 
     # ---------------------------------------------------------------- closing
@@ -290,30 +292,3 @@ def _resolve_one(item: str, limits: Any, index: int) -> Image.Image | ImageInput
 def _item_message(name: str, error: ImageInputError) -> str:
     described = f" ({error.item})" if error.item else ""
     return f"{name}{described}: {server_wording(error.reason)}"
-
-
-# The resolver words its hints for library callers (ImageLimits fields); a
-# client of the server gets the server's flags instead, and never the root.
-_REWORDINGS = (
-    (re.compile(r"\(ImageLimits\.allow_local_paths=False\)"), "on this server (no --allow-local-root)"),
-    (re.compile(r"outside ImageLimits\.local_root \(.*?\):"), "outside the server's --allow-local-root:"),
-    (
-        re.compile(r"pass allow_private_urls=True \(ImageLimits\) to allow private addresses"),
-        "this server refuses private addresses (no --allow-private-urls)",
-    ),
-)
-
-
-def server_wording(reason: str) -> str:
-    """Reword an image error's library hints for the server's clients.
-
-    Args:
-        reason: :attr:`~mmrag.ImageInputError.reason`.
-
-    Returns:
-        The reason with ``ImageLimits`` hints replaced by the server's flags
-        (and the local root directory left out).
-    """
-    for pattern, replacement in _REWORDINGS:
-        reason = pattern.sub(replacement, reason)
-    return reason

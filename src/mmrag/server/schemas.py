@@ -6,7 +6,7 @@ do, so existing clients that send extras keep working.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -48,17 +48,17 @@ class EmbedRequest(_Request):
         text: The text.
     """
 
-    image: Optional[str] = None
-    image_base64: Optional[str] = None
-    text: Optional[Text] = None
+    image: str | None = None
+    image_base64: str | None = None
+    text: Text | None = None
 
 
 class EmbedResponse(BaseModel):
     """``POST /embed`` answer. Keys for an absent input are omitted; ``fused_embedding`` needs both."""
 
-    fused_embedding: Optional[list[float]] = None
-    image_embedding: Optional[list[float]] = None
-    text_embedding: Optional[list[float]] = None
+    fused_embedding: list[float] | None = None
+    image_embedding: list[float] | None = None
+    text_embedding: list[float] | None = None
     dimension: int
     model_id: str
 
@@ -81,7 +81,7 @@ class SimilarityRequest(_Request):
     query_type: Modality = "text"
     candidate_type: Modality = "text"
     skip_invalid: bool = False
-    top_k: Optional[int] = Field(default=None, ge=1)
+    top_k: int | None = Field(default=None, ge=1)
 
 
 class OpenAIEmbeddingsRequest(_Request):
@@ -97,11 +97,11 @@ class OpenAIEmbeddingsRequest(_Request):
             data URIs or URLs).
     """
 
-    input: Union[str, list[Any]]
-    model: Optional[str] = None
+    input: str | list[Any]
+    model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Optional[int] = None
-    user: Optional[str] = None
+    dimensions: int | None = None
+    user: str | None = None
     modality: Modality = "text"
 
 
@@ -117,9 +117,9 @@ class SearchRequest(_Request):
         fusion: How two modalities merge: ``"rrf"`` or ``"score"``.
     """
 
-    query: Optional[Text] = None
-    image: Optional[str] = None
+    query: Text | None = None
+    image: str | None = None
     k: int = Field(default=10, ge=1, le=1000)
-    modality: Optional[Modality] = None
-    where: Optional[dict[str, Any]] = None
+    modality: Modality | None = None
+    where: dict[str, Any] | None = None
     fusion: Literal["rrf", "score"] = "rrf"

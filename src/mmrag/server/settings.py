@@ -54,7 +54,7 @@ class ServerSettings:
 
     Raises:
         ValueError: A limit is not positive, the port is out of range, or
-            ``allow_local_root`` is not a directory.
+            ``db`` or ``allow_local_root`` is not a directory.
     """
 
     model: str | None = None
@@ -84,6 +84,8 @@ class ServerSettings:
             raise ValueError(f"--port must be between 0 and 65535, got {self.port}")
         if self.max_wait_ms < 0 or self.graceful_timeout < 0:
             raise ValueError("--max-wait-ms and --graceful-timeout must not be negative")
+        if self.db is not None and not Path(self.db).expanduser().is_dir():
+            raise ValueError(f"--db {self.db!r} is not a directory; build it first with `mmrag index PATH --db DIR`")
         if self.allow_local_root is not None:
             root = Path(self.allow_local_root).expanduser()
             if not root.is_dir():

@@ -1,0 +1,131 @@
+"""Write the notebooks from the cell lists below, execute them, and save them with outputs.
+
+Run from the repository root after changing a notebook here:
+
+    python notebooks/build.py            # all notebooks
+    python notebooks/build.py 01         # those whose file name contains "01"
+
+The test suite executes the committed .ipynb files (tests/test_notebooks.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+HERE = Path(__file__).parent
+
+SETUP = """\
+import os, tempfile
+from pathlib import Path
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+%matplotlib inline
+work = Path(tempfile.mkdtemp(prefix="mmrag-notebook-"))  # everything this notebook writes goes here
+"""
+
+NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
+    "01_quickstart_store.ipynb": [
+        ("md", "# mmrag quickstart: one store for images and texts\n\n"
+               "Index a folder of images and captions into an embedded Chroma store, then search it in all four "
+               "directions. The bundled `demo` model is a tiny CLIP trained on synthetic shapes, so this runs "
+               "anywhere without a download; swap in `siglip2-base-224` for real photos."),
+        ("code", SETUP),
+        ("code", "import mmrag\nfrom mmrag.demo_data import write_sample_folder\nfrom mmrag.plotting import plot_hits\n\n"
+                 "paths = write_sample_folder(work / \"photos\", n=48)\n"
+                 "encoder = mmrag.load_encoder(\"demo\")\nencoder"),
+        ("code", "store = mmrag.MultimodalStore(encoder, path=work / \"db\")\n"
+                 "report = store.index_folder(work / \"photos\")\nprint(report)\n"
+                 "print(store.count(\"image\"), \"images,\", store.count(\"text\"), \"texts\")"),
+        ("md", "## Text → image"),
+        ("code", "query = \"a red circle\"\nplot_hits(store.search(query, k=6, modality=\"image\"), query=query);"),
+        ("md", "Chinese queries work too (the demo model was trained on English and Chinese captions):"),
+        ("code", "hits = store.search(\"蓝色的正方形\", k=6, modality=\"image\")  # a blue square\n"
+                 "plot_hits(hits, query=\"(zh) a blue square\");"),
+        ("md", "## Image → image and image → text"),
+        ("code", "probe = work / \"photos\" / \"shape_003.png\"\n"
+                 "plot_hits(store.search(str(probe), k=5, modality=\"image\"), query=str(probe));"),
+        ("code", "for hit in store.search(str(probe), k=4, modality=\"text\"):\n"
+                 "    print(f\"{hit.score:.3f}  {hit.text.strip()}\")"),
+        ("md", "## Text → text, and both modalities at once\n\nWith `modality=None` the image and text result lists "
+               "are merged by reciprocal rank fusion, so captions (whose text-text scores are far higher) do not "
+               "crowd out images."),
+        ("code", "for hit in store.search(\"a small green triangle\", k=6):\n"
+                 "    print(f\"{hit.modality:5}  {hit.score:.3f}  {hit.text.strip() if hit.text else hit.source}\")"),
+        ("code", "store.close()"),
+    ],
+    "02_llama_index_pipeline.ipynb": [
+        ("md", "# LlamaIndex multimodal RAG with mmrag\n\n`LocalMultiModalEmbedding` serves as both `embed_model` "
+               "and `image_embed_model` of a `MultiModalVectorStoreIndex` over two Chroma collections; "
+               "`MultimodalStoreRetriever` queries an mmrag store from LlamaIndex."),
+        ("code", SETUP),
+        ("code", "import chromadb\nfrom llama_index.core import SimpleDirectoryReader, StorageContext\n"
+                 "from llama_index.core.indices import MultiModalVectorStoreIndex\n"
+                 "from llama_index.vector_stores.chroma import ChromaVectorStore\n"
+                 "from mmrag.demo_data import write_sample_folder\n"
+                 "from mmrag.llama_index import LocalMultiModalEmbedding\nfrom mmrag.plotting import plot_hits\n\n"
+                 "write_sample_folder(work / \"shapes\", n=32, languages=(\"en\",))\n"
+                 "embed = LocalMultiModalEmbedding(model=\"demo\")\n"
+                 "client = chromadb.PersistentClient(path=str(work / \"chroma\"))\n"
+                 "texts, images = (ChromaVectorStore(chroma_collection=client.get_or_create_collection(\n"
+                 "    name, configuration={\"hnsw\": {\"space\": \"cosine\"}}, embedding_function=None))\n"
+                 "    for name in (\"texts\", \"images\"))\n"
+                 "storage = StorageContext.from_defaults(vector_store=texts, image_store=images)\n"
+                 "documents = SimpleDirectoryReader(str(work / \"shapes\")).load_data()\n"
+                 "index = MultiModalVectorStoreIndex.from_documents(\n"
+                 "    documents, storage_context=storage, embed_model=embed, image_embed_model=embed)\n"
+                 "len(documents)"),
+        ("md", "LlamaIndex nodes carry an `image_path`; a small adapter lets `plot_hits` draw them."),
+        ("code", "from types import SimpleNamespace\n\n"
+                 "def as_hits(results):\n"
+                 "    return [SimpleNamespace(modality=\"image\" if getattr(r.node, \"image_path\", None) else \"text\",\n"
+                 "                            source=getattr(r.node, \"image_path\", None), text=r.node.get_content(),\n"
+                 "                            score=r.score) for r in results]\n\n"
+                 "retriever = index.as_retriever(similarity_top_k=3, image_similarity_top_k=5)\n"
+                 "plot_hits(as_hits(retriever.text_to_image_retrieve(\"a yellow star\")), query=\"a yellow star\");"),
+        ("code", "probe = str(work / \"shapes\" / \"shape_005.png\")\n"
+                 "plot_hits(as_hits(retriever.image_to_image_retrieve(probe)), query=probe);"),
+        ("code", "for result in retriever.retrieve(\"a big purple square\"):\n"
+                 "    kind = \"image\" if getattr(result.node, \"image_path\", None) else \"text\"\n"
+                 "    print(kind, f\"{result.score:.3f}\", result.node.get_content().strip()[:60])"),
+        ("md", "## Querying an mmrag store from LlamaIndex"),
+        ("code", "import mmrag\nfrom mmrag.llama_index import MultimodalStoreRetriever\n\n"
+                 "store = mmrag.MultimodalStore(embed.encoder, path=work / \"mmrag_db\")\n"
+                 "print(store.index_folder(work / \"shapes\"))\n"
+                 "store_retriever = MultimodalStoreRetriever(store, k=4, batcher=embed.batcher)\n"
+                 "for result in store_retriever.image_to_text_retrieve(probe):\n"
+                 "    print(f\"{result.score:.3f}\", result.node.get_content().strip())"),
+        ("code", "results = await store_retriever.atext_to_image_retrieve(\"a small red heart\")\n"
+                 "plot_hits(as_hits(results), query=\"a small red heart\");"),
+        ("code", "store.close()"),
+    ],
+}
+
+
+def build(name: str, cells: list[tuple[str, str]]) -> Path:
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell(source) if kind == "md" else nbformat.v4.new_code_cell(source)
+        for kind, source in cells
+    ]
+    with tempfile.TemporaryDirectory() as cwd:
+        NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": cwd}}).execute()
+    target = HERE / name
+    nbformat.write(notebook, target)
+    return target
+
+
+def main(argv: list[str]) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name, cells in NOTEBOOKS.items():
+        if not argv or any(part in name for part in argv):
+            print("built", build(name, cells))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
