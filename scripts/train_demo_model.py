@@ -477,7 +477,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-images", type=int, default=400, help="held-out images (default: %(default)s)")
     parser.add_argument("--train-images", type=int, default=12000, help="distinct training images (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default: %(default)s)")
-    parser.add_argument("--group-size", type=int, default=8, help="images per colour+shape group in a batch (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
     parser.add_argument("--eval-every", type=int, default=0, help="quick held-out check every N steps (0: off)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
@@ -541,14 +540,6 @@ def main(argv: list[str] | None = None) -> int:
         model.train()
         return {k: v for k, v in figures.items() if not k.endswith("_queries") and k != "n_images"}
 
-    # Batches of groups: G colour+shape groups x K images each, so that captions
-    # differing only in size or position (or shape, for one colour) meet in a batch.
-    groups: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
-    for i, (colour, shape) in enumerate(attrs[:, :2].tolist()):
-        groups[(colour, shape)].append(i)
-    group_keys = sorted(groups)
-    per_group = args.group_size
-    n_groups = args.batch_size // per_group
     batch_rng = random.Random(f"batches:{args.seed}")
     model.train()
     train_start = time.perf_counter()
@@ -556,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     step = 0
     running = 0.0
     while step < steps:
-        idx = [i for key in batch_rng.sample(group_keys, n_groups) for i in batch_rng.sample(groups[key], per_group)]
+        idx = batch_rng.sample(range(len(samples)), args.batch_size)
         texts, named = [], []
         for i in idx:
             for lang in LANGUAGES:

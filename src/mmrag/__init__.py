@@ -29,8 +29,10 @@ from mmrag.errors import (
     StoreLockedError,
     StoreMismatchError,
     UnsupportedModelError,
+    UnsupportedPairError,
 )
 from mmrag.inputs import ImageInput, ImageLimits, resolve_image, resolve_images
+from mmrag.rerank import Calibration, RankedItem, Reranker, list_rerankers, load_reranker
 from mmrag.store import Hit, IndexReport, MultimodalStore, Record
 
 __version__ = "0.1.0"
@@ -54,8 +56,14 @@ __all__ = [
     "StoreLockedError",
     "StoreMismatchError",
     "UnsupportedModelError",
+    "Calibration",
+    "RankedItem",
+    "Reranker",
+    "UnsupportedPairError",
     "__version__",
     "list_models",
+    "list_rerankers",
+    "load_reranker",
     "load_encoder",
     "register_family",
     "resolve_image",

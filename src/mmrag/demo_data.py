@@ -170,9 +170,9 @@ _BY_NAME: dict[str, dict[str, Word]] = {
 }
 
 # Shape centre per position, as fractions of the image side (x, y).
-_CENTRES = {"left": (0.27, 0.5), "right": (0.73, 0.5), "top": (0.5, 0.27), "bottom": (0.5, 0.73), "center": (0.5, 0.5)}
+_CENTRES = {"left": (0.29, 0.5), "right": (0.71, 0.5), "top": (0.5, 0.29), "bottom": (0.5, 0.71), "center": (0.5, 0.5)}
 # Shape "radius" per size, as a fraction of the image side.
-_RADII = {"small": 0.105, "large": 0.205}
+_RADII = {"small": 0.14, "large": 0.23}
 _SUPERSAMPLE = 4
 _OUTLINE = float(os.environ.get("MMRAG_DEMO_OUTLINE", "1.5"))  # outline width in pixels at 64 px; 0: none
 
@@ -294,9 +294,9 @@ class ShapeSample:
         canvas = Image.new("RGB", (big, big), bg)
         draw = ImageDraw.Draw(canvas)
         cx, cy = _CENTRES[self.position]
-        cx = (cx + rng.uniform(-0.045, 0.045)) * big
-        cy = (cy + rng.uniform(-0.045, 0.045)) * big
-        radius = _RADII[self.size] * rng.uniform(0.9, 1.1) * big
+        cx = (cx + rng.uniform(-0.04, 0.04)) * big
+        cy = (cy + rng.uniform(-0.04, 0.04)) * big
+        radius = _RADII[self.size] * rng.uniform(0.92, 1.08) * big
         rotation = rng.uniform(-12.0, 12.0)
         fill = tuple(_clip(c + rng.randint(-14, 14)) for c in colour.rgb)
         # A dark outline makes the silhouette visible whatever the fill and background colours.

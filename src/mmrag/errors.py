@@ -15,6 +15,7 @@ __all__ = [
     "StoreLockedError",
     "StoreMismatchError",
     "UnsupportedModelError",
+    "UnsupportedPairError",
 ]
 
 
@@ -64,6 +65,10 @@ class ImageInputError(MmragError, ValueError):
 
 class UnsupportedModelError(MmragError, ValueError):
     """The model's architecture (its config's ``model_type``) has no encoder family."""
+
+
+class UnsupportedPairError(MmragError, ValueError):
+    """A reranker has no backend for a (query, candidate) modality pair it was asked to score."""
 
 
 class ModelNotAvailableError(MmragError, OSError):

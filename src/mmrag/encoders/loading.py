@@ -25,7 +25,18 @@ if TYPE_CHECKING:
 
     from mmrag.encoders.base import Encoder
 
-__all__ = ["LoadRequest", "load_encoder", "pick_device", "pick_dtype", "register_family", "supported_model_types"]
+__all__ = [
+    "LoadRequest",
+    "load_encoder",
+    "load_model_config",
+    "model_not_available_error",
+    "parse_dtype",
+    "pick_device",
+    "pick_dtype",
+    "register_family",
+    "resolve_model_source",
+    "supported_model_types",
+]
 
 
 @dataclass(frozen=True)
@@ -141,8 +152,8 @@ def load_encoder(
         (1, 512)
     """
     _register_builtin_families()
-    source, model_id = _resolve_source(model)
-    config = _load_config(source, revision=revision, local_files_only=local_files_only)
+    source, model_id = resolve_model_source(model)
+    config = load_model_config(source, revision=revision, local_files_only=local_files_only)
     loader = _FAMILY_LOADERS.get(config.model_type)
     if loader is None:
         raise UnsupportedModelError(
@@ -154,7 +165,7 @@ def load_encoder(
         model_id=model_id,
         config=config,
         device=pick_device(device),
-        dtype=_parse_dtype(dtype),
+        dtype=parse_dtype(dtype),
         batch_size=batch_size,
         revision=revision,
         local_files_only=local_files_only,
@@ -165,7 +176,7 @@ def load_encoder(
     try:
         return loader(request)
     except OSError as exc:
-        raise _not_available(str(model), source, exc, use_safetensors=use_safetensors) from exc
+        raise model_not_available_error(str(model), source, exc, use_safetensors=use_safetensors) from exc
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -221,7 +232,18 @@ _DTYPE_NAMES = {
 }  # fmt: skip
 
 
-def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """Parse a dtype name (``"fp16"``, ``"bfloat16"``, ...) or pass a torch dtype through.
+
+    Args:
+        dtype: A name, a ``torch.dtype`` or ``None``.
+
+    Returns:
+        The torch dtype, or ``None``.
+
+    Raises:
+        ValueError: Unknown name.
+    """
     import torch
 
     if dtype is None or isinstance(dtype, torch.dtype):
@@ -232,8 +254,20 @@ def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return getattr(torch, name)
 
 
-def _resolve_source(model: str | os.PathLike[str]) -> tuple[str, str]:
-    """Map an alias / hub id / directory to (where to load from, id to record)."""
+def resolve_model_source(model: str | os.PathLike[str]) -> tuple[str, str]:
+    """Map a preset alias, hub id or directory to where to load from and the id to record.
+
+    Args:
+        model: What the user passed to a loader.
+
+    Returns:
+        ``(source, model_id)``: a hub id or absolute directory, and the id an
+        encoder records (the hub id, the absolute path, or ``mmrag/<alias>``
+        for bundled models).
+
+    Raises:
+        ModelNotAvailableError: A path that is not a model directory.
+    """
     if isinstance(model, os.PathLike):
         return _local_dir(Path(model))
     text = str(model).strip()
@@ -266,7 +300,21 @@ def _local_dir(path: Path) -> tuple[str, str]:
     return str(path), str(path)
 
 
-def _load_config(source: str, *, revision: str | None, local_files_only: bool) -> PretrainedConfig:
+def load_model_config(source: str, *, revision: str | None, local_files_only: bool) -> PretrainedConfig:
+    """Load a checkpoint's config, turning hub and offline failures into clear mmrag errors.
+
+    Args:
+        source: Hub id or local directory.
+        revision: Hub revision.
+        local_files_only: Never use the network.
+
+    Returns:
+        The config.
+
+    Raises:
+        ModelNotAvailableError: Not local and not downloadable.
+        UnsupportedModelError: An architecture transformers does not ship.
+    """
     from transformers import AutoConfig
 
     try:
@@ -279,12 +327,25 @@ def _load_config(source: str, *, revision: str | None, local_files_only: bool) -
                 f"model {source!r} uses an architecture transformers does not ship; mmrag supports model types: "
                 f"{', '.join(sorted(_FAMILY_LOADERS))}"
             ) from exc
-        raise _not_available(source, source, exc, use_safetensors=True) from exc
+        raise model_not_available_error(source, source, exc, use_safetensors=True) from exc
     except Exception as exc:  # hub clients raise OSError, httpx and socket errors alike
-        raise _not_available(source, source, exc, use_safetensors=True) from exc
+        raise model_not_available_error(source, source, exc, use_safetensors=True) from exc
 
 
-def _not_available(model: str, source: str, exc: BaseException, *, use_safetensors: bool) -> ModelNotAvailableError:
+def model_not_available_error(
+    model: str, source: str, exc: BaseException, *, use_safetensors: bool
+) -> ModelNotAvailableError:
+    """The error to raise when ``from_pretrained`` failed: names the fix (download, directory, safetensors).
+
+    Args:
+        model: What the user asked for.
+        source: Where it was loaded from.
+        exc: The underlying error.
+        use_safetensors: Whether pickle weights were refused.
+
+    Returns:
+        A :class:`ModelNotAvailableError` to raise ``from exc``.
+    """
     reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
     if use_safetensors and "safetensors" in str(exc).lower():
         return ModelNotAvailableError(

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 
-from mmrag.errors import MmragError
+from mmrag.errors import UnsupportedPairError
 from mmrag.inputs import ImageLimits, resolve_image
 from mmrag.store import Modality
 
@@ -79,10 +79,6 @@ def pair_key(query: Modality, candidate: Modality) -> PairKey:
         E.g. ``"text->image"``.
     """
     return f"{query}->{candidate}"  # type: ignore[return-value]
-
-
-class UnsupportedPairError(MmragError, ValueError):
-    """A reranker has no backend for a (query, candidate) modality pair it was asked to score."""
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 from mmrag.encoders.base import Encoder
 from mmrag.encoders.loading import (
     LoadRequest,
-    _load_config,
-    _not_available,
-    _parse_dtype,
-    _resolve_source,
+    load_model_config,
+    model_not_available_error,
+    parse_dtype,
+    resolve_model_source,
     load_encoder,
     pick_device,
     pick_dtype,
@@ -212,7 +212,7 @@ def load_reranker(
     """
     options = _Options(
         device=pick_device(device),
-        dtype=_parse_dtype(dtype),
+        dtype=parse_dtype(dtype),
         batch_size=batch_size,
         revision=revision,
         local_files_only=local_files_only,
@@ -350,8 +350,8 @@ def _plan(spec: RerankerSpec, options: _Options) -> _Plan:
         raise TypeError(f"a reranker model must be a name, a path, an Encoder or a RerankBackend, got {spec!r}")
     preset = get_reranker_preset(spec) if isinstance(spec, str) else None
     target: str | os.PathLike[str] = preset.hub_id if preset else spec
-    source, model_id = _resolve_source(target)
-    config = _load_config(source, revision=options.revision, local_files_only=options.local_files_only)
+    source, model_id = resolve_model_source(target)
+    config = load_model_config(source, revision=options.revision, local_files_only=options.local_files_only)
     kind = reranker_kind(config, str(spec))
     if kind == "dual":
         return _Plan(str(spec), kind, lambda: DualEncoderBackend(_load_dual_encoder(target, options)))
@@ -427,7 +427,7 @@ def _load_guarded(loader: Callable[[LoadRequest], RerankBackend], request: LoadR
     try:
         return loader(request)
     except OSError as exc:
-        raise _not_available(model, request.source, exc, use_safetensors=request.use_safetensors) from exc
+        raise model_not_available_error(model, request.source, exc, use_safetensors=request.use_safetensors) from exc
 
 
 def _load_dual_encoder(target: str | os.PathLike[str], options: _Options) -> Encoder:
