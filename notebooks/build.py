@@ -103,6 +103,82 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "plot_hits(as_hits(results), query=\"a small red heart\");"),
         ("code", "store.close()"),
     ],
+    "03_langchain_retriever_rerank.ipynb": [
+        ("md", "# LangChain: retrieve from an mmrag store, rerank, and feed a chain\n\n"
+               "`MultimodalStoreRetriever` is a LangChain retriever over `mmrag.MultimodalStore`; "
+               "`CrossModalReranker` is a document compressor that rescores candidates with a (usually larger) "
+               "cross-modal model. Here both use the bundled `demo` model so the notebook runs anywhere; in "
+               "practice rerank with BLIP / BLIP-2 ITM heads (`blip-itm-base-coco`, `blip2-itm-vit-g`) or "
+               "`bge-reranker-base` for text."),
+        ("code", SETUP),
+        ("code", "import mmrag\nfrom mmrag.demo_data import write_sample_folder\n"
+                 "from mmrag.langchain import CrossModalReranker, MultimodalStoreRetriever\n"
+                 "from mmrag.plotting import plot_hits\n\n"
+                 "write_sample_folder(work / \"photos\", n=48)\n"
+                 "store = mmrag.MultimodalStore(mmrag.load_encoder(\"demo\"), path=work / \"db\")\n"
+                 "print(store.index_folder(work / \"photos\"))\n"
+                 "retriever = MultimodalStoreRetriever(store=store, k=8, modality=\"image\")"),
+        ("code", "from types import SimpleNamespace\n\n"
+                 "def as_hits(docs, score_key=\"score\"):\n"
+                 "    return [SimpleNamespace(modality=d.metadata[\"modality\"], source=d.metadata.get(\"source\"),\n"
+                 "                            text=d.page_content, score=d.metadata[score_key]) for d in docs]\n\n"
+                 "question = \"a big green star\"\n"
+                 "first_stage = retriever.invoke(question)\n"
+                 "plot_hits(as_hits(first_stage), query=question, title=\"first stage (cosine)\");"),
+        ("code", "reranker = CrossModalReranker(reranker=mmrag.load_reranker(\"demo\"), top_n=4)\n"
+                 "reranked = reranker.compress_documents(first_stage, question)\n"
+                 "plot_hits(as_hits(reranked, \"relevance_score\"), query=question, title=\"reranked (match probability)\");"),
+        ("md", "## In a chain\n\n`ContextualCompressionRetriever` runs retrieval and reranking as one retriever; "
+               "a fake chat model stands in for your LLM."),
+        ("code", "from langchain_classic.retrievers import ContextualCompressionRetriever\n"
+                 "from langchain_core.language_models.fake_chat_models import FakeListChatModel\n"
+                 "from langchain_core.prompts import ChatPromptTemplate\n\n"
+                 "compressed = ContextualCompressionRetriever(base_compressor=reranker, base_retriever=retriever)\n"
+                 "prompt = ChatPromptTemplate.from_template(\"Images:\\n{context}\\n\\nQuestion: {question}\")\n"
+                 "format_docs = lambda docs: \"\\n\".join(f\"{d.page_content} ({d.metadata['relevance_score']:.2f})\" for d in docs)\n"
+                 "chain = ({\"context\": compressed | format_docs, \"question\": lambda q: q}\n"
+                 "         | prompt | FakeListChatModel(responses=[\"The green star is the first image.\"]))\n"
+                 "print(prompt.format(context=format_docs(compressed.invoke(question)), question=question))\n"
+                 "print(chain.invoke(question).content)"),
+        ("code", "store.close()"),
+    ],
+    "04_http_service_client.ipynb": [
+        ("md", "# The HTTP service from a client\n\nStart `mmrag serve` on a store, then call `/embed`, "
+               "`/similarity`, `/search` and the OpenAI-compatible `/v1/embeddings` with httpx and the official "
+               "OpenAI client."),
+        ("code", SETUP),
+        ("code", "import socket, subprocess, sys, time\nimport httpx\nimport mmrag\n"
+                 "from mmrag.demo_data import write_sample_folder\n\n"
+                 "write_sample_folder(work / \"photos\", n=32)\n"
+                 "with mmrag.MultimodalStore(mmrag.load_encoder(\"demo\"), path=work / \"db\") as store:\n"
+                 "    print(store.index_folder(work / \"photos\"))  # closed again: the server opens the store\n\n"
+                 "with socket.socket() as s:\n    s.bind((\"127.0.0.1\", 0)); port = s.getsockname()[1]\n"
+                 "server = subprocess.Popen([sys.executable, \"-m\", \"mmrag\", \"serve\", \"--db\", str(work / \"db\"),\n"
+                 "                           \"--port\", str(port), \"--no-access-log\"],\n"
+                 "                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+                 "base = f\"http://127.0.0.1:{port}\"\n"
+                 "for _ in range(240):\n    try:\n        if httpx.get(f\"{base}/ready\").status_code == 200: break\n"
+                 "    except httpx.TransportError:\n        pass\n    time.sleep(0.5)\n"
+                 "httpx.get(f\"{base}/ready\").json()"),
+        ("code", "import base64\nimage_b64 = base64.b64encode((work / \"photos\" / \"shape_000.png\").read_bytes()).decode()\n"
+                 "answer = httpx.post(f\"{base}/embed\", json={\"image\": image_b64, \"text\": \"a caption\"}).json()\n"
+                 "{key: (len(value) if isinstance(value, list) else value) for key, value in answer.items()}"),
+        ("code", "ranked = httpx.post(f\"{base}/similarity\", json={\n"
+                 "    \"query\": \"a small red circle\", \"query_type\": \"text\", \"candidate_type\": \"image\",\n"
+                 "    \"candidates\": [base64.b64encode(p.read_bytes()).decode() for p in sorted((work / \"photos\").glob(\"*.png\"))[:12]],\n"
+                 "}).json()\n"
+                 "[round(score, 3) for _, score in ranked[\"similarities\"]]"),
+        ("code", "from types import SimpleNamespace\nfrom mmrag.plotting import plot_hits\n\n"
+                 "results = httpx.post(f\"{base}/search\", json={\"query\": \"a blue square\", \"k\": 6, \"modality\": \"image\"}).json()[\"results\"]\n"
+                 "plot_hits([SimpleNamespace(**r) for r in results], query=\"a blue square\", title=\"POST /search\");"),
+        ("code", "from openai import OpenAI\n"
+                 "client = OpenAI(base_url=f\"{base}/v1\", api_key=\"unused\")\n"
+                 "response = client.embeddings.create(model=\"demo\", input=[\"a red circle\", \"红色的圆形\"])\n"
+                 "[len(item.embedding) for item in response.data], response.usage"),
+        ("code", "bad = httpx.post(f\"{base}/embed\", json={\"image\": \"http://127.0.0.1:22/x.png\"})\n"
+                 "bad.status_code, bad.json()  # private addresses are refused before any connection"),
+        ("code", "server.terminate(); server.wait(timeout=60)"),
+    ],
 }
 
 

@@ -87,6 +87,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MAX_TEXT_LENGTH = 32
 PROJECTION_DIM = 64
 ATTRIBUTES = ("colour", "shape", "size", "position")
+HARD_BATCHES = (0.3, 0.1, 0.1, 0.1)
+"""Fraction of batches whose images share one colour, shape, position or size (the rest: random)."""
 _VALUES = {"colour": COLOURS, "shape": SHAPES, "size": SIZES, "position": POSITIONS}
 _INDEX = {field: {w.name: i for i, w in enumerate(words)} for field, words in _VALUES.items()}
 
@@ -540,14 +542,31 @@ def main(argv: list[str] | None = None) -> int:
         model.train()
         return {k: v for k, v in figures.items() if not k.endswith("_queries") and k != "n_images"}
 
+    # Hard batches against feature suppression: colour alone tells most captions
+    # apart, and a contrastive model that has learned it barely learns anything
+    # else. Many batches therefore share one attribute value (all images red, or
+    # all stars, ...), so that only the other attributes separate them.
     batch_rng = random.Random(f"batches:{args.seed}")
+    by_value = {
+        (k, v): [i for i in range(len(samples)) if attrs[i, k] == v]
+        for k, field in enumerate(ATTRIBUTES)
+        for v in range(len(_VALUES[field]))
+    }
+
+    def batch_indices() -> list[int]:
+        r = batch_rng.random()
+        fixed = next((k for k, p in zip((0, 1, 3, 2), itertools.accumulate(HARD_BATCHES)) if r < p), None)
+        if fixed is None:
+            return batch_rng.sample(range(len(samples)), args.batch_size)
+        pool = by_value[(fixed, batch_rng.randrange(len(_VALUES[ATTRIBUTES[fixed]])))]
+        return batch_rng.sample(pool, min(args.batch_size, len(pool)))
     model.train()
     train_start = time.perf_counter()
     budget = args.minutes * 60
     step = 0
     running = 0.0
     while step < steps:
-        idx = batch_rng.sample(range(len(samples)), args.batch_size)
+        idx = batch_indices()
         texts, named = [], []
         for i in idx:
             for lang in LANGUAGES:

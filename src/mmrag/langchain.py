@@ -14,6 +14,11 @@ Two classes:
   :class:`~langchain_core.retrievers.BaseRetriever` over an
   :class:`mmrag.MultimodalStore`, for text queries (``invoke("a red circle")``)
   and image queries (``invoke("", image="photo.png")``).
+* :class:`CrossModalReranker`: a LangChain
+  :class:`~langchain_core.documents.BaseDocumentCompressor` that reranks
+  retrieved text and image documents with an mmrag :class:`~mmrag.Reranker`,
+  e.g. as the ``base_compressor`` of a ``ContextualCompressionRetriever``
+  (package ``langchain-classic``).
 
 Example:
     >>> from mmrag.langchain import LocalMultiModalEmbeddings, MultimodalStoreRetriever
@@ -26,15 +31,18 @@ Example:
 from __future__ import annotations
 
 import base64
+import binascii
+import dataclasses
 import io
 import mimetypes
 import os
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union
 
-from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
-from langchain_core.documents import Document
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun, Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever, LangSmithRetrieverParams
 from langchain_core.runnables.config import run_in_executor
@@ -44,15 +52,16 @@ from mmrag.batching import EmbeddingBatcher
 from mmrag.encoders.loading import load_encoder
 from mmrag.encoders.presets import DEFAULT_MODEL
 from mmrag.errors import ImageInputError
-from mmrag.inputs import ImageInput, ImageLimits, read_image_bytes
-from mmrag.store import Hit, Modality, MultimodalStore
+from mmrag.inputs import ImageInput, ImageLimits, is_url, read_image_bytes
+from mmrag.rerank import InputType, RankedItem, Reranker, RerankerSpec, load_reranker
+from mmrag.store import Hit, Modality, MultimodalStore, query_is_image
 
 if TYPE_CHECKING:
     import numpy as np
 
     from mmrag.encoders.base import Encoder
 
-__all__ = ["LocalMultiModalEmbeddings", "MultimodalStoreRetriever", "hit_to_document"]
+__all__ = ["CrossModalReranker", "LocalMultiModalEmbeddings", "MultimodalStoreRetriever", "hit_to_document"]
 
 
 class LocalMultiModalEmbeddings(BaseModel, Embeddings):
@@ -455,6 +464,320 @@ def hit_to_document(
                 metadata["image_base64"] = base64.b64encode(data).decode("ascii")
                 metadata["image_mime_type"] = _mime_type(data, hit.source)
     return Document(page_content=content, metadata=metadata, id=hit.id)
+
+
+# ------------------------------------------------------------------ reranking
+ModelSpec = Union[RerankerSpec, Sequence[RerankerSpec], Mapping[str, RerankerSpec]]
+"""What :func:`mmrag.load_reranker` takes: one model, a list, or a pair->model mapping."""
+
+
+class CrossModalReranker(BaseDocumentCompressor):
+    """Rerank retrieved text and image documents with an mmrag :class:`~mmrag.Reranker`.
+
+    A LangChain document compressor: call :meth:`compress_documents`, or use it
+    as the ``base_compressor`` of a ``ContextualCompressionRetriever``
+    (``pip install langchain-classic``) over a :class:`MultimodalStoreRetriever`
+    or any other retriever.
+
+    * **Candidates**: a document whose ``metadata["modality"]`` is ``"image"``
+      (what :class:`MultimodalStoreRetriever` returns) is scored as an image,
+      read from ``metadata["image_base64"]`` if present, else
+      ``metadata["source"]`` (path or URL), else ``page_content`` (a path, URL,
+      data URI or base64). Every other document is the text ``page_content``.
+    * **Query**: ``query`` is read by ``query_type``: ``"text"`` (default)
+      always a text; ``"auto"`` an image when it is an http(s) URL, a data URI
+      or an existing image file; ``"image"`` always an image. Or pass an image
+      directly: ``compress_documents(docs, "", image=...)``.
+    * **Output**: copies of the documents, best first, at most ``top_n``, with
+      ``metadata["relevance_score"]``: the reranker's match probability in
+      ``[0, 1]`` (see :mod:`mmrag.rerank`). Everything else in the metadata
+      stays, including the first-stage ``score``.
+
+    **Image queries through** ``ContextualCompressionRetriever``: it hands the
+    compressor the query string only (an ``image=`` keyword reaches the base
+    retriever but not the compressor). Give the image *as the query string*
+    (a path, http(s) URL or data URI) and set ``query_type="auto"`` on both
+    the :class:`MultimodalStoreRetriever` and this reranker:
+    ``ContextualCompressionRetriever(base_compressor=CrossModalReranker(...,
+    query_type="auto"), base_retriever=MultimodalStoreRetriever(...,
+    query_type="auto")).invoke("photos/cat.png")``.
+
+    All documents go to the reranker in **one** scoring call, texts and images
+    mixed, batched per backend (``ceil(n / batch_size)`` model calls per
+    modality); only when a text would be misread as an image (e.g. a text that
+    is just an http URL) are the two modalities scored in two calls.
+
+    Example:
+        >>> from langchain_classic.retrievers import ContextualCompressionRetriever
+        >>> reranker = CrossModalReranker(model=["blip-itm-base-coco", "bge-reranker-base"], top_n=3)
+        >>> retriever = ContextualCompressionRetriever(
+        ...     base_compressor=reranker, base_retriever=MultimodalStoreRetriever(store=store, k=20))  # doctest: +SKIP
+        >>> docs = retriever.invoke("a dog on the beach")  # doctest: +SKIP
+        >>> docs[0].metadata["relevance_score"], docs[0].metadata["score"]  # doctest: +SKIP
+    """
+
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+        extra="forbid",
+        protected_namespaces=(),
+        use_attribute_docstrings=True,
+        validate_assignment=True,
+    )
+
+    model: Union[str, list[str], dict[str, str], None] = None
+    """What the reranker was loaded from (alias, hub id or path; a list or a pair->model mapping)."""
+
+    device: str | None = None
+    """Device the model was loaded on; ``None``: CUDA, then MPS, then CPU."""
+
+    dtype: str | None = None
+    """Weight dtype the model was loaded with; ``None``: float16 on a GPU, float32 on CPU."""
+
+    batch_size: int = Field(default=32, ge=1)
+    """Most (query, candidate) pairs per model call."""
+
+    top_n: int | None = Field(default=None, ge=0)
+    """Most documents to return; ``None`` keeps all, reordered."""
+
+    query_type: Literal["text", "auto", "image"] = "text"
+    """How the query string is read: always a text, by the image rule (``"auto"``), or always an image."""
+
+    local_files_only: bool = False
+    """Never use the network to load the model."""
+
+    _reranker: Reranker | None = PrivateAttr(default=None)
+    _owns_reranker: bool = PrivateAttr(default=False)
+
+    def __init__(self, *, reranker: Reranker | None = None, model: ModelSpec | None = None, **data: Any) -> None:
+        """Load the reranker, or adopt ``reranker``.
+
+        Args:
+            reranker: A loaded :class:`~mmrag.Reranker` (it may be shared).
+                ``device``, ``dtype`` and ``local_files_only`` cannot be passed
+                with it; ``batch_size`` defaults to its own.
+            model: Instead of ``reranker``: what :func:`mmrag.load_reranker`
+                takes, e.g. ``"blip-itm-base-coco"``, a list such as
+                ``["blip-itm-base-coco", "bge-reranker-base"]``, or a local directory.
+            **data: The other fields (``device``, ``dtype``, ``batch_size``,
+                ``top_n``, ``query_type``, ``local_files_only``).
+
+        Raises:
+            ValueError: Neither or both of ``reranker`` and ``model``, loading
+                options with ``reranker``, or an invalid field.
+            mmrag.ModelNotAvailableError: ``model`` cannot be found or downloaded.
+        """
+        if (reranker is None) == (model is None):
+            raise ValueError("pass either reranker= (a loaded mmrag.Reranker) or model= (what load_reranker takes)")
+        if reranker is not None:
+            clashing = sorted(key for key in ("device", "dtype", "local_files_only") if key in data)
+            if clashing:
+                raise ValueError(
+                    f"pass either reranker= or loading options, not both (got reranker and {', '.join(clashing)}); "
+                    "pass them to mmrag.load_reranker instead"
+                )
+            data.setdefault("batch_size", reranker.batch_size)
+            super().__init__(model={pair: b.model_id for pair, b in reranker.routes.items()}, **data)
+            self._reranker, self._owns_reranker = reranker, False
+        else:
+            super().__init__(model=_model_label(model), **data)  # validates the fields before loading
+            self._reranker = load_reranker(
+                model,  # type: ignore[arg-type]
+                device=self.device,
+                dtype=self.dtype,
+                batch_size=self.batch_size,
+                local_files_only=self.local_files_only,
+            )
+            self._owns_reranker = True
+
+    @property
+    def reranker(self) -> Reranker:
+        """The mmrag reranker doing the scoring."""
+        if self._reranker is None:  # made by model_validate, which skips __init__
+            raise ValueError("this CrossModalReranker has no reranker: build it with reranker= or model=")
+        return self._reranker
+
+    def compress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+        *,
+        image: ImageInput | None = None,
+    ) -> list[Document]:
+        """Rerank documents for a text or image query.
+
+        Args:
+            documents: Retrieved documents, texts and images mixed.
+            query: The query text (read by ``query_type``); ``""`` when ``image`` is given.
+            callbacks: Accepted for the LangChain interface; not used.
+            image: An image query: anything :func:`mmrag.resolve_image` accepts.
+
+        Returns:
+            Copies of the best documents, best first, with ``metadata["relevance_score"]``.
+
+        Raises:
+            TypeError: ``query`` is not a string.
+            ValueError: Neither or both of a text query and ``image``; an image
+                document with nothing to read (e.g. stored as pixels).
+            mmrag.UnsupportedPairError: No backend serves a needed modality pair.
+            mmrag.ImageInputError: The query or a document image could not be read.
+        """
+        docs = list(documents)
+        rerank_query, query_type = self._query(query, image)
+        if not docs:
+            return []
+        candidates = [_document_candidate(doc, i) for i, doc in enumerate(docs)]
+        ranked = _rerank_typed(
+            self.reranker,
+            rerank_query,
+            query_type,
+            [item for item, _ in candidates],
+            [modality for _, modality in candidates],
+            self.top_n,
+            self.batch_size,
+        )
+        return [
+            docs[item.index].model_copy(
+                update={"metadata": {**docs[item.index].metadata, "relevance_score": item.score}}
+            )
+            for item in ranked
+        ]
+
+    async def acompress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+        *,
+        image: ImageInput | None = None,
+    ) -> list[Document]:
+        """:meth:`compress_documents` on a worker thread, leaving the event loop free.
+
+        Args:
+            documents: Retrieved documents.
+            query: The query text; ``""`` when ``image`` is given.
+            callbacks: Accepted for the LangChain interface; not used.
+            image: An image query.
+
+        Returns:
+            Copies of the best documents, best first, with ``metadata["relevance_score"]``.
+        """
+        return await run_in_executor(None, self.compress_documents, documents, query, callbacks, image=image)
+
+    def close(self) -> None:
+        """Stop the reranker's prefetch threads, if this object loaded it (it stays usable)."""
+        if self._owns_reranker and self._reranker is not None:
+            self._reranker.close()
+
+    def _query(self, query: Any, image: ImageInput | None) -> tuple[Any, InputType]:
+        if not isinstance(query, str):
+            raise TypeError(f"the query must be a string, got {type(query).__name__}; pass an image as image=...")
+        if image is not None:
+            if query.strip():
+                raise ValueError("pass either a text query or image=..., not both")
+            return image, "image"
+        if not query.strip():
+            raise ValueError(
+                "empty query: pass a text, or an image as compress_documents(docs, '', image=...). Inside "
+                "ContextualCompressionRetriever, which hands the compressor only the query string, pass the "
+                "image's path or URL as the query and set query_type='auto' on the retriever and the reranker"
+            )
+        return query, self.query_type
+
+
+def _model_label(model: Any) -> str | list[str] | dict[str, str]:
+    """A serialisable description of what ``load_reranker`` was given."""
+
+    def one(spec: Any) -> str:
+        if isinstance(spec, (str, os.PathLike)):
+            return os.fspath(spec)
+        return str(getattr(spec, "model_id", None) or getattr(spec, "name", None) or type(spec).__name__)
+
+    if isinstance(model, Mapping):
+        return {str(key): one(spec) for key, spec in model.items()}
+    if isinstance(model, (str, os.PathLike)) or not isinstance(model, Sequence):
+        return one(model)
+    return [one(spec) for spec in model]
+
+
+def _document_candidate(doc: Document, index: int) -> tuple[Any, Modality]:
+    """What the reranker scores for a document, and as which modality.
+
+    Images are returned as non-strings (``Path``, ``bytes``) or http(s)/data URLs
+    where possible, so the reranker's ``"auto"`` rule reads them as images.
+    """
+    metadata = doc.metadata or {}
+    if metadata.get("modality") != "image":
+        return doc.page_content, "text"
+    encoded = metadata.get("image_base64")
+    if isinstance(encoded, str) and encoded:
+        try:
+            return base64.b64decode(encoded, validate=True), "image"
+        except (binascii.Error, ValueError):
+            pass
+    source = metadata.get("source")
+    if isinstance(source, str) and source.strip():
+        return _image_string(source, may_be_base64=False), "image"
+    if isinstance(source, os.PathLike):
+        return source, "image"
+    if doc.page_content.strip():
+        return _image_string(doc.page_content, may_be_base64=True), "image"
+    name = f" (id {doc.id!r})" if doc.id else ""
+    raise ValueError(
+        f"document {index}{name} is an image with no image_base64, source or page_content to read it from "
+        "(images stored as pixels cannot be reranked: store them by path or URL)"
+    )
+
+
+def _image_string(text: str, *, may_be_base64: bool) -> Any:
+    """An image reference as the reranker should get it.
+
+    http(s) URLs and data URIs stay strings; base64 (where allowed) becomes
+    bytes; anything else is a path, passed as ``Path`` (always read as an image).
+    """
+    stripped = text.strip()
+    if is_url(stripped) or stripped[:5].lower() == "data:":
+        return stripped
+    if may_be_base64 and not query_is_image(stripped):
+        try:
+            return base64.b64decode("".join(stripped.split()), validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return Path(stripped)
+
+
+def _rerank_typed(
+    reranker: Reranker,
+    query: Any,
+    query_type: InputType,
+    items: list[Any],
+    modalities: list[Modality],
+    top_n: int | None,
+    batch_size: int,
+) -> list[RankedItem]:
+    """Rerank candidates whose modality is known, in one scoring call where the reranker's rule agrees.
+
+    One modality: one call with that ``candidate_type``. Mixed: one call with
+    ``"auto"`` when :func:`~mmrag.store.query_is_image` reads every item as
+    its known modality; otherwise one call per modality, merged exactly as
+    :meth:`~mmrag.Reranker.rerank` orders (log-odds, ties by position).
+    """
+    kinds = set(modalities)
+    if len(kinds) <= 1 or all(query_is_image(item) == (kind == "image") for item, kind in zip(items, modalities)):
+        candidate_type: InputType = kinds.pop() if len(kinds) == 1 else "auto"  # type: ignore[assignment]
+        return reranker.rerank(
+            query, items, top_n, query_type=query_type, candidate_type=candidate_type, batch_size=batch_size
+        )
+    merged: list[RankedItem] = []
+    for kind in ("text", "image"):
+        positions = [i for i, modality in enumerate(modalities) if modality == kind]
+        group = reranker.rerank(
+            query, [items[i] for i in positions], None, query_type=query_type, candidate_type=kind,
+            batch_size=batch_size,
+        )  # fmt: skip
+        merged.extend(dataclasses.replace(item, index=positions[item.index]) for item in group)
+    merged.sort(key=lambda item: (-item.log_odds, item.index))
+    return merged[:top_n]
 
 
 # --------------------------------------------------------------------- helpers

@@ -13,6 +13,10 @@ Two pieces, both importable only when ``llama-index-core`` is installed:
   an :class:`mmrag.MultimodalStore`, for users who index with mmrag and query
   with LlamaIndex. Images come back as ``ImageNode`` (path or URL, never
   pixels), texts as ``TextNode``.
+* :class:`CrossModalReranker` is a ``BaseNodePostprocessor`` that rescores
+  retrieved ``ImageNode`` and ``TextNode`` results with an mmrag
+  :class:`~mmrag.Reranker` (BLIP / BLIP-2 ITM, bge cross-encoders, dual
+  encoders), for a text or an image query, in one batched scoring call.
 
 Example:
     >>> from llama_index.core import SimpleDirectoryReader, StorageContext
@@ -27,26 +31,45 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import dataclasses
 import os
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from llama_index.core.base.base_multi_modal_retriever import MultiModalRetriever
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
-from llama_index.core.callbacks import CallbackManager
+from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.embeddings import MultiModalEmbedding
-from llama_index.core.schema import ImageNode, ImageType, NodeWithScore, QueryBundle, QueryType, TextNode
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import (
+    BaseNode,
+    ImageNode,
+    ImageType,
+    MetadataMode,
+    NodeWithScore,
+    QueryBundle,
+    QueryType,
+    TextNode,
+)
 
 from mmrag.batching import EmbeddingBatcher
 from mmrag.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from mmrag.inputs import ImageInput, is_url
-from mmrag.store import Hit, Modality, MultimodalStore
+from mmrag.rerank import InputType, RankedItem, Reranker, RerankerSpec, load_reranker
+from mmrag.store import Hit, Modality, MultimodalStore, query_is_image
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LocalMultiModalEmbedding", "MultimodalStoreRetriever", "hit_to_node"]
+__all__ = ["CrossModalReranker", "LocalMultiModalEmbedding", "MultimodalStoreRetriever", "hit_to_node"]
+
+dispatcher = get_dispatcher(__name__)
 
 Embedding = list[float]
 """One embedding as LlamaIndex wants it: a list of Python floats."""
@@ -531,3 +554,327 @@ def _query_of(bundle: QueryBundle) -> tuple[str | ImageInput, Literal["text", "i
     if bundle.image_path:
         return bundle.image_path, "image"
     return bundle.query_str, "text"
+
+
+# ------------------------------------------------------------------ reranking
+ModelSpec = Union[RerankerSpec, Sequence[RerankerSpec], Mapping[str, RerankerSpec]]
+"""What :func:`mmrag.load_reranker` takes: one model, a list, or a pair->model mapping."""
+
+RETRIEVAL_SCORE_KEY = "retrieval_score"
+"""Metadata key under which :class:`CrossModalReranker` keeps the first-stage score."""
+
+
+class CrossModalReranker(BaseNodePostprocessor):
+    """Rerank retrieved text and image nodes with an mmrag :class:`~mmrag.Reranker`.
+
+    A LlamaIndex node postprocessor: put it in a query engine's
+    ``node_postprocessors`` or call :meth:`postprocess_nodes` on what a
+    retriever returned (:class:`MultimodalStoreRetriever`, a
+    ``MultiModalVectorStoreIndex`` retriever, any other).
+
+    * **Candidates**: an ``ImageNode`` is scored as an image, read from its
+      ``image`` (base64), else ``image_path``, else ``image_url`` (LlamaIndex's
+      own order); a ``Node`` with an ``image_resource`` likewise; every other
+      node as the text ``node.get_content(metadata_mode)``.
+    * **Query**: the bundle's ``image_path`` if it has one (an image query,
+      e.g. ``QueryBundle("", image_path="photo.jpg")``), else its
+      ``query_str`` (always a text, even if it names an image file).
+    * **Output**: new ``NodeWithScore`` objects, best first, at most
+      ``top_n``; ``score`` is the reranker's match probability in ``[0, 1]``
+      (see :mod:`mmrag.rerank` for what it means across modalities). Each node
+      is a copy with the original metadata plus ``retrieval_score`` (the
+      first-stage score, when there was one; hidden from the LLM and from
+      embedding). The nodes passed in are not modified.
+
+    All candidates go to the reranker in **one** scoring call, texts and images
+    mixed, which batches them per backend (``ceil(n / batch_size)`` model
+    calls per modality). Only when a text would be misread as an image by
+    :func:`mmrag.store.query_is_image` (e.g. a text that is just an http URL)
+    are texts and images scored in two calls, one per modality.
+
+    Args:
+        reranker: A loaded :class:`~mmrag.Reranker` to use (it may be shared).
+        model: Instead of ``reranker``: what :func:`mmrag.load_reranker`
+            takes, e.g. ``"blip-itm-base-coco"``, ``["blip-itm-base-coco",
+            "bge-reranker-base"]`` or a local directory.
+        device: ``"cuda"``, ``"mps"``, ``"cpu"``...; only for loading ``model``.
+        dtype: ``"float32"``, ``"float16"``, ``"bfloat16"``; only for loading ``model``.
+        batch_size: Most (query, candidate) pairs per model call; default: the
+            reranker's own (32 when loading ``model``).
+        top_n: Most nodes to return; ``None`` keeps all, reordered.
+        metadata_mode: What text candidates include: ``MetadataMode.NONE``
+            (the text alone, the default) or e.g. ``MetadataMode.EMBED``.
+        local_files_only: Never use the network to load ``model``.
+        **kwargs: Other postprocessor fields, e.g. ``callback_manager``.
+
+    Raises:
+        ValueError: Neither or both of ``reranker`` and ``model``, or
+            ``device``/``dtype``/``local_files_only`` with ``reranker``.
+        mmrag.ModelNotAvailableError: ``model`` cannot be found or downloaded.
+
+    Example:
+        >>> from mmrag.llama_index import CrossModalReranker
+        >>> reranker = CrossModalReranker(model=["blip-itm-base-coco", "bge-reranker-base"], top_n=3)
+        >>> nodes = retriever.retrieve("a dog on the beach")  # doctest: +SKIP
+        >>> best = reranker.postprocess_nodes(nodes, query_str="a dog on the beach")  # doctest: +SKIP
+        >>> engine = index.as_query_engine(node_postprocessors=[reranker])  # doctest: +SKIP
+    """
+
+    model: Union[str, list[str], dict[str, str], None] = Field(
+        default=None,
+        description="What the reranker was loaded from (alias, hub id, path; a list or pair->model mapping).",
+    )
+    device: str | None = Field(default=None, description="Device the model was loaded on; None: the best available.")
+    dtype: str | None = Field(default=None, description="Weight dtype the model was loaded with; None: the default.")
+    batch_size: int = Field(default=32, description="Most (query, candidate) pairs per model call.", gt=0)
+    top_n: int | None = Field(default=None, description="Most nodes to return; None keeps all, reordered.", ge=0)
+    metadata_mode: MetadataMode = Field(
+        default=MetadataMode.NONE,
+        description="Which metadata text candidates include (MetadataMode); NONE scores the text alone.",
+    )
+    local_files_only: bool = Field(default=False, description="Never use the network when loading the model.")
+
+    _reranker: Reranker = PrivateAttr()
+    _owns_reranker: bool = PrivateAttr(default=False)
+
+    def __init__(
+        self,
+        reranker: Reranker | None = None,
+        *,
+        model: ModelSpec | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        batch_size: int | None = None,
+        top_n: int | None = None,
+        metadata_mode: MetadataMode = MetadataMode.NONE,
+        local_files_only: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if (reranker is None) == (model is None):
+            raise ValueError("pass either reranker= (a loaded mmrag.Reranker) or model= (what load_reranker takes)")
+        if reranker is not None:
+            if device is not None or dtype is not None or local_files_only:
+                raise ValueError(
+                    "device, dtype and local_files_only apply when CrossModalReranker loads the model; with "
+                    "reranker=..., pass them to mmrag.load_reranker instead"
+                )
+            loaded, owns = reranker, False
+            label: Any = {pair: backend.model_id for pair, backend in reranker.routes.items()}
+            size = reranker.batch_size if batch_size is None else batch_size
+        else:
+            size = 32 if batch_size is None else batch_size
+            loaded = load_reranker(
+                model,  # type: ignore[arg-type]
+                device=device,
+                dtype=dtype,
+                batch_size=size,
+                local_files_only=local_files_only,
+            )
+            owns, label = True, _model_label(model)
+        super().__init__(
+            model=label,
+            device=None if device is None else str(device),
+            dtype=None if dtype is None else str(dtype).removeprefix("torch."),
+            batch_size=size,
+            top_n=top_n,
+            metadata_mode=metadata_mode,
+            local_files_only=local_files_only,
+            **kwargs,
+        )
+        self._reranker = loaded
+        self._owns_reranker = owns
+
+    @classmethod
+    def class_name(cls) -> str:
+        """The name LlamaIndex records for this component.
+
+        Returns:
+            ``"CrossModalReranker"``.
+        """
+        return "CrossModalReranker"
+
+    @property
+    def reranker(self) -> Reranker:
+        """The mmrag reranker doing the scoring."""
+        return self._reranker
+
+    def close(self) -> None:
+        """Stop the reranker's prefetch threads, if this object loaded it (it stays usable)."""
+        if self._owns_reranker:
+            self._reranker.close()
+
+    def _postprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        """Rescore ``nodes`` for the query, best first, at most ``top_n``.
+
+        Args:
+            nodes: Retrieved nodes (text and image nodes may be mixed).
+            query_bundle: The query: its ``image_path`` (image query) or ``query_str``.
+
+        Returns:
+            Copies of the best nodes with the reranker's scores.
+
+        Raises:
+            ValueError: No query, an empty query, or an image node without an image.
+            mmrag.UnsupportedPairError: The reranker serves no backend for a
+                needed (query, candidate) modality pair.
+            mmrag.ImageInputError: A query or node image could not be read.
+        """
+        query, query_type = _rerank_query(query_bundle)
+        top_n = self.top_n
+        dispatcher.event(
+            ReRankStartEvent(
+                query=query_bundle,
+                nodes=nodes,
+                top_n=len(nodes) if top_n is None else top_n,
+                model_name=str(self.model),
+            )
+        )
+        if not nodes:
+            dispatcher.event(ReRankEndEvent(nodes=[]))
+            return []
+        candidates = [_node_candidate(result.node, self.metadata_mode) for result in nodes]
+        payload = {
+            EventPayload.NODES: nodes,
+            EventPayload.MODEL_NAME: str(self.model),
+            EventPayload.QUERY_STR: query_bundle.query_str if query_bundle is not None else "",
+            EventPayload.TOP_K: top_n,
+        }
+        with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
+            ranked = _rerank_typed(
+                self._reranker,
+                query,
+                query_type,
+                [item for item, _ in candidates],
+                [modality for _, modality in candidates],
+                top_n,
+                self.batch_size,
+            )
+            reranked = [_rescored(nodes[item.index], item.score) for item in ranked]
+            event.on_end(payload={EventPayload.NODES: reranked})
+        dispatcher.event(ReRankEndEvent(nodes=reranked))
+        return reranked
+
+
+def _model_label(model: Any) -> str | list[str] | dict[str, str]:
+    """A serialisable description of what ``load_reranker`` was given."""
+
+    def one(spec: Any) -> str:
+        if isinstance(spec, (str, os.PathLike)):
+            return os.fspath(spec)
+        return str(getattr(spec, "model_id", None) or getattr(spec, "name", None) or type(spec).__name__)
+
+    if isinstance(model, Mapping):
+        return {str(key): one(spec) for key, spec in model.items()}
+    if isinstance(model, (str, os.PathLike)) or not isinstance(model, Sequence):
+        return one(model)
+    return [one(spec) for spec in model]
+
+
+def _rerank_query(bundle: QueryBundle | None) -> tuple[str, InputType]:
+    """The query the reranker scores against: the bundle's image if it has one, else its text."""
+    if bundle is None:
+        raise ValueError("CrossModalReranker needs a query: pass query_str=... or a QueryBundle")
+    if bundle.image_path:
+        return bundle.image_path, "image"
+    if not isinstance(bundle.query_str, str) or not bundle.query_str.strip():
+        raise ValueError("empty query: rerank for a text (query_str) or an image (QueryBundle(image_path=...))")
+    return bundle.query_str, "text"
+
+
+def _node_candidate(node: BaseNode, metadata_mode: MetadataMode) -> tuple[Any, Modality]:
+    """What the reranker scores for a node, and as which modality.
+
+    Images are returned as non-strings (``Path``, ``bytes``) or http(s)/data URLs,
+    so the reranker's ``"auto"`` rule reads every one of them as an image.
+    """
+    if isinstance(node, ImageNode):
+        image: Any = None
+        if node.image:
+            image = _base64_image(node.image)
+        elif node.image_path:
+            image = Path(node.image_path)
+        elif node.image_url:
+            image = node.image_url
+        if image is None:
+            raise ValueError(
+                f"ImageNode {node.node_id!r} has no image, image_path or image_url: there is nothing to rerank"
+            )
+        return image, "image"
+    resource = getattr(node, "image_resource", None)  # llama_index.core.schema.Node
+    if resource is not None and (resource.data or resource.path or resource.url):
+        if resource.data:
+            return _base64_image(resource.data), "image"
+        if resource.path:
+            return Path(resource.path), "image"
+        return str(resource.url), "image"
+    return node.get_content(metadata_mode=metadata_mode), "text"
+
+
+def _base64_image(data: str | bytes) -> Any:
+    """Decode base64 image data to bytes; leave data URIs and undecodable text to the image resolver."""
+    if isinstance(data, str) and data.lstrip()[:5].lower() == "data:":
+        return data
+    compact = "".join(data.split()) if isinstance(data, str) else b"".join(data.split())
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        return data
+
+
+def _rescored(result: NodeWithScore, score: float) -> NodeWithScore:
+    """A copy of ``result`` with the new score; the old one kept in the node's metadata."""
+    node = result.node
+    if result.score is None:
+        copy = node.model_copy(update={"metadata": dict(node.metadata)})
+    else:
+        hidden = [RETRIEVAL_SCORE_KEY]
+        copy = node.model_copy(
+            update={
+                "metadata": {**node.metadata, RETRIEVAL_SCORE_KEY: result.score},
+                "excluded_llm_metadata_keys": _with_keys(node.excluded_llm_metadata_keys, hidden),
+                "excluded_embed_metadata_keys": _with_keys(node.excluded_embed_metadata_keys, hidden),
+            }
+        )
+    return NodeWithScore(node=copy, score=score)
+
+
+def _with_keys(keys: list[str], extra: list[str]) -> list[str]:
+    return [*keys, *(key for key in extra if key not in keys)]
+
+
+def _rerank_typed(
+    reranker: Reranker,
+    query: Any,
+    query_type: InputType,
+    items: list[Any],
+    modalities: list[Modality],
+    top_n: int | None,
+    batch_size: int,
+) -> list[RankedItem]:
+    """Rerank candidates whose modality is known, in one scoring call where the reranker's rule agrees.
+
+    One modality: one call with that ``candidate_type``. Mixed: one call with
+    ``"auto"`` when :func:`~mmrag.store.query_is_image` reads every item as
+    its known modality; otherwise one call per modality, merged exactly as
+    :meth:`~mmrag.Reranker.rerank` orders (log-odds, ties by position).
+    """
+    kinds = set(modalities)
+    if len(kinds) <= 1 or all(query_is_image(item) == (kind == "image") for item, kind in zip(items, modalities)):
+        candidate_type: InputType = kinds.pop() if len(kinds) == 1 else "auto"  # type: ignore[assignment]
+        return reranker.rerank(
+            query, items, top_n, query_type=query_type, candidate_type=candidate_type, batch_size=batch_size
+        )
+    merged: list[RankedItem] = []
+    for kind in ("text", "image"):
+        positions = [i for i, modality in enumerate(modalities) if modality == kind]
+        group = reranker.rerank(
+            query, [items[i] for i in positions], None, query_type=query_type, candidate_type=kind,
+            batch_size=batch_size,
+        )  # fmt: skip
+        merged.extend(dataclasses.replace(item, index=positions[item.index]) for item in group)
+    merged.sort(key=lambda item: (-item.log_odds, item.index))
+    return merged[:top_n]

@@ -441,7 +441,7 @@ class MultimodalStore:
         root = Path(path).expanduser().resolve()
         if not root.is_dir():
             raise NotADirectoryError(f"not a folder: {str(path)!r}")
-        files = sorted(_walk(root, recursive))
+        files = sorted(_walk(root, recursive), key=lambda entry: (entry[1], entry[0]))  # one modality per chunk
         report = IndexReport()
         known = self._folder_records(root)
         on_disk = {str(file) for file, _ in files}
@@ -658,12 +658,9 @@ class MultimodalStore:
 
     def _query(self, modality: Modality, vector: np.ndarray, k: int, where: Mapping[str, Any] | None) -> list[Hit]:
         collection = self._collections[modality]
-        available = collection.count()
-        if available == 0:
-            return []
-        result = collection.query(
+        result = collection.query(  # Chroma returns fewer than k (or none) when it holds fewer
             query_embeddings=[vector],
-            n_results=min(k, available),
+            n_results=k,
             where=dict(where) if where else None,
             include=["metadatas", "documents", "distances"],
         )

@@ -175,7 +175,15 @@ class Encoder(ABC):
         for index, text in enumerate(items):
             if not isinstance(text, str):
                 raise TypeError(f"text {index}: expected str, got {type(text).__name__}")
-        return self._pipeline(items, lambda chunk, _start: self.prepare_texts(chunk), self.forward_texts, batch_size)
+        # Batch texts of similar length together so little of each batch is padding;
+        # rows go back to input order afterwards (padding never changes a vector).
+        order = sorted(range(len(items)), key=lambda i: len(items[i]), reverse=True)
+        vectors = self._pipeline(
+            [items[i] for i in order], lambda chunk, _start: self.prepare_texts(chunk), self.forward_texts, batch_size
+        )
+        restored = np.empty_like(vectors)
+        restored[order] = vectors
+        return restored
 
     def embed_images(
         self,
