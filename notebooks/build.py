@@ -21,9 +21,11 @@ from nbclient import NotebookClient
 HERE = Path(__file__).parent
 
 SETUP = """\
-import os, tempfile
+import os, tempfile, warnings
 from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+warnings.filterwarnings("ignore", message="IProgress not found")  # no ipywidgets: plain progress bars
+import transformers; transformers.utils.logging.disable_progress_bar()
 %matplotlib inline
 work = Path(tempfile.mkdtemp(prefix="mmrag-notebook-"))  # everything this notebook writes goes here
 """
