@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import io
 import mimetypes
 import os
@@ -53,7 +52,8 @@ from mmrag.encoders.loading import load_encoder
 from mmrag.encoders.presets import DEFAULT_MODEL
 from mmrag.errors import ImageInputError
 from mmrag.inputs import ImageInput, ImageLimits, is_url, read_image_bytes
-from mmrag.rerank import InputType, RankedItem, Reranker, RerankerSpec, load_reranker
+from mmrag.rerank import InputType, Reranker, RerankerSpec, load_reranker
+from mmrag.rerank.reranker import rerank_known_modalities
 from mmrag.store import Hit, Modality, MultimodalStore, query_is_image
 
 if TYPE_CHECKING:
@@ -627,7 +627,7 @@ class CrossModalReranker(BaseDocumentCompressor):
         if not docs:
             return []
         candidates = [_document_candidate(doc, i) for i, doc in enumerate(docs)]
-        ranked = _rerank_typed(
+        ranked = rerank_known_modalities(
             self.reranker,
             rerank_query,
             query_type,
@@ -744,40 +744,6 @@ def _image_string(text: str, *, may_be_base64: bool) -> Any:
         except (binascii.Error, ValueError):
             pass
     return Path(stripped)
-
-
-def _rerank_typed(
-    reranker: Reranker,
-    query: Any,
-    query_type: InputType,
-    items: list[Any],
-    modalities: list[Modality],
-    top_n: int | None,
-    batch_size: int,
-) -> list[RankedItem]:
-    """Rerank candidates whose modality is known, in one scoring call where the reranker's rule agrees.
-
-    One modality: one call with that ``candidate_type``. Mixed: one call with
-    ``"auto"`` when :func:`~mmrag.store.query_is_image` reads every item as
-    its known modality; otherwise one call per modality, merged exactly as
-    :meth:`~mmrag.Reranker.rerank` orders (log-odds, ties by position).
-    """
-    kinds = set(modalities)
-    if len(kinds) <= 1 or all(query_is_image(item) == (kind == "image") for item, kind in zip(items, modalities)):
-        candidate_type: InputType = kinds.pop() if len(kinds) == 1 else "auto"  # type: ignore[assignment]
-        return reranker.rerank(
-            query, items, top_n, query_type=query_type, candidate_type=candidate_type, batch_size=batch_size
-        )
-    merged: list[RankedItem] = []
-    for kind in ("text", "image"):
-        positions = [i for i, modality in enumerate(modalities) if modality == kind]
-        group = reranker.rerank(
-            query, [items[i] for i in positions], None, query_type=query_type, candidate_type=kind,
-            batch_size=batch_size,
-        )  # fmt: skip
-        merged.extend(dataclasses.replace(item, index=positions[item.index]) for item in group)
-    merged.sort(key=lambda item: (-item.log_odds, item.index))
-    return merged[:top_n]
 
 
 # --------------------------------------------------------------------- helpers

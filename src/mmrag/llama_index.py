@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import dataclasses
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -61,8 +60,9 @@ from llama_index.core.schema import (
 from mmrag.batching import EmbeddingBatcher
 from mmrag.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from mmrag.inputs import ImageInput, is_url
-from mmrag.rerank import InputType, RankedItem, Reranker, RerankerSpec, load_reranker
-from mmrag.store import Hit, Modality, MultimodalStore, query_is_image
+from mmrag.rerank import InputType, Reranker, RerankerSpec, load_reranker
+from mmrag.rerank.reranker import rerank_known_modalities
+from mmrag.store import Hit, Modality, MultimodalStore
 
 if TYPE_CHECKING:
     import torch
@@ -744,7 +744,7 @@ class CrossModalReranker(BaseNodePostprocessor):
             EventPayload.TOP_K: top_n,
         }
         with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
-            ranked = _rerank_typed(
+            ranked = rerank_known_modalities(
                 self._reranker,
                 query,
                 query_type,
@@ -844,37 +844,3 @@ def _rescored(result: NodeWithScore, score: float) -> NodeWithScore:
 
 def _with_keys(keys: list[str], extra: list[str]) -> list[str]:
     return [*keys, *(key for key in extra if key not in keys)]
-
-
-def _rerank_typed(
-    reranker: Reranker,
-    query: Any,
-    query_type: InputType,
-    items: list[Any],
-    modalities: list[Modality],
-    top_n: int | None,
-    batch_size: int,
-) -> list[RankedItem]:
-    """Rerank candidates whose modality is known, in one scoring call where the reranker's rule agrees.
-
-    One modality: one call with that ``candidate_type``. Mixed: one call with
-    ``"auto"`` when :func:`~mmrag.store.query_is_image` reads every item as
-    its known modality; otherwise one call per modality, merged exactly as
-    :meth:`~mmrag.Reranker.rerank` orders (log-odds, ties by position).
-    """
-    kinds = set(modalities)
-    if len(kinds) <= 1 or all(query_is_image(item) == (kind == "image") for item, kind in zip(items, modalities)):
-        candidate_type: InputType = kinds.pop() if len(kinds) == 1 else "auto"  # type: ignore[assignment]
-        return reranker.rerank(
-            query, items, top_n, query_type=query_type, candidate_type=candidate_type, batch_size=batch_size
-        )
-    merged: list[RankedItem] = []
-    for kind in ("text", "image"):
-        positions = [i for i, modality in enumerate(modalities) if modality == kind]
-        group = reranker.rerank(
-            query, [items[i] for i in positions], None, query_type=query_type, candidate_type=kind,
-            batch_size=batch_size,
-        )  # fmt: skip
-        merged.extend(dataclasses.replace(item, index=positions[item.index]) for item in group)
-    merged.sort(key=lambda item: (-item.log_odds, item.index))
-    return merged[:top_n]

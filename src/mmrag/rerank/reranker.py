@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -367,3 +368,49 @@ def _sigmoid(log_odds: np.ndarray) -> np.ndarray:
     exp = np.exp(log_odds[~positive])
     out[~positive] = exp / (1.0 + exp)
     return out
+
+
+def rerank_known_modalities(
+    reranker: Reranker,
+    query: Any,
+    query_type: InputType,
+    items: list[Any],
+    modalities: list[Modality],
+    top_n: int | None,
+    batch_size: int,
+) -> list[RankedItem]:
+    """Rerank candidates whose modality the caller already knows (adapters' nodes and documents).
+
+    Args:
+        reranker: The reranker.
+        query: The query (text or image input).
+        query_type: ``"auto"``, ``"text"`` or ``"image"``.
+        items: The candidates' payloads (texts, or image paths/URLs/bytes).
+        modalities: The known modality of each candidate.
+        top_n: Most items to return (``None``: all).
+        batch_size: Pairs per forward pass.
+
+    Returns:
+        Ranked items, best first, indices into ``items``.
+
+    One modality: one call with that ``candidate_type``. Mixed: one call with
+    ``"auto"`` when :func:`~mmrag.store.query_is_image` reads every item as
+    its known modality; otherwise one call per modality, merged exactly as
+    :meth:`~mmrag.Reranker.rerank` orders (log-odds, ties by position).
+    """
+    kinds = set(modalities)
+    if len(kinds) <= 1 or all(query_is_image(item) == (kind == "image") for item, kind in zip(items, modalities)):
+        candidate_type: InputType = kinds.pop() if len(kinds) == 1 else "auto"  # type: ignore[assignment]
+        return reranker.rerank(
+            query, items, top_n, query_type=query_type, candidate_type=candidate_type, batch_size=batch_size
+        )
+    merged: list[RankedItem] = []
+    for kind in ("text", "image"):
+        positions = [i for i, modality in enumerate(modalities) if modality == kind]
+        group = reranker.rerank(
+            query, [items[i] for i in positions], None, query_type=query_type, candidate_type=kind,
+            batch_size=batch_size,
+        )  # fmt: skip
+        merged.extend(dataclasses.replace(item, index=positions[item.index]) for item in group)
+    merged.sort(key=lambda item: (-item.log_odds, item.index))
+    return merged[:top_n]
