@@ -44,20 +44,20 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "report = store.index_folder(work / \"photos\")\nprint(report)\n"
                  "print(store.count(\"image\"), \"images,\", store.count(\"text\"), \"texts\")"),
         ("md", "## Text → image"),
-        ("code", "query = \"a red circle\"\nplot_hits(store.search(query, k=6, modality=\"image\"), query=query);"),
+        ("code", "query = \"a yellow circle\"\nplot_hits(store.search(query, k=6, modality=\"image\"), query=query);"),
         ("md", "Chinese queries work too (the demo model was trained on English and Chinese captions):"),
-        ("code", "hits = store.search(\"蓝色的正方形\", k=6, modality=\"image\")  # a blue square\n"
-                 "plot_hits(hits, query=\"(zh) a blue square\");"),
+        ("code", "hits = store.search(\"白色的星形\", k=6, modality=\"image\")  # a white star\n"
+                 "plot_hits(hits, query=\"(zh) a white star\");"),
         ("md", "## Image → image and image → text"),
         ("code", "probe = work / \"photos\" / \"shape_003.png\"\n"
                  "plot_hits(store.search(str(probe), k=5, modality=\"image\"), query=str(probe));"),
-        ("code", "for hit in store.search(str(probe), k=4, modality=\"text\"):\n"
-                 "    print(f\"{hit.score:.3f}  {hit.text.strip()}\")"),
+        ("code", "for hit in store.search(str(probe), k=4, modality=\"text\"):  # shape_031 has the same captions\n"
+                 "    print(f\"{hit.score:.3f}  {hit.text.strip()}  [{Path(hit.source).name}]\")"),
         ("md", "## Text → text, and both modalities at once\n\nWith `modality=None` the image and text result lists "
                "are merged by reciprocal rank fusion, so captions (whose text-text scores are far higher) do not "
                "crowd out images."),
-        ("code", "for hit in store.search(\"a small green triangle\", k=6):\n"
-                 "    print(f\"{hit.modality:5}  {hit.score:.3f}  {hit.text.strip() if hit.text else hit.source}\")"),
+        ("code", "for hit in store.search(\"a small black triangle\", k=6):\n"
+                 "    print(f\"{hit.modality:5}  {hit.score:.3f}  {Path(hit.source).name}  {hit.text.strip() if hit.text else ''}\")"),
         ("code", "store.close()"),
     ],
     "02_llama_index_pipeline.ipynb": [
@@ -67,6 +67,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         ("code", SETUP),
         ("code", "import chromadb\nfrom llama_index.core import SimpleDirectoryReader, StorageContext\n"
                  "from llama_index.core.indices import MultiModalVectorStoreIndex\n"
+                 "from llama_index.core.schema import ImageDocument\n"
                  "from llama_index.vector_stores.chroma import ChromaVectorStore\n"
                  "from mmrag.demo_data import write_sample_folder\n"
                  "from mmrag.llama_index import LocalMultiModalEmbedding\nfrom mmrag.plotting import plot_hits\n\n"
@@ -78,6 +79,9 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "    for name in (\"texts\", \"images\"))\n"
                  "storage = StorageContext.from_defaults(vector_store=texts, image_store=images)\n"
                  "documents = SimpleDirectoryReader(str(work / \"shapes\")).load_data()\n"
+                 "for doc in documents:  # embed a caption, not \"file_path: ...\" + caption (images keep it: LlamaIndex\n"
+                 "    if not isinstance(doc, ImageDocument):  # drops nodes that have nothing to embed)\n"
+                 "        doc.excluded_embed_metadata_keys.append(\"file_path\")\n"
                  "index = MultiModalVectorStoreIndex.from_documents(\n"
                  "    documents, storage_context=storage, embed_model=embed, image_embed_model=embed)\n"
                  "len(documents)"),
@@ -88,12 +92,12 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "                            source=getattr(r.node, \"image_path\", None), text=r.node.get_content(),\n"
                  "                            score=r.score) for r in results]\n\n"
                  "retriever = index.as_retriever(similarity_top_k=3, image_similarity_top_k=5)\n"
-                 "plot_hits(as_hits(retriever.text_to_image_retrieve(\"a yellow star\")), query=\"a yellow star\");"),
+                 "plot_hits(as_hits(retriever.text_to_image_retrieve(\"a yellow triangle\")), query=\"a yellow triangle\");"),
         ("code", "probe = str(work / \"shapes\" / \"shape_005.png\")\n"
                  "plot_hits(as_hits(retriever.image_to_image_retrieve(probe)), query=probe);"),
-        ("code", "for result in retriever.retrieve(\"a big purple square\"):\n"
-                 "    kind = \"image\" if getattr(result.node, \"image_path\", None) else \"text\"\n"
-                 "    print(kind, f\"{result.score:.3f}\", result.node.get_content().strip()[:60])"),
+        ("code", "for result in retriever.retrieve(\"a small red diamond\"):\n"
+                 "    image = getattr(result.node, \"image_path\", None)\n"
+                 "    print(\"image\" if image else \"text \", f\"{result.score:.3f}\", Path(image).name if image else result.node.get_content().strip())"),
         ("md", "## Querying an mmrag store from LlamaIndex"),
         ("code", "import mmrag\nfrom mmrag.llama_index import MultimodalStoreRetriever\n\n"
                  "store = mmrag.MultimodalStore(embed.encoder, path=work / \"mmrag_db\")\n"
@@ -101,8 +105,8 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "store_retriever = MultimodalStoreRetriever(store, k=4, batcher=embed.batcher)\n"
                  "for result in store_retriever.image_to_text_retrieve(probe):\n"
                  "    print(f\"{result.score:.3f}\", result.node.get_content().strip())"),
-        ("code", "results = await store_retriever.atext_to_image_retrieve(\"a small red heart\")\n"
-                 "plot_hits(as_hits(results), query=\"a small red heart\");"),
+        ("code", "results = await store_retriever.atext_to_image_retrieve(\"an orange circle\")\n"
+                 "plot_hits(as_hits(results), query=\"an orange circle\");"),
         ("code", "store.close()"),
     ],
     "03_langchain_retriever_rerank.ipynb": [
@@ -124,7 +128,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "def as_hits(docs, score_key=\"score\"):\n"
                  "    return [SimpleNamespace(modality=d.metadata[\"modality\"], source=d.metadata.get(\"source\"),\n"
                  "                            text=d.page_content, score=d.metadata[score_key]) for d in docs]\n\n"
-                 "question = \"a big green star\"\n"
+                 "question = \"a white circle\"\n"
                  "first_stage = retriever.invoke(question)\n"
                  "plot_hits(as_hits(first_stage), query=question, title=\"first stage (cosine)\");"),
         ("code", "reranker = CrossModalReranker(reranker=mmrag.load_reranker(\"demo\"), top_n=4)\n"
@@ -139,7 +143,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "prompt = ChatPromptTemplate.from_template(\"Images:\\n{context}\\n\\nQuestion: {question}\")\n"
                  "format_docs = lambda docs: \"\\n\".join(f\"{d.page_content} ({d.metadata['relevance_score']:.2f})\" for d in docs)\n"
                  "chain = ({\"context\": compressed | format_docs, \"question\": lambda q: q}\n"
-                 "         | prompt | FakeListChatModel(responses=[\"The green star is the first image.\"]))\n"
+                 "         | prompt | FakeListChatModel(responses=[\"The white circle is the first image.\"]))\n"
                  "print(prompt.format(context=format_docs(compressed.invoke(question)), question=question))\n"
                  "print(chain.invoke(question).content)"),
         ("code", "store.close()"),
@@ -166,13 +170,13 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "answer = httpx.post(f\"{base}/embed\", json={\"image\": image_b64, \"text\": \"a caption\"}).json()\n"
                  "{key: (len(value) if isinstance(value, list) else value) for key, value in answer.items()}"),
         ("code", "ranked = httpx.post(f\"{base}/similarity\", json={\n"
-                 "    \"query\": \"a small red circle\", \"query_type\": \"text\", \"candidate_type\": \"image\",\n"
+                 "    \"query\": \"a large red cross\", \"query_type\": \"text\", \"candidate_type\": \"image\",\n"
                  "    \"candidates\": [base64.b64encode(p.read_bytes()).decode() for p in sorted((work / \"photos\").glob(\"*.png\"))[:12]],\n"
                  "}).json()\n"
                  "[round(score, 3) for _, score in ranked[\"similarities\"]]"),
         ("code", "from types import SimpleNamespace\nfrom mmrag.plotting import plot_hits\n\n"
-                 "results = httpx.post(f\"{base}/search\", json={\"query\": \"a blue square\", \"k\": 6, \"modality\": \"image\"}).json()[\"results\"]\n"
-                 "plot_hits([SimpleNamespace(**r) for r in results], query=\"a blue square\", title=\"POST /search\");"),
+                 "results = httpx.post(f\"{base}/search\", json={\"query\": \"a blue star\", \"k\": 6, \"modality\": \"image\"}).json()[\"results\"]\n"
+                 "plot_hits([SimpleNamespace(**r) for r in results], query=\"a blue star\", title=\"POST /search\");"),
         ("code", "from openai import OpenAI\n"
                  "client = OpenAI(base_url=f\"{base}/v1\", api_key=\"unused\")\n"
                  "response = client.embeddings.create(model=\"demo\", input=[\"a red circle\", \"红色的圆形\"])\n"

@@ -201,6 +201,41 @@ def test_dual_encoder_matches_model_logits(family: str, all_dirs, rerankers) -> 
     np.testing.assert_allclose(image_to_text, logits[:, 3] + shift, atol=1e-4)
 
 
+def _clip_with_config(all_dirs, tmp_path: Path, **extra: Any) -> Path:
+    """A copy of the tiny CLIP whose config.json carries ``extra``."""
+    import json
+
+    target = tmp_path / "clip_calibrated"
+    shutil.copytree(all_dirs["clip"], target)
+    config = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**config, **extra}))
+    return target
+
+
+def test_dual_model_config_sets_its_own_neutral_cosine(all_dirs, rerankers, tmp_path: Path) -> None:
+    path = _clip_with_config(all_dirs, tmp_path, mmrag_neutral_cosine={"text->image": 0.5, "image->text": 0.4})
+    shipped = load_reranker(path, device="cpu")
+    backend = shipped.routes["text->image"]
+    assert backend.score_map("text->image").source == "neutral_cosine=0.5"
+    assert backend.score_map("image->text").source == "neutral_cosine=0.4"
+    assert backend.score_map("text->text").source == "neutral_cosine=0.75"  # pairs it does not name keep the default
+    default = rerankers["clip"].routes["text->image"].score_map("text->image")
+    scale = default.scale
+    np.testing.assert_allclose(  # same cosines, 0.5 - 0.25 lower on the log-odds scale
+        shipped.log_odds(TEXTS[0], _images()[:3]),
+        rerankers["clip"].log_odds(TEXTS[0], _images()[:3]) - scale * 0.25, atol=1e-3,
+    )  # fmt: skip
+    # An explicit argument still wins over the model's value.
+    overridden = DualEncoderBackend(mmrag.load_encoder(path, device="cpu"), neutral_cosine={"text->image": 0.1})
+    assert overridden.score_map("text->image").source == "neutral_cosine=0.1"
+
+
+def test_dual_bad_model_config_value_is_named(all_dirs, tmp_path: Path) -> None:
+    path = _clip_with_config(all_dirs, tmp_path, mmrag_neutral_cosine={"text->picture": 0.5})
+    with pytest.raises(ValueError, match=r"model config's mmrag_neutral_cosine.*'text->picture'"):
+        load_reranker(path, device="cpu")
+
+
 def test_dual_same_modality_pairs_use_neutral_cosine(tiny_encoders, rerankers) -> None:
     encoder = tiny_encoders["clip"]
     backend = rerankers["clip"].routes["text->text"]

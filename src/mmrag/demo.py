@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import html
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["DemoQuery", "run_demo", "write_results_html"]
 
@@ -27,12 +29,15 @@ class DemoQuery:
         query: The query text, or the query image's path.
         query_is_image: Whether ``query`` is an image path.
         hits: The results, best first.
+        expected: What a correct answer looks like, e.g. ``"2 of the 24
+            images are red circles"`` (empty when the query is an image).
     """
 
     title: str
     query: str
     query_is_image: bool
     hits: list  # list[mmrag.store.Hit]
+    expected: str = ""
 
 
 def run_demo(
@@ -61,34 +66,59 @@ def run_demo(
     """
     import mmrag
     from mmrag.cli import format_hits
-    from mmrag.demo_data import write_sample_folder
+    from mmrag.demo_data import sample_shapes, write_sample_folder
     from mmrag.store import MultimodalStore
 
     root = Path(directory).expanduser().resolve()
     samples = root / "samples"
-    write_sample_folder(samples, n=24, seed=0)
+    write_sample_folder(samples, n=_N_SAMPLES, seed=0)
+    drawn = sample_shapes(_N_SAMPLES, seed=0)  # what the folder holds: shape_000.png is drawn[0], ...
     encoder = mmrag.load_encoder(model, device=device)
     say = (lambda *_: None) if quiet else print
     with MultimodalStore(encoder, path=root / "db", collection="demo") as store:
         report = store.index_folder(samples, show_progress=False)
         say(f"indexed {samples}: {report.summary()}")
-        images = sorted(p for p in samples.iterdir() if p.suffix == ".png")
-        searches = [
-            ("text -> image", "a red circle", False, "image"),
-            ("text -> image (中文)", "蓝色的正方形", False, "image"),
-            ("text -> text", "a small green triangle", False, "text"),
-            ("image -> image", str(images[0]), True, "image"),
-            ("image -> text", str(images[1]), True, "text"),
-        ]
         results = []
-        for title, query, is_image, modality in searches:
+        for title, query, is_image, modality, expected in _demo_searches(drawn, samples):
             hits = store.search(query, k=k, modality=modality, query_type="image" if is_image else "text")
-            results.append(DemoQuery(title, query, is_image, hits))
+            results.append(DemoQuery(title, query, is_image, hits, expected))
             shown = os.path.relpath(query, Path.cwd()) if is_image else repr(query)
-            say(f"\n{title}: {shown}\n{format_hits(hits)}")
+            say(f"\n{title}: {shown}" + (f"  ({expected})" if expected else "") + f"\n{format_hits(hits)}")
     page = write_results_html(results, root / "results.html")
     say(f"\nresult grids: {page}")
     return results
+
+
+_N_SAMPLES = 24
+
+
+def _demo_searches(drawn: Sequence[Any], folder: Path) -> list[tuple[str, str, bool, str, str]]:
+    """The demo's searches, chosen so that each has answers in the sample folder.
+
+    Returns:
+        ``(title, query, query_is_image, modality searched, expected)`` tuples.
+    """
+    pairs = Counter((s.colour, s.shape) for s in drawn).most_common()
+    # The most frequent colour + shape in English, the next in Chinese, a third with its size for text -> text.
+    (en, en_count), (zh, zh_count), (tt, _) = pairs[0], pairs[1], pairs[2]
+    en_sample = next(s for s in drawn if (s.colour, s.shape) == en)
+    zh_sample = next(s for s in drawn if (s.colour, s.shape) == zh)
+    tt_sample = next(s for s in drawn if (s.colour, s.shape) == tt)
+    n = len(drawn)
+
+    def image(i: int) -> str:
+        return str(folder / f"shape_{i:03d}.png")
+
+    return [
+        ("text -> image", en_sample.caption("en", "colour_shape"), False, "image",
+         f"{en_count} of the {n} images show {en_sample.caption('en', 'colour_shape')}"),
+        ("text -> image (中文)", zh_sample.caption("zh", "colour_shape"), False, "image",
+         f"{zh_count} of the {n} images show {zh_sample.caption('en', 'colour_shape')}"),
+        ("text -> text", tt_sample.caption("zh", "colour_shape_size"), False, "text",
+         f"its captions: {tt_sample.caption('en')!r} and {tt_sample.caption('zh')!r}"),
+        ("image -> image", image(0), True, "image", f"itself ({drawn[0].caption('en')!r}) first, then images like it"),
+        ("image -> text", image(1), True, "text", f"its captions: {drawn[1].caption('en')!r}, {drawn[1].caption('zh')!r}"),
+    ]  # fmt: skip
 
 
 def write_results_html(searches: Sequence[DemoQuery], path: str | os.PathLike[str]) -> Path:
@@ -120,7 +150,9 @@ def write_results_html(searches: Sequence[DemoQuery], path: str | os.PathLike[st
             for rank, hit in enumerate(search.hits, 1)
         )
         sections.append(
-            f"<section><h2>{html.escape(search.title)}</h2><div class='grid'>{query_cell}"
+            f"<section><h2>{html.escape(search.title)}</h2>"
+            + (f"<p class='expected'>expect: {html.escape(search.expected)}</p>" if search.expected else "")
+            + f"<div class='grid'>{query_cell}"
             f"<span class='arrow'>→</span>{hits}</div></section>"
         )
     out.write_text(

@@ -6,7 +6,8 @@ shape of some size at some position on a light background. Each image has a
 caption in English and in Chinese, e.g. ``"a small red circle on the left"``
 and ``"左边的红色小圆形"``.
 
-The vocabulary is small on purpose:
+Shapes are drawn clip-art style, filled and with a dark outline. The
+vocabulary is small on purpose:
 
 * colours: red, green, blue, yellow, purple, orange, black, white
 * shapes: circle, square, triangle, star, cross, diamond
@@ -174,7 +175,7 @@ _CENTRES = {"left": (0.29, 0.5), "right": (0.71, 0.5), "top": (0.5, 0.29), "bott
 # Shape "radius" per size, as a fraction of the image side.
 _RADII = {"small": 0.14, "large": 0.23}
 _SUPERSAMPLE = 4
-_OUTLINE = float(os.environ.get("MMRAG_DEMO_OUTLINE", "1.5"))  # outline width in pixels at 64 px; 0: none
+_OUTLINE = 1.5  # width of the dark outline, in pixels of a 64 px image
 
 
 @dataclass(frozen=True)
@@ -300,7 +301,7 @@ class ShapeSample:
         rotation = rng.uniform(-12.0, 12.0)
         fill = tuple(_clip(c + rng.randint(-14, 14)) for c in colour.rgb)
         # A dark outline makes the silhouette visible whatever the fill and background colours.
-        outline = tuple(_clip(c * 0.25) for c in fill) if _OUTLINE else None
+        outline = tuple(_clip(c * 0.25) for c in fill)
         width = max(1, round(_OUTLINE * big / 64))
         if self.shape == "circle":
             draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=fill, outline=outline, width=width)

@@ -101,7 +101,7 @@ PRESETS: dict[str, ModelPreset] = dict(
                 "MIT", "Chinese-CLIP ViT-L/14."),
         _preset("demo", "demo", "clip", 64, ("en", "zh"), "Apache-2.0",
                 "Tiny CLIP trained by mmrag on synthetic shapes; ships in the package (no download). "
-                "Interim build: matches colours reliably, shapes not yet. For demos and tests only.", bundled=True),
+                "Knows colour, shape, size and position words; for demos and tests only.", bundled=True),
     ]
 )
 

@@ -14,9 +14,12 @@ cosine ``cos`` becomes log-odds by an affine map ``scale * cos + bias``
   (0.25) for text->image / image->text on models without a bias (CLIP's
   matching pairs typically have cosines around 0.3, unrelated ones around
   0.15-0.2) and :data:`SAME_MODAL_NEUTRAL_COSINE` (0.75) for text->text and
-  image->image, whose cosines run much higher. These are heuristics, not
-  probabilities the model learnt: calibrate on your data if you mix them with
-  other backends.
+  image->image, whose cosines run much higher. A model can ship its own
+  values in its config as ``mmrag_neutral_cosine`` (a ``{pair: cosine}``
+  mapping; the bundled ``demo`` model does, measured on held-out data by its
+  training script); they replace the defaults for the pairs they name. These
+  are heuristics, not probabilities the model learnt: calibrate on your data
+  if you mix them with other backends.
 
 Query and candidates are embedded through the encoder's own hooks
 (``prepare_*``/``forward_*``), so vectors equal ``embed_texts``/``embed_images``.
@@ -84,7 +87,8 @@ class DualEncoderBackend(RerankBackend):
     Args:
         encoder: Any encoder :func:`mmrag.load_encoder` returns.
         neutral_cosine: Override the cosine that scores 0.5, per pair (see the
-            module docstring). Pairs not given keep the defaults.
+            module docstring). Pairs not given keep the model's own values
+            (config ``mmrag_neutral_cosine``) or the defaults.
 
     Raises:
         ValueError: A ``neutral_cosine`` key is not a pair or its value is not
@@ -98,10 +102,10 @@ class DualEncoderBackend(RerankBackend):
     def __init__(self, encoder: Encoder, *, neutral_cosine: Mapping[PairKey, float] | None = None) -> None:
         super().__init__(model_id=encoder.model_id, device=encoder.device, dtype=encoder.dtype)
         self.encoder = encoder
-        overrides = dict(neutral_cosine or {})
-        for key, value in overrides.items():
-            if key not in ALL_PAIRS or not math.isfinite(float(value)):
-                raise ValueError(f"neutral_cosine needs pair keys {ALL_PAIRS} and finite values, got {key!r}: {value!r}")
+        config = getattr(getattr(encoder, "model", None), "config", None)
+        shipped = _checked_neutral_cosines(getattr(config, "mmrag_neutral_cosine", None) or {}, "the model config's "
+                                           "mmrag_neutral_cosine")
+        overrides = {**shipped, **_checked_neutral_cosines(neutral_cosine or {}, "neutral_cosine")}
         scale, bias = _learnt_scale_and_bias(encoder)
         self._maps = {pair: _score_map(pair, scale, bias, overrides.get(pair)) for pair in ALL_PAIRS}
 
@@ -171,6 +175,20 @@ class DualEncoderBackend(RerankBackend):
         modality, inputs = batch
         forward = self.encoder.forward_texts if modality == "text" else self.encoder.forward_images
         return torch.nn.functional.normalize(forward(inputs).float(), dim=-1)
+
+
+def _checked_neutral_cosines(values: Mapping[Any, Any], what: str) -> dict[PairKey, float]:
+    """``values`` as ``{pair: float}``, or a ValueError naming ``what`` and the bad entry."""
+    checked: dict[PairKey, float] = {}
+    for key, value in dict(values).items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if key not in ALL_PAIRS or not math.isfinite(number):
+            raise ValueError(f"{what} needs pair keys {ALL_PAIRS} and finite values, got {key!r}: {value!r}")
+        checked[key] = number
+    return checked
 
 
 def _learnt_scale_and_bias(encoder: Encoder) -> tuple[float, float | None]:
