@@ -95,3 +95,17 @@ def tiny_encoders(tiny_model_dirs: dict[str, Path]) -> dict[str, object]:
 def clip_encoder(tiny_encoders: dict[str, object]) -> object:
     """The tiny CLIP encoder (batch_size 4)."""
     return tiny_encoders["clip"]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``).
+
+    Tiny models on a shared 2-core machine: intra-op threads only add sync overhead (10-100x).
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

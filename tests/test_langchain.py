@@ -30,16 +30,11 @@ from pydantic import ValidationError
 import mmrag
 from mmrag.langchain import LocalMultiModalEmbeddings, MultimodalStoreRetriever, hit_to_document
 from mmrag.store import Hit, MultimodalStore
+from mmrag.testing import speckled_image
 
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (30, 60, 220), "yellow": (240, 220, 40)}
 
-
-def _image(colour: tuple[int, int, int], size: int = 40, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    pixels = np.full((size, size, 3), colour, dtype=np.uint8)
-    pixels[rng.integers(0, size, 30), rng.integers(0, size, 30)] = rng.integers(0, 256, (30, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +43,7 @@ def image_paths(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     paths = []
     for n, (name, colour) in enumerate(COLOURS.items()):
         path = folder / f"{name}.png"
-        _image(colour, seed=n).save(path)
+        speckled_image(colour, seed=n).save(path)
         paths.append(str(path))
     return paths
 
@@ -94,7 +89,7 @@ def test_embed_image_takes_every_resolver_input_batched(emb: LocalMultiModalEmbe
         io.BytesIO(data),
         Image.open(red),
         np.asarray(Image.open(red)),
-        _image(COLOURS["blue"]),
+        speckled_image(COLOURS["blue"]),
     ]
     before = encoder.forward_count
     vectors = np.asarray(emb.embed_image(uris=inputs))
@@ -253,7 +248,7 @@ def test_chroma_quirks_stated_in_the_readme(emb, image_paths, tmp_path) -> None:
 def store(tmp_path, clip_encoder, image_paths) -> MultimodalStore:
     with MultimodalStore(clip_encoder, path=tmp_path / "db", collection="lcstore") as opened:
         opened.add_images(image_paths, metadatas=[{"colour": name} for name in COLOURS])
-        opened.add_images([_image((10, 10, 10), seed=9)], metadatas=[{"colour": "black"}])  # pixels: no source
+        opened.add_images([speckled_image((10, 10, 10), seed=9)], metadatas=[{"colour": "black"}])  # pixels: no source
         opened.add_texts(["a red circle", "a blue square", "a green star"], metadatas=[{"lang": "en"}] * 3)
         yield opened
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from langchain_core.documents import BaseDocumentCompressor, Document
 from PIL import Image
 from pydantic import ValidationError
@@ -26,7 +25,7 @@ import mmrag
 from mmrag.langchain import CrossModalReranker, MultimodalStoreRetriever
 from mmrag.rerank import Reranker, load_reranker
 from mmrag.store import MultimodalStore
-from mmrag.testing import build_tiny_blip_itm, build_tiny_cross_encoder
+from mmrag.testing import build_tiny_blip_itm, build_tiny_cross_encoder, speckled_image
 
 ContextualCompressionRetriever = pytest.importorskip(
     "langchain_classic.retrievers.contextual_compression"
@@ -39,20 +38,8 @@ QUERY = "a red circle"
 
 
 # ------------------------------------------------------------------ fixtures
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core machine: intra-op threads only add sync overhead."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-def _image(colour: tuple[int, int, int], seed: int, size: int = 40) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    pixels = np.full((size, size, 3), colour, dtype=np.uint8)
-    pixels[rng.integers(0, size, 30), rng.integers(0, size, 30)] = rng.integers(0, 256, (30, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +47,7 @@ def image_paths(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     folder = tmp_path_factory.mktemp("lc_rerank_images")
     paths = []
     for seed, (name, colour) in enumerate(COLOURS.items()):
-        _image(colour, seed).save(folder / f"{name}.png")
+        speckled_image(colour, seed).save(folder / f"{name}.png")
         paths.append(str(folder / f"{name}.png"))
     return paths
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import asyncio
 import importlib.util
 import io
@@ -34,20 +35,16 @@ from llama_index.vector_stores.chroma import ChromaVectorStore  # noqa: E402
 import mmrag  # noqa: E402
 from mmrag.llama_index import LocalMultiModalEmbedding, MultimodalStoreRetriever, hit_to_node  # noqa: E402
 from mmrag.store import Hit, MultimodalStore  # noqa: E402
+from mmrag.testing import speckled_image
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "llama_index_pipeline.py"
 DEMO_MODEL = REPO / "src" / "mmrag" / "models" / "demo" / "config.json"
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (30, 60, 220), "yellow": (240, 220, 40)}
+_image = functools.partial(speckled_image, size=48, dots=40)  # 48 px, 40 random dots
 TEXTS = {"sea.txt": "something about the sea", "grass.txt": "green grass in spring", "fire.txt": "a red fire truck"}
 COSINE = {"hnsw": {"space": "cosine"}}
 
-
-def _image(colour: tuple[int, int, int], seed: int, size: int = 48) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    pixels = np.full((size, size, 3), colour, dtype=np.uint8)
-    pixels[rng.integers(0, size, 40), rng.integers(0, size, 40)] = rng.integers(0, 256, (40, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
 
 
 @pytest.fixture(scope="module")

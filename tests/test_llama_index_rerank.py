@@ -17,8 +17,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image
 
 pytest.importorskip("llama_index.core")
 pytest.importorskip("llama_index.vector_stores.chroma")
@@ -38,7 +36,7 @@ import mmrag  # noqa: E402
 from mmrag.llama_index import CrossModalReranker, LocalMultiModalEmbedding, MultimodalStoreRetriever  # noqa: E402
 from mmrag.rerank import Reranker, load_reranker  # noqa: E402
 from mmrag.store import MultimodalStore  # noqa: E402
-from mmrag.testing import build_tiny_blip_itm, build_tiny_cross_encoder  # noqa: E402
+from mmrag.testing import build_tiny_blip_itm, build_tiny_cross_encoder, speckled_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (30, 60, 220), "yellow": (240, 220, 40)}
@@ -47,20 +45,8 @@ QUERY = "a red fire truck"
 
 
 # ------------------------------------------------------------------ fixtures
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core machine: intra-op threads only add sync overhead."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-def _image(colour: tuple[int, int, int], seed: int, size: int = 40) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    pixels = np.full((size, size, 3), colour, dtype=np.uint8)
-    pixels[rng.integers(0, size, 30), rng.integers(0, size, 30)] = rng.integers(0, 256, (30, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +54,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four PNG images and three .txt files."""
     root = tmp_path_factory.mktemp("li_rerank")
     for seed, (name, colour) in enumerate(COLOURS.items()):
-        _image(colour, seed).save(root / f"{name}.png")
+        speckled_image(colour, seed).save(root / f"{name}.png")
     for name, text in TEXTS.items():
         (root / name).write_text(text, encoding="utf-8")
     return root

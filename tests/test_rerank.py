@@ -45,13 +45,7 @@ ATOL = 2e-5
 
 
 # ------------------------------------------------------------------ fixtures
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Any:
-    """Tiny models on a shared 2-core machine: intra-op threads only add sync overhead (10-100x)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

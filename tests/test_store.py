@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -14,20 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import mmrag
-from mmrag.errors import ImageInputError, StoreLockedError, StoreMismatchError
+from mmrag.errors import ImageInputError, StoreMismatchError
 from mmrag.store import Hit, MultimodalStore, merge_ranked
+from mmrag.testing import speckled_image
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (30, 60, 220), "yellow": (240, 220, 40)}
+_image = functools.partial(speckled_image, size=48, dots=40)  # 48 px, 40 random dots
 
-
-def _image(colour: tuple[int, int, int], size: int = 48, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    pixels = np.full((size, size, 3), colour, dtype=np.uint8)
-    pixels[rng.integers(0, size, 40), rng.integers(0, size, 40)] = rng.integers(0, 256, (40, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
 
 
 def _make_folder(root: Path) -> Path:

@@ -52,7 +52,7 @@ from mmrag.encoders.loading import load_encoder
 from mmrag.encoders.presets import DEFAULT_MODEL
 from mmrag.errors import ImageInputError
 from mmrag.inputs import ImageInput, ImageLimits, is_url, read_image_bytes
-from mmrag.rerank import InputType, Reranker, RerankerSpec, load_reranker
+from mmrag.rerank import InputType, Reranker, RerankerSpec, describe_reranker_spec, load_reranker
 from mmrag.rerank.reranker import rerank_known_modalities
 from mmrag.store import Hit, Modality, MultimodalStore, query_is_image
 
@@ -579,7 +579,7 @@ class CrossModalReranker(BaseDocumentCompressor):
             super().__init__(model={pair: b.model_id for pair, b in reranker.routes.items()}, **data)
             self._reranker, self._owns_reranker = reranker, False
         else:
-            super().__init__(model=_model_label(model), **data)  # validates the fields before loading
+            super().__init__(model=describe_reranker_spec(model), **data)  # validates the fields before loading
             self._reranker = load_reranker(
                 model,  # type: ignore[arg-type]
                 device=self.device,
@@ -683,21 +683,6 @@ class CrossModalReranker(BaseDocumentCompressor):
                 "image's path or URL as the query and set query_type='auto' on the retriever and the reranker"
             )
         return query, self.query_type
-
-
-def _model_label(model: Any) -> str | list[str] | dict[str, str]:
-    """A serialisable description of what ``load_reranker`` was given."""
-
-    def one(spec: Any) -> str:
-        if isinstance(spec, (str, os.PathLike)):
-            return os.fspath(spec)
-        return str(getattr(spec, "model_id", None) or getattr(spec, "name", None) or type(spec).__name__)
-
-    if isinstance(model, Mapping):
-        return {str(key): one(spec) for key, spec in model.items()}
-    if isinstance(model, (str, os.PathLike)) or not isinstance(model, Sequence):
-        return one(model)
-    return [one(spec) for spec in model]
 
 
 def _document_candidate(doc: Document, index: int) -> tuple[Any, Modality]:

@@ -60,7 +60,7 @@ from llama_index.core.schema import (
 from mmrag.batching import EmbeddingBatcher
 from mmrag.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from mmrag.inputs import ImageInput, is_url
-from mmrag.rerank import InputType, Reranker, RerankerSpec, load_reranker
+from mmrag.rerank import InputType, Reranker, RerankerSpec, describe_reranker_spec, load_reranker
 from mmrag.rerank.reranker import rerank_known_modalities
 from mmrag.store import Hit, Modality, MultimodalStore
 
@@ -670,7 +670,7 @@ class CrossModalReranker(BaseNodePostprocessor):
                 batch_size=size,
                 local_files_only=local_files_only,
             )
-            owns, label = True, _model_label(model)
+            owns, label = True, describe_reranker_spec(model)
         super().__init__(
             model=label,
             device=None if device is None else str(device),
@@ -757,21 +757,6 @@ class CrossModalReranker(BaseNodePostprocessor):
             event.on_end(payload={EventPayload.NODES: reranked})
         dispatcher.event(ReRankEndEvent(nodes=reranked))
         return reranked
-
-
-def _model_label(model: Any) -> str | list[str] | dict[str, str]:
-    """A serialisable description of what ``load_reranker`` was given."""
-
-    def one(spec: Any) -> str:
-        if isinstance(spec, (str, os.PathLike)):
-            return os.fspath(spec)
-        return str(getattr(spec, "model_id", None) or getattr(spec, "name", None) or type(spec).__name__)
-
-    if isinstance(model, Mapping):
-        return {str(key): one(spec) for key, spec in model.items()}
-    if isinstance(model, (str, os.PathLike)) or not isinstance(model, Sequence):
-        return one(model)
-    return [one(spec) for spec in model]
 
 
 def _rerank_query(bundle: QueryBundle | None) -> tuple[str, InputType]:

@@ -67,6 +67,7 @@ __all__ = [
     "caption_corpus",
     "family_tokenizer",
     "probe_images",
+    "speckled_image",
     "text_kwargs",
     "train_tokenizer",
 ]
@@ -731,6 +732,34 @@ PROBE_TEXTS: tuple[str, ...] = (
 """Texts whose tiny-model features are guaranteed pairwise cosine < 0.97 (checked at build)."""
 
 
+def speckled_image(
+    colour: tuple[int, int, int], seed: int = 0, *, size: int | tuple[int, int] = 40, dots: int = 30
+) -> Any:
+    """A solid-colour test image with a few random dots, so that seeds give different pixels and vectors.
+
+    Args:
+        colour: The RGB fill.
+        seed: Seed for the dots' positions and colours.
+        size: Side in pixels, or ``(width, height)``.
+        dots: How many random dots.
+
+    Returns:
+        An RGB ``PIL.Image.Image``.
+
+    Example:
+        >>> speckled_image((220, 30, 30), seed=1).size
+        (40, 40)
+    """
+    import numpy as np
+    from PIL import Image
+
+    width, height = (size, size) if isinstance(size, int) else size
+    rng = np.random.default_rng(seed)
+    pixels = np.full((height, width, 3), colour, dtype=np.uint8)
+    pixels[rng.integers(0, height, dots), rng.integers(0, width, dots)] = rng.integers(0, 256, (dots, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
 def probe_images() -> list[Any]:
     """Return the probe images (PIL, mixed sizes) whose tiny-model features are distinct.
 
@@ -1153,7 +1182,6 @@ def reranker_probe_log_odds(model: Any, processor: Any, kind: str) -> Any:
     Returns:
         A float64 numpy array of shape ``(queries, candidates)``.
     """
-    import numpy as np
     import torch
 
     model.eval()

@@ -13,13 +13,13 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from mmrag.inputs import ImageInput, ImageLimits, resolve_image
+from mmrag.prefetch import Prefetcher
 
 if TYPE_CHECKING:
     import torch
@@ -100,8 +100,7 @@ class Encoder(ABC):
         self.image_limits = image_limits or ImageLimits()
         self.forward_count = 0
         self._count_lock = threading.Lock()
-        self._prefetcher: ThreadPoolExecutor | None = None
-        self._prefetcher_lock = threading.Lock()
+        self._prefetcher = Prefetcher("mmrag-prefetch")
 
     # ----------------------------------------------------------- family hooks
     @abstractmethod
@@ -274,10 +273,7 @@ class Encoder(ABC):
 
     def close(self) -> None:
         """Stop the prefetch thread. The encoder stays usable (it restarts on demand)."""
-        with self._prefetcher_lock:
-            if self._prefetcher is not None:
-                self._prefetcher.shutdown(wait=False)
-                self._prefetcher = None
+        self._prefetcher.close()
 
     def __repr__(self) -> str:
         return (
@@ -286,12 +282,6 @@ class Encoder(ABC):
         )
 
     # -------------------------------------------------------------- internals
-    def _prefetch_pool(self) -> ThreadPoolExecutor:
-        with self._prefetcher_lock:
-            if self._prefetcher is None:
-                self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmrag-prefetch")
-            return self._prefetcher
-
     def _pipeline(
         self,
         items: list[_Item],
@@ -302,21 +292,11 @@ class Encoder(ABC):
         size = batch_size or self.batch_size
         if size < 1:
             raise ValueError(f"batch_size must be at least 1, got {size}")
-        starts = range(0, len(items), size)
-        if not starts:
+        chunks = [(items[start : start + size], start) for start in range(0, len(items), size)]
+        if not chunks:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if len(starts) == 1:  # nothing to overlap with: stay on the caller's thread
-            return self._forward(forward, prepare(items, 0))
-        pool = self._prefetch_pool()
-        pending: Future[Batch] = pool.submit(prepare, items[: size], 0)
-        outputs: list[np.ndarray] = []
-        for position, start in enumerate(starts):
-            batch = pending.result()
-            if position + 1 < len(starts):
-                following = starts[position + 1]
-                pending = pool.submit(prepare, items[following : following + size], following)
-            outputs.append(self._forward(forward, batch))
-        return np.concatenate(outputs, axis=0)
+        batches = self._prefetcher.run(chunks, lambda chunk: prepare(*chunk))
+        return np.concatenate([self._forward(forward, batch) for batch in batches], axis=0)
 
     def _forward(self, forward: Callable[[Batch], torch.Tensor], batch: Batch) -> np.ndarray:
         import torch

@@ -25,8 +25,7 @@ from __future__ import annotations
 import math
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
@@ -34,6 +33,7 @@ import numpy as np
 
 from mmrag.errors import UnsupportedPairError
 from mmrag.inputs import ImageLimits, resolve_image
+from mmrag.prefetch import Prefetcher
 from mmrag.store import Modality
 
 if TYPE_CHECKING:
@@ -170,8 +170,7 @@ class RerankBackend(ABC):
         self.dtype = dtype
         self._forward_count = 0
         self._count_lock = threading.Lock()
-        self._prefetcher: ThreadPoolExecutor | None = None
-        self._prefetcher_lock = threading.Lock()
+        self._prefetcher = Prefetcher("mmrag-rerank")
         self._prepare_lock = threading.Lock()
 
     # ------------------------------------------------------------------ hooks
@@ -267,7 +266,7 @@ class RerankBackend(ABC):
             return self.cpu_step(self.prepare, context, items, modality)
 
         chunks = [candidates[start : start + batch_size] for start in range(0, len(candidates), batch_size)]
-        scores = [self.run_model(self.forward, context, batch) for batch in self._prefetched(chunks, prepare)]
+        scores = [self.run_model(self.forward, context, batch) for batch in self._prefetcher.run(chunks, prepare)]
         return np.concatenate([s.detach().float().cpu().numpy().reshape(-1) for s in scores]).astype(np.float64)
 
     def run_model(self, fn: Callable[..., _T], *args: Any) -> _T:
@@ -308,30 +307,10 @@ class RerankBackend(ABC):
 
     def close(self) -> None:
         """Stop the prefetch thread (the backend stays usable; it restarts on demand)."""
-        with self._prefetcher_lock:
-            if self._prefetcher is not None:
-                self._prefetcher.shutdown(wait=False)
-                self._prefetcher = None
+        self._prefetcher.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model_id={self.model_id!r}, device={str(self.device)!r})"
-
-    # -------------------------------------------------------------- internals
-    def _prefetched(self, chunks: list[_T], prepare: Callable[[_T], Batch]) -> Iterator[Batch]:
-        """Yield prepared batches, preparing the next one while the caller runs the current."""
-        if len(chunks) == 1:  # nothing to overlap with: stay on the caller's thread
-            yield prepare(chunks[0])
-            return
-        with self._prefetcher_lock:
-            if self._prefetcher is None:
-                self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmrag-rerank")
-            pool = self._prefetcher
-        pending: Future[Batch] = pool.submit(prepare, chunks[0])
-        for position in range(len(chunks)):
-            batch = pending.result()
-            if position + 1 < len(chunks):
-                pending = pool.submit(prepare, chunks[position + 1])
-            yield batch
 
 
 def move_batch(batch: Mapping[str, Any], device: torch.device, dtype: torch.dtype | None = None) -> dict[str, Any]:

@@ -103,9 +103,11 @@ class DualEncoderBackend(RerankBackend):
         super().__init__(model_id=encoder.model_id, device=encoder.device, dtype=encoder.dtype)
         self.encoder = encoder
         config = getattr(getattr(encoder, "model", None), "config", None)
-        shipped = _checked_neutral_cosines(getattr(config, "mmrag_neutral_cosine", None) or {}, "the model config's "
-                                           "mmrag_neutral_cosine")
-        overrides = {**shipped, **_checked_neutral_cosines(neutral_cosine or {}, "neutral_cosine")}
+        shipped = getattr(config, "mmrag_neutral_cosine", None) or {}
+        overrides = {
+            **_checked_neutral_cosines(shipped, f"{encoder.model_id}: the model config's mmrag_neutral_cosine"),
+            **_checked_neutral_cosines(neutral_cosine or {}, "neutral_cosine"),
+        }
         scale, bias = _learnt_scale_and_bias(encoder)
         self._maps = {pair: _score_map(pair, scale, bias, overrides.get(pair)) for pair in ALL_PAIRS}
 

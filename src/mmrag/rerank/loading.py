@@ -46,6 +46,7 @@ __all__ = [
     "RerankerKind",
     "RerankerPreset",
     "RerankerSpec",
+    "describe_reranker_spec",
     "get_reranker_preset",
     "list_rerankers",
     "load_reranker",
@@ -139,6 +140,38 @@ def get_reranker_preset(alias: str) -> RerankerPreset | None:
         The preset, or ``None``.
     """
     return RERANKER_PRESETS.get(alias.strip().lower())
+
+
+def describe_reranker_spec(model: Any) -> str | list[str] | dict[str, str]:
+    """A JSON-serialisable description of what :func:`load_reranker` was (or will be) given.
+
+    Paths and aliases stay as given; loaded encoders and backends become their
+    ``model_id`` (or ``name``). Adapters use it to record the reranker's model
+    as a plain field.
+
+    Args:
+        model: One spec, a list of specs or a ``{pair: spec}`` mapping, as
+            :func:`load_reranker` takes.
+
+    Returns:
+        A string, a list of strings or a ``{pair: string}`` dict, in the
+        shape of ``model``.
+
+    Example:
+        >>> describe_reranker_spec(["blip-itm-base-coco", "bge-reranker-base"])
+        ['blip-itm-base-coco', 'bge-reranker-base']
+    """
+
+    def one(spec: Any) -> str:
+        if isinstance(spec, (str, os.PathLike)):
+            return os.fspath(spec)
+        return str(getattr(spec, "model_id", None) or getattr(spec, "name", None) or type(spec).__name__)
+
+    if isinstance(model, Mapping):
+        return {str(key): one(spec) for key, spec in model.items()}
+    if isinstance(model, (str, os.PathLike)) or not isinstance(model, Sequence):
+        return one(model)
+    return [one(spec) for spec in model]
 
 
 def load_reranker(
