@@ -7,6 +7,7 @@ of stdout, or into ``--json-out FILE`` (then only the tables are printed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -95,7 +96,9 @@ def latency_ms(samples_s: Sequence[float]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------- environment
-def environment(packages: Iterable[str] = ("mmrag", "torch", "transformers", "chromadb", "numpy", "pillow")) -> dict[str, Any]:
+def environment(
+    packages: Iterable[str] = ("mmrag", "torch", "transformers", "chromadb", "numpy", "pillow"),
+) -> dict[str, Any]:
     """Facts that matter when comparing figures: CPUs, load average, package versions, torch threads."""
     info: dict[str, Any] = {
         "python": platform.python_version(),
@@ -104,10 +107,8 @@ def environment(packages: Iterable[str] = ("mmrag", "torch", "transformers", "ch
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
     }
     for name in packages:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             info[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     if "torch" in sys.modules:
         import torch
 

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from _common import (
     add_output_args,
     emit,
@@ -64,22 +63,36 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--arch", choices=sorted(ARCHS), default="clip-b-32",
-                        help="random-weight real-size architecture (default: clip-b-32)")
+    source.add_argument(
+        "--arch",
+        choices=sorted(ARCHS),
+        default="clip-b-32",
+        help="random-weight real-size architecture (default: clip-b-32)",
+    )
     source.add_argument("--model", default=None, help="a preset alias, hub id or local directory instead of --arch")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
-    parser.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
-                        help="model dtype (default: mmrag's choice: float32 on CPU, fp16/bf16 on CUDA)")
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=("float32", "float16", "bfloat16"),
+        help="model dtype (default: mmrag's choice: float32 on CPU, fp16/bf16 on CUDA)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=32, help="encoder batch size (default: 32)")
     parser.add_argument("--n-images", type=non_negative_int, default=64, help="images to embed (default: 64)")
     parser.add_argument("--n-texts", type=non_negative_int, default=256, help="texts to embed (default: 256)")
-    parser.add_argument("--warmup", type=non_negative_int, default=8,
-                        help="items each mode embeds untimed before timing (default: 8)")
-    parser.add_argument("--repeat", type=positive_int, default=1,
-                        help="timed rounds (modes interleaved); the best round is reported (default: 1)")
+    parser.add_argument(
+        "--warmup", type=non_negative_int, default=8, help="items each mode embeds untimed before timing (default: 8)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=1,
+        help="timed rounds (modes interleaved); the best round is reported (default: 1)",
+    )
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
-    parser.add_argument("--image-sizes", default="640x480,800x600,1024x768",
-                        help="WxH sizes the synthetic JPEGs cycle through")
+    parser.add_argument(
+        "--image-sizes", default="640x480,800x600,1024x768", help="WxH sizes the synthetic JPEGs cycle through"
+    )
     parser.add_argument("--jpeg-quality", type=positive_int, default=90)
     parser.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
@@ -125,7 +138,7 @@ def synthetic_jpegs(n: int, sizes: Sequence[tuple[int, int]], *, quality: int, s
         y, x = np.mgrid[0:height, 0:width].astype(np.float32)
         channels = []
         for _ in range(3):
-            fx, fy, phase = rng.uniform(0.002, 0.02, 2).tolist() + [rng.uniform(0, 6.3)]
+            fx, fy, phase = [*rng.uniform(0.002, 0.02, 2).tolist(), rng.uniform(0, 6.3)]
             channels.append(127 + 90 * np.sin(fx * x + fy * y + phase))
         pixels = np.stack(channels, axis=-1) + rng.normal(0, 12, (height, width, 3))
         buffer = io.BytesIO()
@@ -156,7 +169,9 @@ def per_item_images(encoder: Any, blobs: Sequence[bytes]) -> np.ndarray:
         for blob in blobs:
             image = Image.open(io.BytesIO(blob)).convert("RGB")
             inputs = encoder.processor(images=image, return_tensors="pt")
-            out.append(_forward_one(encoder, inputs, lambda kw: pooled_features(encoder.model.get_image_features(**kw))))
+            out.append(
+                _forward_one(encoder, inputs, lambda kw: pooled_features(encoder.model.get_image_features(**kw)))
+            )
     return np.concatenate(out) if out else np.zeros((0, encoder.dim), np.float32)
 
 
@@ -200,7 +215,9 @@ def prepare_only_images(encoder: Any, blobs: Sequence[bytes], batch_size: int) -
     from mmrag.inputs import resolve_image
 
     for start in range(0, len(blobs), batch_size):
-        encoder.prepare_images([resolve_image(b, limits=encoder.image_limits) for b in blobs[start : start + batch_size]])
+        encoder.prepare_images(
+            [resolve_image(b, limits=encoder.image_limits) for b in blobs[start : start + batch_size]]
+        )
     return len(blobs)
 
 
@@ -262,7 +279,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not items:
             continue
         runners = {mode: mode_runner(mode, modality, encoder, args.batch_size) for mode in args.modes}
-        for mode, runner in runners.items():
+        for runner in runners.values():
             if warm[modality]:
                 runner(warm[modality])
         best: dict[str, float] = {}
@@ -272,7 +289,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for mode, runner in runners.items():
                 log(f"{modality}s: {mode} (round {round_ + 1}/{args.repeat})")
                 before = encoder.forward_count
-                seconds, out = timed(lambda: runner(items), device=args.device)
+                seconds, out = timed(lambda runner=runner, items=items: runner(items), device=args.device)
                 forwards[mode] = len(items) if mode == "per_item" else encoder.forward_count - before
                 best[mode] = min(seconds, best.get(mode, float("inf")))
                 if isinstance(out, np.ndarray):
@@ -337,7 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = format_table(title, result["results"], COLUMNS)
     pad = result["text_padding"]
     if pad["ratio"]:
-        table += f"\ntext batches hold {pad['padded_tokens']} tokens for {pad['tokens']} real ones ({pad['ratio']}x padding)"
+        table += (
+            f"\ntext batches hold {pad['padded_tokens']} tokens for {pad['tokens']} real ones ({pad['ratio']}x padding)"
+        )
     emit(result, [table], args.json_out)
     return 0
 

@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from _common import add_output_args, emit, environment, format_table, log, non_negative_int, positive_int, timed
 
 MODES = ("batched", "naive")
@@ -68,19 +67,28 @@ PAIRS_BY_KIND = {
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", default=DEFAULT_BACKENDS,
-                        help=f"comma-separated architectures or model names (default: {DEFAULT_BACKENDS})")
+    parser.add_argument(
+        "--backends",
+        default=DEFAULT_BACKENDS,
+        help=f"comma-separated architectures or model names (default: {DEFAULT_BACKENDS})",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
-    parser.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
-                        help="model dtype (default: mmrag's: float32 on CPU, float16 on CUDA)")
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=("float32", "float16", "bfloat16"),
+        help="model dtype (default: mmrag's: float32 on CPU, float16 on CUDA)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=8, help="pairs per forward (default: 8)")
     parser.add_argument("--n-candidates", type=positive_int, default=16, help="candidates per query (default: 16)")
-    parser.add_argument("--passage-words", type=positive_int, default=120,
-                        help="words per text->text passage (default: 120)")
+    parser.add_argument(
+        "--passage-words", type=positive_int, default=120, help="words per text->text passage (default: 120)"
+    )
     parser.add_argument("--pairs", default=None, help="comma-separated subset of text->image,image->text,text->text")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
-    parser.add_argument("--warmup", type=non_negative_int, default=2,
-                        help="candidates each mode scores untimed first (default: 2)")
+    parser.add_argument(
+        "--warmup", type=non_negative_int, default=2, help="candidates each mode scores untimed first (default: 2)"
+    )
     parser.add_argument("--repeat", type=positive_int, default=1, help="timed rounds; the best is reported")
     parser.add_argument("--image-size", default="640x480", help="WxH of the synthetic JPEGs (default: 640x480)")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -230,7 +238,7 @@ def bench_backend(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             for mode, runner in runners.items():
                 log(f"{name} {pair}: {mode} (round {round_ + 1}/{args.repeat})")
                 before = reranker.forward_count
-                seconds, outputs[mode] = timed(lambda: runner(query, candidates), device=args.device)
+                seconds, outputs[mode] = timed(lambda runner=runner: runner(query, candidates), device=args.device)  # noqa: B023 - called at once
                 forwards[mode] = reranker.forward_count - before if mode == "batched" else len(candidates)
                 best[mode] = min(seconds, best.get(mode, float("inf")))
         for mode in runners:

@@ -45,7 +45,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-
 from _common import (
     add_output_args,
     emit,
@@ -67,14 +66,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
-    parser.add_argument("--index-n", type=positive_int, default=100,
-                        help="sample images for the index part; 2 caption files each (default: 100)")
-    parser.add_argument("--index-model", default=None,
-                        help="model for the index part (default: 'demo' if bundled, else a tiny random CLIP)")
+    parser.add_argument(
+        "--index-n",
+        type=positive_int,
+        default=100,
+        help="sample images for the index part; 2 caption files each (default: 100)",
+    )
+    parser.add_argument(
+        "--index-model",
+        default=None,
+        help="model for the index part (default: 'demo' if bundled, else a tiny random CLIP)",
+    )
     parser.add_argument("--index-image-size", type=positive_int, default=64, help="sample image side in px")
     parser.add_argument("--device", default="cpu", help="device of the index-part model (default: cpu)")
-    parser.add_argument("--sizes", type=int_list, default=[10_000, 100_000],
-                        help="total stored items at which search is measured (default: 10000,100000)")
+    parser.add_argument(
+        "--sizes",
+        type=int_list,
+        default=[10_000, 100_000],
+        help="total stored items at which search is measured (default: 10000,100000)",
+    )
     parser.add_argument("--dim", type=positive_int, default=512, help="vector dimension (default: 512)")
     parser.add_argument("--image-fraction", type=float, default=0.5, help="share of items that are images")
     parser.add_argument("--k", type=positive_int, default=10, help="hits per search (default: 10)")
@@ -157,8 +167,9 @@ def bench_index(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     encoder, chosen = index_encoder(args)
     folder = workdir / "samples"
-    write_s, files = timed(lambda: write_sample_folder(folder, n=args.index_n, seed=args.seed,
-                                                       image_size=args.index_image_size))
+    write_s, files = timed(
+        lambda: write_sample_folder(folder, n=args.index_n, seed=args.seed, image_size=args.index_image_size)
+    )
     log(f"index: {len(files)} files written in {write_s:.1f}s; indexing with {chosen}")
     with MultimodalStore(encoder, path=workdir / "db_index", collection="bench") as store:
         first_s, first = timed(lambda: store.index_folder(folder, show_progress=False))
@@ -170,15 +181,36 @@ def bench_index(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         log(f"WARNING: the unchanged re-run embedded {rerun.embedded} items")
     encoder.close()
     rows = [
-        {"run": "first", "files": len(files), "embedded": first.embedded, "added": first.added,
-         "forwards": first_forwards, "seconds": round(first_s, 3), "items_per_s": round(len(first.ids) / first_s, 1)},
-        {"run": "re-run (unchanged)", "files": len(files), "embedded": rerun.embedded, "skipped": rerun.skipped,
-         "forwards": rerun_forwards, "seconds": round(rerun_s, 3),
-         "items_per_s": round(len(rerun.ids) / rerun_s, 1)},
+        {
+            "run": "first",
+            "files": len(files),
+            "embedded": first.embedded,
+            "added": first.added,
+            "forwards": first_forwards,
+            "seconds": round(first_s, 3),
+            "items_per_s": round(len(first.ids) / first_s, 1),
+        },
+        {
+            "run": "re-run (unchanged)",
+            "files": len(files),
+            "embedded": rerun.embedded,
+            "skipped": rerun.skipped,
+            "forwards": rerun_forwards,
+            "seconds": round(rerun_s, 3),
+            "items_per_s": round(len(rerun.ids) / rerun_s, 1),
+        },
     ]
-    return {"model": chosen, "model_id": encoder.model_id, "dim": encoder.dim, "batch_size": encoder.batch_size,
-            "images": args.index_n, "texts": 2 * args.index_n, "stored": stored,
-            "failed": len(first.failed), "rows": rows}
+    return {
+        "model": chosen,
+        "model_id": encoder.model_id,
+        "dim": encoder.dim,
+        "batch_size": encoder.batch_size,
+        "images": args.index_n,
+        "texts": 2 * args.index_n,
+        "stored": stored,
+        "failed": len(first.failed),
+        "rows": rows,
+    }
 
 
 class SearchBench:
@@ -195,8 +227,9 @@ class SearchBench:
             name="bench_single", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
         )
         # The store's own write/query code, pointed at one collection for both modalities.
-        self.single = SimpleNamespace(_collections={"image": single, "text": single},
-                                      _write_batch=self.store._write_batch)
+        self.single = SimpleNamespace(
+            _collections={"image": single, "text": single}, _write_batch=self.store._write_batch
+        )
         self.counts = {"image": 0, "text": 0}
         self.write_s = {"separate": 0.0, "single": 0.0}
         from mmrag.testing import caption_corpus
@@ -225,17 +258,23 @@ class SearchBench:
                 n = min(self.args.chunk, target - self.counts[modality])
                 pending = self.pending(modality, self.counts[modality], n)
                 vectors = self.unit_vectors(n)
-                seconds, _ = timed(lambda: self.store._upsert(modality, pending, vectors))
+                seconds, _ = timed(lambda: self.store._upsert(modality, pending, vectors))  # noqa: B023 - called at once
                 stage["separate"] += seconds
-                seconds, _ = timed(lambda: MultimodalStore._upsert(self.single, modality, pending, vectors))
+                seconds, _ = timed(
+                    lambda: MultimodalStore._upsert(self.single, modality, pending, vectors)  # noqa: B023 - called at once
+                )
                 stage["single"] += seconds
                 self.counts[modality] += n
                 written += n
             log(f"write: {modality}s at {self.counts[modality]}")
         for design in stage:
             self.write_s[design] += stage[design]
-        return {"to_total": total, "written": written, **{f"{d}_s": round(s, 2) for d, s in stage.items()},
-                **{f"{d}_items_per_s": round(written / s, 1) if s else None for d, s in stage.items()}}
+        return {
+            "to_total": total,
+            "written": written,
+            **{f"{d}_s": round(s, 2) for d, s in stage.items()},
+            **{f"{d}_items_per_s": round(written / s, 1) if s else None for d, s in stage.items()},
+        }
 
     def pending(self, modality: str, start: int, n: int) -> list[Any]:
         """Records shaped like ``index_folder``'s: path source, folder, mtime and size; texts carry a document."""
@@ -245,8 +284,12 @@ class SearchBench:
         items = []
         for i in range(start, start + n):
             source = f"/data/bench/{modality}_{i:07d}.{suffix}"
-            internal = {"source": source, "mmrag_folder": "/data/bench", "mmrag_mtime_ns": 1_700_000_000_000_000_000 + i,
-                        "mmrag_size": 1000 + i % 5000}
+            internal = {
+                "source": source,
+                "mmrag_folder": "/data/bench",
+                "mmrag_mtime_ns": 1_700_000_000_000_000_000 + i,
+                "mmrag_size": 1000 + i % 5000,
+            }
             document = self.corpus[i % len(self.corpus)] if modality == "text" else None
             items.append(_Pending(f"{modality[0]}{i:031x}", modality, document, internal, {}, lambda: None))  # type: ignore[arg-type]
         return items
@@ -261,6 +304,7 @@ class SearchBench:
             def search(vector: np.ndarray) -> list[Any]:
                 self.stub.query = vector
                 return self.store.search("query", k=k, modality=modality)  # type: ignore[arg-type]
+
             return search
 
         def single_query(modality: str | None) -> Callable[[np.ndarray], list[Any]]:
@@ -292,8 +336,10 @@ class SearchBench:
                 if index == 0 and isinstance(hits, list) and len(hits) != self.args.k:
                     log(f"WARNING: {name} returned {len(hits)} hits, expected {self.args.k}")
         rows = [{"items": total, "scenario": name, **latency_ms(values)} for name, values in samples.items()]
-        store_p50 = {m: next(r["p50_ms"] for r in rows if r["scenario"].startswith(f"store: modality={m}"))
-                     for m in ("image", "text")}
+        store_p50 = {
+            m: next(r["p50_ms"] for r in rows if r["scenario"].startswith(f"store: modality={m}"))
+            for m in ("image", "text")
+        }
         for row in rows:
             for modality, base in store_p50.items():
                 if row["scenario"] == f"one collection: where modality={modality}":
@@ -318,23 +364,44 @@ def bench_store(args: argparse.Namespace, workdir: Path) -> tuple[list[dict[str,
 
 
 # ---------------------------------------------------------------------- main
-INDEX_COLUMNS = [("run", "run", ""), ("files", "files", "d"), ("embedded", "embedded", "d"), ("forwards", "forwards", "d"),
-                 ("seconds", "seconds", ".2f"), ("items_per_s", "items/s", ".1f")]
-WRITE_COLUMNS = [("to_total", "filled to", "d"), ("written", "written", "d"),
-                 ("separate_items_per_s", "2 collections items/s", ".0f"),
-                 ("single_items_per_s", "1 collection items/s", ".0f"),
-                 ("separate_s", "2 coll. s", ".1f"), ("single_s", "1 coll. s", ".1f")]
-SEARCH_COLUMNS = [("items", "items", "d"), ("scenario", "scenario", ""), ("p50_ms", "p50 ms", ".2f"),
-                  ("p99_ms", "p99 ms", ".2f"), ("mean_ms", "mean ms", ".2f"),
-                  ("p50_vs_store_modality", "p50 / store modality", ".1f")]
+INDEX_COLUMNS = [
+    ("run", "run", ""),
+    ("files", "files", "d"),
+    ("embedded", "embedded", "d"),
+    ("forwards", "forwards", "d"),
+    ("seconds", "seconds", ".2f"),
+    ("items_per_s", "items/s", ".1f"),
+]
+WRITE_COLUMNS = [
+    ("to_total", "filled to", "d"),
+    ("written", "written", "d"),
+    ("separate_items_per_s", "2 collections items/s", ".0f"),
+    ("single_items_per_s", "1 collection items/s", ".0f"),
+    ("separate_s", "2 coll. s", ".1f"),
+    ("single_s", "1 coll. s", ".1f"),
+]
+SEARCH_COLUMNS = [
+    ("items", "items", "d"),
+    ("scenario", "scenario", ""),
+    ("p50_ms", "p50 ms", ".2f"),
+    ("p99_ms", "p99 ms", ".2f"),
+    ("mean_ms", "mean ms", ".2f"),
+    ("p50_vs_store_modality", "p50 / store modality", ".1f"),
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     args = parse_args(argv)
     env = environment(("mmrag", "chromadb", "numpy", "torch", "transformers"))
-    result: dict[str, Any] = {"benchmark": "store", "dim": args.dim, "k": args.k, "image_fraction": args.image_fraction,
-                              "queries": args.queries, "environment": env}
+    result: dict[str, Any] = {
+        "benchmark": "store",
+        "dim": args.dim,
+        "k": args.k,
+        "image_fraction": args.image_fraction,
+        "queries": args.queries,
+        "environment": env,
+    }
     tables = []
     load = f"load avg {env['loadavg_start'][0]:.2f} on {env['cpus']} CPUs"
     workdir = Path(tempfile.mkdtemp(prefix="mmrag-bench-store-", dir=args.workdir))
@@ -342,20 +409,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "index" in args.parts:
             index = bench_index(args, workdir)
             result["index"] = index
-            tables.append(format_table(
-                f"index_folder: {index['images']} images + {index['texts']} texts, {index['model']} "
-                f"(dim {index['dim']}, batch {index['batch_size']}), {load}", index["rows"], INDEX_COLUMNS))
+            tables.append(
+                format_table(
+                    f"index_folder: {index['images']} images + {index['texts']} texts, {index['model']} "
+                    f"(dim {index['dim']}, batch {index['batch_size']}), {load}",
+                    index["rows"],
+                    INDEX_COLUMNS,
+                )
+            )
         if "write" in args.parts:
             writes, searches = bench_store(args, workdir)
             result["write"] = writes
-            tables.append(format_table(
-                f"store writes (upsert via MultimodalStore._upsert, random unit vectors, dim {args.dim}), {load}",
-                writes, WRITE_COLUMNS))
+            tables.append(
+                format_table(
+                    f"store writes (upsert via MultimodalStore._upsert, random unit vectors, dim {args.dim}), {load}",
+                    writes,
+                    WRITE_COLUMNS,
+                )
+            )
             if searches:
                 result["search"] = searches
-                tables.append(format_table(
-                    f"search latency, k={args.k}, {args.queries} queries/scenario, images={args.image_fraction:.0%}, "
-                    f"{load}", searches, SEARCH_COLUMNS))
+                tables.append(
+                    format_table(
+                        f"search latency, k={args.k}, {args.queries} queries/scenario, "
+                        f"images={args.image_fraction:.0%}, {load}",
+                        searches,
+                        SEARCH_COLUMNS,
+                    )
+                )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     emit(result, tables, args.json_out)

@@ -32,157 +32,241 @@ work = Path(tempfile.mkdtemp(prefix="mmrag-notebook-"))  # everything this noteb
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "01_quickstart_store.ipynb": [
-        ("md", "# mmrag quickstart: one store for images and texts\n\n"
-               "Index a folder of images and captions into an embedded Chroma store, then search it in all four "
-               "directions. The bundled `demo` model is a tiny CLIP trained on synthetic shapes, so this runs "
-               "anywhere without a download; swap in `siglip2-base-224` for real photos."),
+        (
+            "md",
+            "# mmrag quickstart: one store for images and texts\n\n"
+            "Index a folder of images and captions into an embedded Chroma store, then search it in all four "
+            "directions. The bundled `demo` model is a tiny CLIP trained on synthetic shapes, so this runs "
+            "anywhere without a download; swap in `siglip2-base-224` for real photos.",
+        ),
         ("code", SETUP),
-        ("code", "import mmrag\nfrom mmrag.demo_data import write_sample_folder\nfrom mmrag.plotting import plot_hits\n\n"
-                 "paths = write_sample_folder(work / \"photos\", n=48)\n"
-                 "encoder = mmrag.load_encoder(\"demo\")\nencoder"),
-        ("code", "store = mmrag.MultimodalStore(encoder, path=work / \"db\")\n"
-                 "report = store.index_folder(work / \"photos\")\nprint(report)\n"
-                 "print(store.count(\"image\"), \"images,\", store.count(\"text\"), \"texts\")"),
+        (
+            "code",
+            "import mmrag\nfrom mmrag.demo_data import write_sample_folder\nfrom mmrag.plotting import plot_hits\n\n"
+            'paths = write_sample_folder(work / "photos", n=48)\n'
+            'encoder = mmrag.load_encoder("demo")\nencoder',
+        ),
+        (
+            "code",
+            'store = mmrag.MultimodalStore(encoder, path=work / "db")\n'
+            'report = store.index_folder(work / "photos")\nprint(report)\n'
+            'print(store.count("image"), "images,", store.count("text"), "texts")',
+        ),
         ("md", "## Text → image"),
-        ("code", "query = \"a yellow circle\"\nplot_hits(store.search(query, k=6, modality=\"image\"), query=query);"),
+        ("code", 'query = "a yellow circle"\nplot_hits(store.search(query, k=6, modality="image"), query=query);'),
         ("md", "Chinese queries work too (the demo model was trained on English and Chinese captions):"),
-        ("code", "hits = store.search(\"白色的星形\", k=6, modality=\"image\")  # a white star\n"
-                 "plot_hits(hits, query=\"(zh) a white star\");"),
+        (
+            "code",
+            'hits = store.search("白色的星形", k=6, modality="image")  # a white star\n'
+            'plot_hits(hits, query="(zh) a white star");',
+        ),
         ("md", "## Image → image and image → text"),
-        ("code", "probe = work / \"photos\" / \"shape_003.png\"\n"
-                 "plot_hits(store.search(str(probe), k=5, modality=\"image\"), query=str(probe));"),
-        ("code", "for hit in store.search(str(probe), k=4, modality=\"text\"):  # shape_031 has the same captions\n"
-                 "    print(f\"{hit.score:.3f}  {hit.text.strip()}  [{Path(hit.source).name}]\")"),
-        ("md", "## Text → text, and both modalities at once\n\nWith `modality=None` the image and text result lists "
-               "are merged by reciprocal rank fusion, so captions (whose text-text scores are far higher) do not "
-               "crowd out images."),
-        ("code", "for hit in store.search(\"a small black triangle\", k=6):\n"
-                 "    print(f\"{hit.modality:5}  {hit.score:.3f}  {Path(hit.source).name}  {hit.text.strip() if hit.text else ''}\")"),
+        (
+            "code",
+            'probe = work / "photos" / "shape_003.png"\n'
+            'plot_hits(store.search(str(probe), k=5, modality="image"), query=str(probe));',
+        ),
+        (
+            "code",
+            'for hit in store.search(str(probe), k=4, modality="text"):  # shape_031 has the same captions\n'
+            '    print(f"{hit.score:.3f}  {hit.text.strip()}  [{Path(hit.source).name}]")',
+        ),
+        (
+            "md",
+            "## Text → text, and both modalities at once\n\nWith `modality=None` the image and text result lists "
+            "are merged by reciprocal rank fusion, so captions (whose text-text scores are far higher) do not "
+            "crowd out images.",
+        ),
+        (
+            "code",
+            'for hit in store.search("a small black triangle", k=6):\n'
+            "    print(f\"{hit.modality:5}  {hit.score:.3f}  {Path(hit.source).name}  {hit.text.strip() if hit.text else ''}\")",
+        ),
         ("code", "store.close()"),
     ],
     "02_llama_index_pipeline.ipynb": [
-        ("md", "# LlamaIndex multimodal RAG with mmrag\n\n`LocalMultiModalEmbedding` serves as both `embed_model` "
-               "and `image_embed_model` of a `MultiModalVectorStoreIndex` over two Chroma collections; "
-               "`MultimodalStoreRetriever` queries an mmrag store from LlamaIndex."),
+        (
+            "md",
+            "# LlamaIndex multimodal RAG with mmrag\n\n`LocalMultiModalEmbedding` serves as both `embed_model` "
+            "and `image_embed_model` of a `MultiModalVectorStoreIndex` over two Chroma collections; "
+            "`MultimodalStoreRetriever` queries an mmrag store from LlamaIndex.",
+        ),
         ("code", SETUP),
-        ("code", "import chromadb\nfrom llama_index.core import SimpleDirectoryReader, StorageContext\n"
-                 "from llama_index.core.indices import MultiModalVectorStoreIndex\n"
-                 "from llama_index.core.schema import ImageDocument\n"
-                 "from llama_index.vector_stores.chroma import ChromaVectorStore\n"
-                 "from mmrag.demo_data import write_sample_folder\n"
-                 "from mmrag.llama_index import LocalMultiModalEmbedding\nfrom mmrag.plotting import plot_hits\n\n"
-                 "write_sample_folder(work / \"shapes\", n=32, languages=(\"en\",))\n"
-                 "embed = LocalMultiModalEmbedding(model=\"demo\")\n"
-                 "client = chromadb.PersistentClient(path=str(work / \"chroma\"))\n"
-                 "texts, images = (ChromaVectorStore(chroma_collection=client.get_or_create_collection(\n"
-                 "    name, configuration={\"hnsw\": {\"space\": \"cosine\"}}, embedding_function=None))\n"
-                 "    for name in (\"texts\", \"images\"))\n"
-                 "storage = StorageContext.from_defaults(vector_store=texts, image_store=images)\n"
-                 "documents = SimpleDirectoryReader(str(work / \"shapes\")).load_data()\n"
-                 "for doc in documents:  # embed a caption, not \"file_path: ...\" + caption (images keep it: LlamaIndex\n"
-                 "    if not isinstance(doc, ImageDocument):  # drops nodes that have nothing to embed)\n"
-                 "        doc.excluded_embed_metadata_keys.append(\"file_path\")\n"
-                 "index = MultiModalVectorStoreIndex.from_documents(\n"
-                 "    documents, storage_context=storage, embed_model=embed, image_embed_model=embed)\n"
-                 "len(documents)"),
+        (
+            "code",
+            "import chromadb\nfrom llama_index.core import SimpleDirectoryReader, StorageContext\n"
+            "from llama_index.core.indices import MultiModalVectorStoreIndex\n"
+            "from llama_index.core.schema import ImageDocument\n"
+            "from llama_index.vector_stores.chroma import ChromaVectorStore\n"
+            "from mmrag.demo_data import write_sample_folder\n"
+            "from mmrag.llama_index import LocalMultiModalEmbedding\nfrom mmrag.plotting import plot_hits\n\n"
+            'write_sample_folder(work / "shapes", n=32, languages=("en",))\n'
+            'embed = LocalMultiModalEmbedding(model="demo")\n'
+            'client = chromadb.PersistentClient(path=str(work / "chroma"))\n'
+            "texts, images = (ChromaVectorStore(chroma_collection=client.get_or_create_collection(\n"
+            '    name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None))\n'
+            '    for name in ("texts", "images"))\n'
+            "storage = StorageContext.from_defaults(vector_store=texts, image_store=images)\n"
+            'documents = SimpleDirectoryReader(str(work / "shapes")).load_data()\n'
+            'for doc in documents:  # embed a caption, not "file_path: ..." + caption (images keep it: LlamaIndex\n'
+            "    if not isinstance(doc, ImageDocument):  # drops nodes that have nothing to embed)\n"
+            '        doc.excluded_embed_metadata_keys.append("file_path")\n'
+            "index = MultiModalVectorStoreIndex.from_documents(\n"
+            "    documents, storage_context=storage, embed_model=embed, image_embed_model=embed)\n"
+            "len(documents)",
+        ),
         ("md", "LlamaIndex nodes carry an `image_path`; a small adapter lets `plot_hits` draw them."),
-        ("code", "from types import SimpleNamespace\n\n"
-                 "def as_hits(results):\n"
-                 "    return [SimpleNamespace(modality=\"image\" if getattr(r.node, \"image_path\", None) else \"text\",\n"
-                 "                            source=getattr(r.node, \"image_path\", None), text=r.node.get_content(),\n"
-                 "                            score=r.score) for r in results]\n\n"
-                 "retriever = index.as_retriever(similarity_top_k=3, image_similarity_top_k=5)\n"
-                 "plot_hits(as_hits(retriever.text_to_image_retrieve(\"a yellow triangle\")), query=\"a yellow triangle\");"),
-        ("code", "probe = str(work / \"shapes\" / \"shape_005.png\")\n"
-                 "plot_hits(as_hits(retriever.image_to_image_retrieve(probe)), query=probe);"),
-        ("code", "for result in retriever.retrieve(\"a small red diamond\"):\n"
-                 "    image = getattr(result.node, \"image_path\", None)\n"
-                 "    print(\"image\" if image else \"text \", f\"{result.score:.3f}\", Path(image).name if image else result.node.get_content().strip())"),
+        (
+            "code",
+            "from types import SimpleNamespace\n\n"
+            "def as_hits(results):\n"
+            '    return [SimpleNamespace(modality="image" if getattr(r.node, "image_path", None) else "text",\n'
+            '                            source=getattr(r.node, "image_path", None), text=r.node.get_content(),\n'
+            "                            score=r.score) for r in results]\n\n"
+            "retriever = index.as_retriever(similarity_top_k=3, image_similarity_top_k=5)\n"
+            'plot_hits(as_hits(retriever.text_to_image_retrieve("a yellow triangle")), query="a yellow triangle");',
+        ),
+        (
+            "code",
+            'probe = str(work / "shapes" / "shape_005.png")\n'
+            "plot_hits(as_hits(retriever.image_to_image_retrieve(probe)), query=probe);",
+        ),
+        (
+            "code",
+            'for result in retriever.retrieve("a small red diamond"):\n'
+            '    image = getattr(result.node, "image_path", None)\n'
+            '    print("image" if image else "text ", f"{result.score:.3f}", Path(image).name if image else result.node.get_content().strip())',
+        ),
         ("md", "## Querying an mmrag store from LlamaIndex"),
-        ("code", "import mmrag\nfrom mmrag.llama_index import MultimodalStoreRetriever\n\n"
-                 "store = mmrag.MultimodalStore(embed.encoder, path=work / \"mmrag_db\")\n"
-                 "print(store.index_folder(work / \"shapes\"))\n"
-                 "store_retriever = MultimodalStoreRetriever(store, k=4, batcher=embed.batcher)\n"
-                 "for result in store_retriever.image_to_text_retrieve(probe):\n"
-                 "    print(f\"{result.score:.3f}\", result.node.get_content().strip())"),
-        ("code", "results = await store_retriever.atext_to_image_retrieve(\"an orange circle\")\n"
-                 "plot_hits(as_hits(results), query=\"an orange circle\");"),
+        (
+            "code",
+            "import mmrag\nfrom mmrag.llama_index import MultimodalStoreRetriever\n\n"
+            'store = mmrag.MultimodalStore(embed.encoder, path=work / "mmrag_db")\n'
+            'print(store.index_folder(work / "shapes"))\n'
+            "store_retriever = MultimodalStoreRetriever(store, k=4, batcher=embed.batcher)\n"
+            "for result in store_retriever.image_to_text_retrieve(probe):\n"
+            '    print(f"{result.score:.3f}", result.node.get_content().strip())',
+        ),
+        (
+            "code",
+            'results = await store_retriever.atext_to_image_retrieve("an orange circle")\n'
+            'plot_hits(as_hits(results), query="an orange circle");',
+        ),
         ("code", "store.close()"),
     ],
     "03_langchain_retriever_rerank.ipynb": [
-        ("md", "# LangChain: retrieve from an mmrag store, rerank, and feed a chain\n\n"
-               "`MultimodalStoreRetriever` is a LangChain retriever over `mmrag.MultimodalStore`; "
-               "`CrossModalReranker` is a document compressor that rescores candidates with a (usually larger) "
-               "cross-modal model. Here both use the bundled `demo` model so the notebook runs anywhere; in "
-               "practice rerank with BLIP / BLIP-2 ITM heads (`blip-itm-base-coco`, `blip2-itm-vit-g`) or "
-               "`bge-reranker-base` for text."),
+        (
+            "md",
+            "# LangChain: retrieve from an mmrag store, rerank, and feed a chain\n\n"
+            "`MultimodalStoreRetriever` is a LangChain retriever over `mmrag.MultimodalStore`; "
+            "`CrossModalReranker` is a document compressor that rescores candidates with a (usually larger) "
+            "cross-modal model. Here both use the bundled `demo` model so the notebook runs anywhere; in "
+            "practice rerank with BLIP / BLIP-2 ITM heads (`blip-itm-base-coco`, `blip2-itm-vit-g`) or "
+            "`bge-reranker-base` for text.",
+        ),
         ("code", SETUP),
-        ("code", "import mmrag\nfrom mmrag.demo_data import write_sample_folder\n"
-                 "from mmrag.langchain import CrossModalReranker, MultimodalStoreRetriever\n"
-                 "from mmrag.plotting import plot_hits\n\n"
-                 "write_sample_folder(work / \"photos\", n=48)\n"
-                 "store = mmrag.MultimodalStore(mmrag.load_encoder(\"demo\"), path=work / \"db\")\n"
-                 "print(store.index_folder(work / \"photos\"))\n"
-                 "retriever = MultimodalStoreRetriever(store=store, k=8, modality=\"image\")"),
-        ("code", "from types import SimpleNamespace\n\n"
-                 "def as_hits(docs, score_key=\"score\"):\n"
-                 "    return [SimpleNamespace(modality=d.metadata[\"modality\"], source=d.metadata.get(\"source\"),\n"
-                 "                            text=d.page_content, score=d.metadata[score_key]) for d in docs]\n\n"
-                 "question = \"a white circle\"\n"
-                 "first_stage = retriever.invoke(question)\n"
-                 "plot_hits(as_hits(first_stage), query=question, title=\"first stage (cosine)\");"),
-        ("code", "reranker = CrossModalReranker(reranker=mmrag.load_reranker(\"demo\"), top_n=4)\n"
-                 "reranked = reranker.compress_documents(first_stage, question)\n"
-                 "plot_hits(as_hits(reranked, \"relevance_score\"), query=question, title=\"reranked (match probability)\");"),
-        ("md", "## In a chain\n\n`ContextualCompressionRetriever` runs retrieval and reranking as one retriever; "
-               "a fake chat model stands in for your LLM."),
-        ("code", "from langchain_classic.retrievers import ContextualCompressionRetriever\n"
-                 "from langchain_core.language_models.fake_chat_models import FakeListChatModel\n"
-                 "from langchain_core.prompts import ChatPromptTemplate\n\n"
-                 "compressed = ContextualCompressionRetriever(base_compressor=reranker, base_retriever=retriever)\n"
-                 "prompt = ChatPromptTemplate.from_template(\"Images:\\n{context}\\n\\nQuestion: {question}\")\n"
-                 "format_docs = lambda docs: \"\\n\".join(f\"{d.page_content} ({d.metadata['relevance_score']:.2f})\" for d in docs)\n"
-                 "chain = ({\"context\": compressed | format_docs, \"question\": lambda q: q}\n"
-                 "         | prompt | FakeListChatModel(responses=[\"The white circle is the first image.\"]))\n"
-                 "print(prompt.format(context=format_docs(compressed.invoke(question)), question=question))\n"
-                 "print(chain.invoke(question).content)"),
+        (
+            "code",
+            "import mmrag\nfrom mmrag.demo_data import write_sample_folder\n"
+            "from mmrag.langchain import CrossModalReranker, MultimodalStoreRetriever\n"
+            "from mmrag.plotting import plot_hits\n\n"
+            'write_sample_folder(work / "photos", n=48)\n'
+            'store = mmrag.MultimodalStore(mmrag.load_encoder("demo"), path=work / "db")\n'
+            'print(store.index_folder(work / "photos"))\n'
+            'retriever = MultimodalStoreRetriever(store=store, k=8, modality="image")',
+        ),
+        (
+            "code",
+            "from types import SimpleNamespace\n\n"
+            'def as_hits(docs, score_key="score"):\n'
+            '    return [SimpleNamespace(modality=d.metadata["modality"], source=d.metadata.get("source"),\n'
+            "                            text=d.page_content, score=d.metadata[score_key]) for d in docs]\n\n"
+            'question = "a white circle"\n'
+            "first_stage = retriever.invoke(question)\n"
+            'plot_hits(as_hits(first_stage), query=question, title="first stage (cosine)");',
+        ),
+        (
+            "code",
+            'reranker = CrossModalReranker(reranker=mmrag.load_reranker("demo"), top_n=4)\n'
+            "reranked = reranker.compress_documents(first_stage, question)\n"
+            'plot_hits(as_hits(reranked, "relevance_score"), query=question, title="reranked (match probability)");',
+        ),
+        (
+            "md",
+            "## In a chain\n\n`ContextualCompressionRetriever` runs retrieval and reranking as one retriever; "
+            "a fake chat model stands in for your LLM.",
+        ),
+        (
+            "code",
+            "from langchain_classic.retrievers import ContextualCompressionRetriever\n"
+            "from langchain_core.language_models.fake_chat_models import FakeListChatModel\n"
+            "from langchain_core.prompts import ChatPromptTemplate\n\n"
+            "compressed = ContextualCompressionRetriever(base_compressor=reranker, base_retriever=retriever)\n"
+            'prompt = ChatPromptTemplate.from_template("Images:\\n{context}\\n\\nQuestion: {question}")\n'
+            'format_docs = lambda docs: "\\n".join(f"{d.page_content} ({d.metadata[\'relevance_score\']:.2f})" for d in docs)\n'
+            'chain = ({"context": compressed | format_docs, "question": lambda q: q}\n'
+            '         | prompt | FakeListChatModel(responses=["The white circle is the first image."]))\n'
+            "print(prompt.format(context=format_docs(compressed.invoke(question)), question=question))\n"
+            "print(chain.invoke(question).content)",
+        ),
         ("code", "store.close()"),
     ],
     "04_http_service_client.ipynb": [
-        ("md", "# The HTTP service from a client\n\nStart `mmrag serve` on a store, then call `/embed`, "
-               "`/similarity`, `/search` and the OpenAI-compatible `/v1/embeddings` with httpx and the official "
-               "OpenAI client."),
+        (
+            "md",
+            "# The HTTP service from a client\n\nStart `mmrag serve` on a store, then call `/embed`, "
+            "`/similarity`, `/search` and the OpenAI-compatible `/v1/embeddings` with httpx and the official "
+            "OpenAI client.",
+        ),
         ("code", SETUP),
-        ("code", "import socket, subprocess, sys, time\nimport httpx\nimport mmrag\n"
-                 "from mmrag.demo_data import write_sample_folder\n\n"
-                 "write_sample_folder(work / \"photos\", n=32)\n"
-                 "with mmrag.MultimodalStore(mmrag.load_encoder(\"demo\"), path=work / \"db\") as store:\n"
-                 "    print(store.index_folder(work / \"photos\"))  # closed again: the server opens the store\n\n"
-                 "with socket.socket() as s:\n    s.bind((\"127.0.0.1\", 0)); port = s.getsockname()[1]\n"
-                 "server = subprocess.Popen([sys.executable, \"-m\", \"mmrag\", \"serve\", \"--db\", str(work / \"db\"),\n"
-                 "                           \"--port\", str(port), \"--no-access-log\"],\n"
-                 "                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
-                 "base = f\"http://127.0.0.1:{port}\"\n"
-                 "for _ in range(240):\n    try:\n        if httpx.get(f\"{base}/ready\").status_code == 200: break\n"
-                 "    except httpx.TransportError:\n        pass\n    time.sleep(0.5)\n"
-                 "httpx.get(f\"{base}/ready\").json()"),
-        ("code", "import base64\nimage_b64 = base64.b64encode((work / \"photos\" / \"shape_000.png\").read_bytes()).decode()\n"
-                 "answer = httpx.post(f\"{base}/embed\", json={\"image\": image_b64, \"text\": \"a caption\"}).json()\n"
-                 "{key: (len(value) if isinstance(value, list) else value) for key, value in answer.items()}"),
-        ("code", "ranked = httpx.post(f\"{base}/similarity\", json={\n"
-                 "    \"query\": \"a large red cross\", \"query_type\": \"text\", \"candidate_type\": \"image\",\n"
-                 "    \"candidates\": [base64.b64encode(p.read_bytes()).decode() for p in sorted((work / \"photos\").glob(\"*.png\"))[:12]],\n"
-                 "}).json()\n"
-                 "[round(score, 3) for _, score in ranked[\"similarities\"]]"),
-        ("code", "from types import SimpleNamespace\nfrom mmrag.plotting import plot_hits\n\n"
-                 "results = httpx.post(f\"{base}/search\", json={\"query\": \"a blue star\", \"k\": 6, \"modality\": \"image\"}).json()[\"results\"]\n"
-                 "plot_hits([SimpleNamespace(**r) for r in results], query=\"a blue star\", title=\"POST /search\");"),
-        ("code", "from openai import OpenAI\n"
-                 "client = OpenAI(base_url=f\"{base}/v1\", api_key=\"unused\")\n"
-                 "response = client.embeddings.create(model=\"demo\", input=[\"a red circle\", \"红色的圆形\"])\n"
-                 "[len(item.embedding) for item in response.data], response.usage"),
-        ("code", "bad = httpx.post(f\"{base}/embed\", json={\"image\": \"http://127.0.0.1:22/x.png\"})\n"
-                 "bad.status_code, bad.json()  # private addresses are refused before any connection"),
+        (
+            "code",
+            "import socket, subprocess, sys, time\nimport httpx\nimport mmrag\n"
+            "from mmrag.demo_data import write_sample_folder\n\n"
+            'write_sample_folder(work / "photos", n=32)\n'
+            'with mmrag.MultimodalStore(mmrag.load_encoder("demo"), path=work / "db") as store:\n'
+            '    print(store.index_folder(work / "photos"))  # closed again: the server opens the store\n\n'
+            'with socket.socket() as s:\n    s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]\n'
+            'server = subprocess.Popen([sys.executable, "-m", "mmrag", "serve", "--db", str(work / "db"),\n'
+            '                           "--port", str(port), "--no-access-log"],\n'
+            "                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+            'base = f"http://127.0.0.1:{port}"\n'
+            'for _ in range(240):\n    try:\n        if httpx.get(f"{base}/ready").status_code == 200: break\n'
+            "    except httpx.TransportError:\n        pass\n    time.sleep(0.5)\n"
+            'httpx.get(f"{base}/ready").json()',
+        ),
+        (
+            "code",
+            'import base64\nimage_b64 = base64.b64encode((work / "photos" / "shape_000.png").read_bytes()).decode()\n'
+            'answer = httpx.post(f"{base}/embed", json={"image": image_b64, "text": "a caption"}).json()\n'
+            "{key: (len(value) if isinstance(value, list) else value) for key, value in answer.items()}",
+        ),
+        (
+            "code",
+            'ranked = httpx.post(f"{base}/similarity", json={\n'
+            '    "query": "a large red cross", "query_type": "text", "candidate_type": "image",\n'
+            '    "candidates": [base64.b64encode(p.read_bytes()).decode() for p in sorted((work / "photos").glob("*.png"))[:12]],\n'
+            "}).json()\n"
+            '[round(score, 3) for _, score in ranked["similarities"]]',
+        ),
+        (
+            "code",
+            "from types import SimpleNamespace\nfrom mmrag.plotting import plot_hits\n\n"
+            'results = httpx.post(f"{base}/search", json={"query": "a blue star", "k": 6, "modality": "image"}).json()["results"]\n'
+            'plot_hits([SimpleNamespace(**r) for r in results], query="a blue star", title="POST /search");',
+        ),
+        (
+            "code",
+            "from openai import OpenAI\n"
+            'client = OpenAI(base_url=f"{base}/v1", api_key="unused")\n'
+            'response = client.embeddings.create(model="demo", input=["a red circle", "红色的圆形"])\n'
+            "[len(item.embedding) for item in response.data], response.usage",
+        ),
+        (
+            "code",
+            'bad = httpx.post(f"{base}/embed", json={"image": "http://127.0.0.1:22/x.png"})\n'
+            "bad.status_code, bad.json()  # private addresses are refused before any connection",
+        ),
         ("code", "server.terminate(); server.wait(timeout=60)"),
     ],
 }

@@ -150,8 +150,15 @@ def english_caption(sample: ShapeSample, names: tuple[str, ...], rng: random.Ran
     else:
         noun = shape or rng.choice(("shape", "object"))
         phrase = " ".join(w for w in (size, colour, noun) if w)
-        phrase = rng.choice((f"{_article(phrase)} {phrase}",) * 3 + (phrase, f"a photo of {_article(phrase)} {phrase}",
-                            f"an image of {_article(phrase)} {phrase}", f"there is {_article(phrase)} {phrase}"))
+        phrase = rng.choice(
+            (f"{_article(phrase)} {phrase}",) * 3
+            + (
+                phrase,
+                f"a photo of {_article(phrase)} {phrase}",
+                f"an image of {_article(phrase)} {phrase}",
+                f"there is {_article(phrase)} {phrase}",
+            )
+        )
     return f"{phrase} {position}" if position else phrase
 
 
@@ -161,18 +168,25 @@ def chinese_caption(sample: ShapeSample, names: tuple[str, ...], rng: random.Ran
     size = words["size"] if "size" in names else ""
     colour = words["colour"] if "colour" in names else ""
     shape = words["shape"] if "shape" in names else "形状"
-    position = rng.choice(_ZH_POSITION_SYNONYMS.get(sample.position, (words["position"],))) if "position" in names else ""
+    position = (
+        rng.choice(_ZH_POSITION_SYNONYMS.get(sample.position, (words["position"],))) if "position" in names else ""
+    )
     if colour and not size and "shape" not in names and rng.random() < 0.5:
         phrase = rng.choice((f"{colour}的东西", colour))
     elif colour:
-        phrase = rng.choice((f"{colour}{size}{shape}",) * 2 + (f"{colour}的{size}{shape}",)
-                            + ((f"{size}的{colour}{shape}",) if size else (f"{colour}{shape}",)))
+        phrase = rng.choice(
+            (f"{colour}{size}{shape}",) * 2
+            + (f"{colour}的{size}{shape}",)
+            + ((f"{size}的{colour}{shape}",) if size else (f"{colour}{shape}",))
+        )
     else:
         phrase = rng.choice((f"{size}{shape}", f"{size}的{shape}" if size else shape))
     template = "{phrase}"
     if position:
-        template = rng.choice(("{position}的{phrase}",) * 3 + ("{position}有一个{phrase}", "{phrase}在{position}",
-                              "图片{position}有一个{phrase}"))
+        template = rng.choice(
+            ("{position}的{phrase}",) * 3
+            + ("{position}有一个{phrase}", "{phrase}在{position}", "图片{position}有一个{phrase}")
+        )
     if "有一个" not in template and phrase != colour and rng.random() < 0.25:
         phrase = f"一个{phrase}"
     return template.format(position=position, phrase=phrase)
@@ -194,14 +208,18 @@ def random_caption(
     """
     names = FULL
     r = rng.random()
-    for names, p in _SUBSETS:
+    for names, p in _SUBSETS:  # noqa: B007 - the subset picked is used after the loop
         r -= p
         if r < 0:
             break
     if full_only:
         names = FULL
     if rng.random() < 0.15:  # the canonical captions the public API shows, verbatim
-        detail = {4: "full", 2: "colour_shape", 3: ("colour_shape_size" if "size" in names else "colour_shape_position")}
+        detail = {
+            4: "full",
+            2: "colour_shape",
+            3: ("colour_shape_size" if "size" in names else "colour_shape_position"),
+        }
         if set(names) >= {"colour", "shape"}:
             text = sample.caption(lang, detail[len(names)])  # type: ignore[arg-type]
             return text, _named(sample, names)
@@ -379,14 +397,25 @@ def make_config(tokenizer: Any) -> Any:
     from transformers import CLIPConfig
 
     text = {
-        "vocab_size": len(tokenizer), "hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 3,
-        "num_attention_heads": 4, "max_position_embeddings": MAX_TEXT_LENGTH, "hidden_act": "quick_gelu",
-        "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+        "vocab_size": len(tokenizer),
+        "hidden_size": 96,
+        "intermediate_size": 256,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "max_position_embeddings": MAX_TEXT_LENGTH,
+        "hidden_act": "quick_gelu",
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
     }
     vision = {
-        "image_size": DEFAULT_IMAGE_SIZE, "patch_size": 8, "hidden_size": 96, "intermediate_size": 256,
-        "num_hidden_layers": 2, "num_attention_heads": 4, "hidden_act": "quick_gelu",
+        "image_size": DEFAULT_IMAGE_SIZE,
+        "patch_size": 8,
+        "hidden_size": 96,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "hidden_act": "quick_gelu",
     }
     return CLIPConfig(
         text_config=text, vision_config=vision, projection_dim=PROJECTION_DIM, logit_scale_init_value=math.log(30.0)
@@ -404,10 +433,12 @@ def init_vision_positions(model: Any) -> None:
     """
     embedding = model.vision_model.embeddings.position_embedding.weight
     dim = embedding.shape[1]
-    grid = int(round(math.sqrt(embedding.shape[0] - 1)))
+    grid = round(math.sqrt(embedding.shape[0] - 1))
     quarter = dim // 4
     omega = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
-    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32), indexing="ij"
+    )
     parts = []
     for coord in (xs.reshape(-1), ys.reshape(-1)):
         angles = coord[:, None] * omega[None]
@@ -497,7 +528,8 @@ def evaluate(embed_texts: Any, embed_images: Any, samples: list[ShapeSample], im
         # Candidate captions: every combination of the named attributes.
         grids = list(itertools.product(*[range(len(_VALUES[ATTRIBUTES[c]])) for c in cols]))
         for lang in LANGUAGES:
-            def caption(combo: tuple[int, ...]) -> str:
+
+            def caption(combo: tuple[int, ...], cols: list[int] = cols, lang: str = lang, detail: str = detail) -> str:
                 values = {ATTRIBUTES[c]: _VALUES[ATTRIBUTES[c]][v].name for c, v in zip(cols, combo)}
                 filler = {"colour": "red", "shape": "circle", "size": "small", "position": "left"}
                 return ShapeSample(**{**filler, **values}).caption(lang, detail)  # type: ignore[arg-type]
@@ -548,15 +580,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=1800, help="training steps (default: %(default)s)")
-    parser.add_argument("--minutes", type=float, default=13.0,
-                        help="time budget of the training loop; fewer steps are run if needed (default: %(default)s)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=13.0,
+        help="time budget of the training loop; fewer steps are run if needed (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="training data and init seed (default: %(default)s)")
     parser.add_argument("--eval-seed", type=int, default=1, help="held-out data seed (default: %(default)s)")
     parser.add_argument("--eval-images", type=int, default=400, help="held-out images (default: %(default)s)")
-    parser.add_argument("--train-images", type=int, default=8000, help="distinct training images (default: %(default)s)")
+    parser.add_argument(
+        "--train-images", type=int, default=8000, help="distinct training images (default: %(default)s)"
+    )
     parser.add_argument("--batch-size", type=int, default=128, help="images per step (default: %(default)s)")
-    parser.add_argument("--full-phase", type=float, default=0.6,
-                        help="fraction of steps that use full captions only (default: %(default)s)")
+    parser.add_argument(
+        "--full-phase",
+        type=float,
+        default=0.6,
+        help="fraction of steps that use full captions only (default: %(default)s)",
+    )
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
     parser.add_argument("--eval-every", type=int, default=0, help="quick held-out check every N steps (0: off)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
@@ -660,13 +702,17 @@ def main(argv: list[str] | None = None) -> int:
             rate = (elapsed - mark[1]) / (step - mark[0])
             fits = max(step + 1, min(args.steps, step + int((budget - elapsed) / rate)))
             if fits != steps:
-                log(f"WARNING: at {rate:.2f}s/step, running {fits} steps instead of {steps} to fit --minutes "
-                    f"{args.minutes}")
+                log(
+                    f"WARNING: at {rate:.2f}s/step, running {fits} steps instead of {steps} to fit --minutes "
+                    f"{args.minutes}"
+                )
                 steps = fits
             mark = (step, elapsed)
         if step % 50 == 0 or step == steps:
-            log(f"step {step}/{steps} loss {running:.4f} scale {model.logit_scale.exp().item():.1f} "
-                f"lr {lr_at(step - 1):.2e} ({elapsed / step:.2f}s/step)")
+            log(
+                f"step {step}/{steps} loss {running:.4f} scale {model.logit_scale.exp().item():.1f} "
+                f"lr {lr_at(step - 1):.2e} ({elapsed / step:.2f}s/step)"
+            )
         if args.eval_every and step % args.eval_every == 0:
             log(f"quick eval: {json.dumps(quick_eval())}")
     train_seconds = time.perf_counter() - train_start
@@ -682,8 +728,14 @@ def main(argv: list[str] | None = None) -> int:
     for file in out.iterdir():  # safetensors writes 0600; package data must be world-readable
         if file.is_file():
             file.chmod(0o644)
-    check_texts = sorted(set(corpus))[:: max(1, len(set(corpus)) // 300)] + [
-        "a small red circle on the left", "左边的红色小圆形", "蓝色的正方形", "一只猫", "A Photo Of A Cat", "héllo wörld 123",
+    check_texts = [
+        *sorted(set(corpus))[:: max(1, len(set(corpus)) // 300)],
+        "a small red circle on the left",
+        "左边的红色小圆形",
+        "蓝色的正方形",
+        "一只猫",
+        "A Photo Of A Cat",
+        "héllo wörld 123",
     ]
     check_tokenizer(tokenizer, out, check_texts)
     size_bytes = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
@@ -702,8 +754,13 @@ def main(argv: list[str] | None = None) -> int:
     config.save_pretrained(out)
     figures["neutral_cosine"] = neutral
     figures.update(
-        eval_seed=args.eval_seed, train_seed=args.seed, steps=step, params=n_params, size_mb=round(size_bytes / 1e6, 3),
-        train_seconds=round(train_seconds, 1), total_seconds=round(time.perf_counter() - start, 1),
+        eval_seed=args.eval_seed,
+        train_seed=args.seed,
+        steps=step,
+        params=n_params,
+        size_mb=round(size_bytes / 1e6, 3),
+        train_seconds=round(train_seconds, 1),
+        total_seconds=round(time.perf_counter() - start, 1),
         threads=args.threads,
     )
     print(json.dumps(figures, indent=1, ensure_ascii=False))

@@ -153,7 +153,7 @@ Route = Callable[[BaseHTTPRequestHandler], None]
 class _Handler(BaseHTTPRequestHandler):
     server: CanaryServer
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+    def do_GET(self) -> None:
         self.server.hits.append(self.path)
         route = self.server.routes.get(urlsplit(self.path).path)
         if route is None:
@@ -201,7 +201,9 @@ def serving(host: str, family: int = socket.AF_INET) -> Iterator[CanaryServer]:
         thread.join(timeout=2)
 
 
-def send(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+def send(
+    handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", headers: dict[str, str] | None = None
+) -> None:
     """Answer with a complete response."""
     handler.send_response(status)
     for name, value in (headers or {}).items():
@@ -267,4 +269,3 @@ if __name__ == "__main__":
     _install_guard()
     sys.argv = ["mmrag.server", *sys.argv[1:]]
     runpy.run_module("mmrag.server", run_name="__main__", alter_sys=True)
-

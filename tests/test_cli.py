@@ -17,8 +17,9 @@ from PIL import Image
 def mmrag_cmd(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("mmrag") or str(Path(sys.executable).with_name("mmrag"))
     command = [exe, *args] if Path(exe).exists() else [sys.executable, "-m", "mmrag", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ def _stem(path: str | None) -> str:
 
 
 def test_every_search_has_an_answer_and_finds_it(demo: tuple[Path, list[DemoQuery]]) -> None:
-    root, searches = demo
+    _root, searches = demo
     drawn = {f"shape_{i:03d}": s for i, s in enumerate(sample_shapes(24, seed=0))}
     assert [s.title for s in searches] == [
         "text -> image", "text -> image (中文)", "text -> text", "image -> image", "image -> text",

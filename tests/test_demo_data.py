@@ -51,7 +51,7 @@ def test_prefix_property_and_empty() -> None:
 
 
 def test_jitter_makes_images_of_one_caption_differ() -> None:
-    base = dict(colour="red", shape="circle", size="small", position="left", background="grey")
+    base = {"colour": "red", "shape": "circle", "size": "small", "position": "left", "background": "grey"}
     one, two = ShapeSample(**base, variant=1), ShapeSample(**base, variant=2)
     assert one.caption() == two.caption()
     assert not np.array_equal(_pixels(one), _pixels(two))

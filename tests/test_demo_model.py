@@ -58,7 +58,8 @@ def _colour_shape_samples() -> list[ShapeSample]:
 
 def _full_samples() -> list[ShapeSample]:
     return [
-        ShapeSample(c.name, s.name, z.name, p.name) for c, s, z, p in itertools.product(COLOURS, SHAPES, SIZES, POSITIONS)
+        ShapeSample(c.name, s.name, z.name, p.name)
+        for c, s, z, p in itertools.product(COLOURS, SHAPES, SIZES, POSITIONS)
     ]
 
 
@@ -129,7 +130,9 @@ def test_image_to_text_colour_shape(
     assert recall >= 0.9, f"image->text colour+shape recall@1 ({lang}) = {recall:.3f}"
 
 
-def test_image_to_text_through_store(tmp_path: Path, encoder: mmrag.Encoder, held_out: tuple[list[ShapeSample], list]) -> None:
+def test_image_to_text_through_store(
+    tmp_path: Path, encoder: mmrag.Encoder, held_out: tuple[list[ShapeSample], list]
+) -> None:
     samples, images = held_out
     candidates = _colour_shape_samples()
     with mmrag.MultimodalStore(encoder, path=tmp_path / "db") as store:
@@ -176,7 +179,9 @@ def test_reranker_match_probabilities_split_matches_from_the_rest(held_out: tupl
     positives, negatives = [], []
     for lang in LANGS:
         for colour, shape in sorted({(s.colour, s.shape) for s in samples})[::4]:
-            scores = np.asarray(reranker.score(ShapeSample(colour, shape, "small", "left").caption(lang, "colour_shape"), images))
+            scores = np.asarray(
+                reranker.score(ShapeSample(colour, shape, "small", "left").caption(lang, "colour_shape"), images)
+            )
             match = np.array([(s.colour, s.shape) == (colour, shape) for s in samples])
             positives += list(scores[match] > 0.5)
             negatives += list(scores[~match] < 0.5)

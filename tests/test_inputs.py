@@ -14,8 +14,8 @@ import ipaddress
 import os
 import socket
 import ssl
-import subprocess
 import struct
+import subprocess
 import threading
 import time
 import zlib
@@ -116,7 +116,7 @@ Route = Callable[[BaseHTTPRequestHandler], None]
 class _Handler(BaseHTTPRequestHandler):
     server: TestServer
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+    def do_GET(self) -> None:
         self.server.hits.append(self.path)
         self.server.hosts.append(self.headers.get("Host", ""))
         route = self.server.routes.get(urlsplit(self.path).path)
@@ -348,7 +348,7 @@ def test_mpo_counts_as_jpeg() -> None:
     frames = [Image.new("RGB", (8, 8), color) for color in ((255, 0, 0), (0, 0, 255))]
     data = encode(frames[0], "MPO", save_all=True, append_images=frames[1:])
     assert Image.open(io.BytesIO(data)).format == "MPO"
-    red, green, blue = resolve_image(data, limits=ImageLimits(formats=frozenset({"JPEG"}))).getpixel((4, 4))
+    red, _green, blue = resolve_image(data, limits=ImageLimits(formats=frozenset({"JPEG"}))).getpixel((4, 4))
     assert red > 200 and blue < 60
 
 
@@ -394,9 +394,7 @@ def test_https_uses_sni_of_original_host(
 ) -> None:
     seen: list[str | None] = []
 
-    def fake_wrap(
-        self: ssl.SSLContext, sock: socket.socket, server_hostname: str | None = None, **_: object
-    ) -> None:
+    def fake_wrap(self: ssl.SSLContext, sock: socket.socket, server_hostname: str | None = None, **_: object) -> None:
         seen.append(server_hostname)
         raise ssl.SSLError("test: no TLS here")
 
@@ -565,8 +563,8 @@ def test_unsupported_objects(item: object, expected: str) -> None:
     ],
 )
 def test_max_bytes(make: Callable[[bytes], object]) -> None:
+    item = make(png((64, 64)) + b"\0" * 200)
     with pytest.raises(ImageInputError, match="larger than max_bytes=100 bytes"):
-        item = make(png((64, 64)) + b"\0" * 200)
         resolve_image(item, limits=ImageLimits(max_bytes=100))  # type: ignore[arg-type]
 
 
@@ -708,9 +706,7 @@ def test_private_addresses_refused(url: str, category: str, connect_log: list) -
     assert connect_log == []
 
 
-def test_redirect_to_private_address_is_rechecked(
-    server: TestServer, trust_first_hop: None, connect_log: list
-) -> None:
+def test_redirect_to_private_address_is_rechecked(server: TestServer, trust_first_hop: None, connect_log: list) -> None:
     assert resolve_image(server.url("/redirect")).size == (8, 6)  # control: first hop trusted
     connect_log.clear()
     expected = "refused to fetch http://10.0.0.1/x.png: address 10.0.0.1 is private"
@@ -819,8 +815,15 @@ def test_image_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert image_source(str(target)) == str(target)
     assert image_source(Path("cat.png")) == str(target)
     assert image_source(" https://example.com/a.png?x=1 ") == "https://example.com/a.png?x=1"
-    for item in ("missing.png", "file:///etc/passwd", "data:image/png;base64,AAAA",
-                 base64.b64encode(PNG_BYTES).decode(), PNG_BYTES, Image.new("RGB", (3, 3)), io.BytesIO()):
+    for item in (
+        "missing.png",
+        "file:///etc/passwd",
+        "data:image/png;base64,AAAA",
+        base64.b64encode(PNG_BYTES).decode(),
+        PNG_BYTES,
+        Image.new("RGB", (3, 3)),
+        io.BytesIO(),
+    ):
         assert image_source(item) is None
 
 

@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (30, 60, 220), "yellow": (240, 220, 40)}
 
 
-
 @pytest.fixture(scope="module")
 def image_paths(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     folder = tmp_path_factory.mktemp("lc_images")
@@ -54,7 +53,7 @@ def encoder(tiny_model_dirs: dict[str, Path]) -> mmrag.Encoder:
     return mmrag.load_encoder(tiny_model_dirs["clip"], device="cpu", batch_size=4)
 
 
-@pytest.fixture()
+@pytest.fixture
 def emb(encoder: mmrag.Encoder) -> LocalMultiModalEmbeddings:
     embeddings = LocalMultiModalEmbeddings(encoder=encoder, batch_wait_ms=20)
     yield embeddings
@@ -128,7 +127,9 @@ def test_pydantic_model_fields_and_encoder_reuse(encoder, tiny_model_dirs) -> No
     reused = LocalMultiModalEmbeddings(encoder=encoder)
     assert reused.encoder is encoder
     assert (reused.model, reused.device, reused.dtype, reused.batch_size) == (encoder.model_id, "cpu", "float32", 4)
-    assert "encoder" not in reused.model_dump() and set(reused.model_dump()) == set(LocalMultiModalEmbeddings.model_fields)
+    assert "encoder" not in reused.model_dump() and set(reused.model_dump()) == set(
+        LocalMultiModalEmbeddings.model_fields
+    )
     assert all(field.description for field in LocalMultiModalEmbeddings.model_fields.values())
 
     with pytest.raises(ValueError, match="not both"):
@@ -171,7 +172,7 @@ def test_async_methods_do_not_block_the_event_loop(encoder, monkeypatch) -> None
     slow = LocalMultiModalEmbeddings(encoder=encoder)
     real_forward = encoder.forward_texts
 
-    def slow_forward(batch):  # noqa: ANN001, ANN202
+    def slow_forward(batch):
         time.sleep(0.4)
         return real_forward(batch)
 
@@ -194,7 +195,8 @@ def test_async_methods_do_not_block_the_event_loop(encoder, monkeypatch) -> None
 # Cosine relevance is 1 - distance, the cosine similarity, which can be negative: LangChain warns.
 @pytest.mark.filterwarnings("ignore:Relevance scores must be between 0 and 1:UserWarning")
 @pytest.mark.parametrize(
-    "space", [{"collection_metadata": {"hnsw:space": "cosine"}}, {"collection_configuration": {"hnsw": {"space": "cosine"}}}],
+    "space",
+    [{"collection_metadata": {"hnsw:space": "cosine"}}, {"collection_configuration": {"hnsw": {"space": "cosine"}}}],
     ids=["collection_metadata", "collection_configuration"],
 )
 def test_chroma_add_images_and_search_both_ways(emb, encoder, image_paths, tmp_path, space) -> None:
@@ -239,12 +241,12 @@ def test_chroma_quirks_stated_in_the_readme(emb, image_paths, tmp_path) -> None:
         store.similarity_search_by_image_with_relevance_score(uri=image_paths[0], k=1)
     # ...the workaround; note the score is a distance (lower is better).
     vector = emb.embed_image(uris=[image_paths[0]])[0]
-    doc, distance = store.similarity_search_by_vector_with_relevance_scores(vector, k=1)[0]
+    _doc, distance = store.similarity_search_by_vector_with_relevance_scores(vector, k=1)[0]
     assert distance == pytest.approx(0.0, abs=1e-4)
 
 
 # ------------------------------------------------------------------- retriever
-@pytest.fixture()
+@pytest.fixture
 def store(tmp_path, clip_encoder, image_paths) -> MultimodalStore:
     with MultimodalStore(clip_encoder, path=tmp_path / "db", collection="lcstore") as opened:
         opened.add_images(image_paths, metadatas=[{"colour": name} for name in COLOURS])
@@ -338,7 +340,7 @@ def test_retriever_async_passes_kwargs_and_does_not_block(store: MultimodalStore
 
     real_search = store.search
 
-    def slow_search(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def slow_search(*args, **kwargs):
         time.sleep(0.4)
         return real_search(*args, **kwargs)
 
@@ -363,13 +365,11 @@ def test_retriever_in_an_lcel_chain_with_a_fake_chat_model(store: MultimodalStor
     def format_docs(docs: list[Document]) -> str:
         return "\n".join(f"- {d.metadata['modality']}: {d.page_content}" for d in docs)
 
-    def remember(prompt_value):  # noqa: ANN001, ANN202
+    def remember(prompt_value):
         seen.append(prompt_value.to_string())
         return prompt_value
 
-    prompt = ChatPromptTemplate.from_messages(
-        [("system", "Use this context:\n{context}"), ("human", "{question}")]
-    )
+    prompt = ChatPromptTemplate.from_messages([("system", "Use this context:\n{context}"), ("human", "{question}")])
     model = FakeListChatModel(responses=["It is the red circle.", "Still the red circle."])
     chain = (
         {"context": retriever | format_docs, "question": RunnablePassthrough()}

@@ -41,7 +41,6 @@ QUERY = "a red circle"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-
 @pytest.fixture(scope="module")
 def image_paths(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     folder = tmp_path_factory.mktemp("lc_rerank_images")
@@ -195,7 +194,9 @@ def test_image_documents_from_every_source(rr, store, image_paths, monkeypatch) 
         Document(page_content="a blue square", metadata={"lang": "en"}, id="text"),
     ]
     counted = Calls(rr, monkeypatch)
-    out = {d.id: d.metadata["relevance_score"] for d in CrossModalReranker(reranker=rr).compress_documents(docs, "blue")}
+    out = {
+        d.id: d.metadata["relevance_score"] for d in CrossModalReranker(reranker=rr).compress_documents(docs, "blue")
+    }
     assert counted.calls == 1 and counted.forwards == 2
     images = [out[from_store.id], out["content-path"], out["content-b64"], out["pathlike"]]
     np.testing.assert_allclose(images, [images[0]] * 4, atol=1e-6)
@@ -254,7 +255,9 @@ def test_loading_by_model_and_fields(rr) -> None:
     assert sorted(loaded.reranker.routes) == ["image->text", "text->image", "text->text"]
     docs = [Document(page_content=t) for t in ("a red circle", "the sea")]
     out = loaded.compress_documents(docs, QUERY)
-    assert len(out) == 1 and out[0].metadata["relevance_score"] == pytest.approx(max(rr.score(QUERY, TEXTS[:1] + ["the sea"])))
+    assert len(out) == 1 and out[0].metadata["relevance_score"] == pytest.approx(
+        max(rr.score(QUERY, [*TEXTS[:1], "the sea"]))
+    )
     loaded.close()
 
     shared = CrossModalReranker(reranker=rr)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import asyncio
+import functools
 import importlib.util
 import io
 import json
@@ -21,20 +21,20 @@ from PIL import Image
 pytest.importorskip("llama_index.core")
 pytest.importorskip("llama_index.vector_stores.chroma")
 
-import chromadb  # noqa: E402
-from chromadb.config import Settings as ChromaSettings  # noqa: E402
-from llama_index.core import QueryBundle, SimpleDirectoryReader, StorageContext  # noqa: E402
-from llama_index.core.embeddings import MultiModalEmbedding  # noqa: E402
-from llama_index.core.base.base_multi_modal_retriever import MultiModalRetriever  # noqa: E402
-from llama_index.core.indices import MultiModalVectorStoreIndex  # noqa: E402
-from llama_index.core.llms import MockLLM  # noqa: E402
-from llama_index.core.query_engine import RetrieverQueryEngine  # noqa: E402
-from llama_index.core.schema import ImageNode, MetadataMode, TextNode  # noqa: E402
-from llama_index.vector_stores.chroma import ChromaVectorStore  # noqa: E402
+import chromadb
+from chromadb.config import Settings as ChromaSettings
+from llama_index.core import QueryBundle, SimpleDirectoryReader, StorageContext
+from llama_index.core.base.base_multi_modal_retriever import MultiModalRetriever
+from llama_index.core.embeddings import MultiModalEmbedding
+from llama_index.core.indices import MultiModalVectorStoreIndex
+from llama_index.core.llms import MockLLM
+from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.schema import ImageNode, MetadataMode, TextNode
+from llama_index.vector_stores.chroma import ChromaVectorStore
 
-import mmrag  # noqa: E402
-from mmrag.llama_index import LocalMultiModalEmbedding, MultimodalStoreRetriever, hit_to_node  # noqa: E402
-from mmrag.store import Hit, MultimodalStore  # noqa: E402
+import mmrag
+from mmrag.llama_index import LocalMultiModalEmbedding, MultimodalStoreRetriever, hit_to_node
+from mmrag.store import Hit, MultimodalStore
 from mmrag.testing import speckled_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,6 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (30, 60, 220), 
 _image = functools.partial(speckled_image, size=48, dots=40)  # 48 px, 40 random dots
 TEXTS = {"sea.txt": "something about the sea", "grass.txt": "green grass in spring", "fire.txt": "a red fire truck"}
 COSINE = {"hnsw": {"space": "cosine"}}
-
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +278,7 @@ def test_multimodal_index_on_chroma_persists_and_reloads_in_a_fresh_process(
     assert out["class"] == "MultiModalVectorStoreIndex"
     assert len(out["text_to_image"]) == 2
     assert {row[0] for row in out["text_to_image"]} == {"image"}
-    assert {Path(row[1]).name for row in out["text_to_image"]} <= set(f"{c}.png" for c in COLOURS)
+    assert {Path(row[1]).name for row in out["text_to_image"]} <= {f"{c}.png" for c in COLOURS}
     first = out["image_to_image"][0]
     assert first[1] == str(folder / "green.png") and first[3] == pytest.approx(1.0, abs=1e-4)
     texts = [row for row in out["retrieve"] if row[0] == "text"]
@@ -292,7 +291,7 @@ def test_multimodal_index_on_chroma_persists_and_reloads_in_a_fresh_process(
 
 
 # ------------------------------------------------------ MultimodalStoreRetriever
-@pytest.fixture()
+@pytest.fixture
 def store(tmp_path, clip_encoder, folder) -> MultimodalStore:
     with MultimodalStore(clip_encoder, path=tmp_path / "db", collection="llama") as opened:
         opened.add_images([folder / f"{name}.png" for name in COLOURS], metadatas=[{"colour": c} for c in COLOURS])

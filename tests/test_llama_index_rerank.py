@@ -21,22 +21,22 @@ import pytest
 pytest.importorskip("llama_index.core")
 pytest.importorskip("llama_index.vector_stores.chroma")
 
-import chromadb  # noqa: E402
-from chromadb.config import Settings as ChromaSettings  # noqa: E402
-from llama_index.core import QueryBundle, SimpleDirectoryReader, StorageContext  # noqa: E402
-from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler  # noqa: E402
-from llama_index.core.indices import MultiModalVectorStoreIndex  # noqa: E402
-from llama_index.core.llms import MockLLM  # noqa: E402
-from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: E402
-from llama_index.core.query_engine import RetrieverQueryEngine  # noqa: E402
-from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, TextNode  # noqa: E402
-from llama_index.vector_stores.chroma import ChromaVectorStore  # noqa: E402
+import chromadb
+from chromadb.config import Settings as ChromaSettings
+from llama_index.core import QueryBundle, SimpleDirectoryReader, StorageContext
+from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
+from llama_index.core.indices import MultiModalVectorStoreIndex
+from llama_index.core.llms import MockLLM
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, TextNode
+from llama_index.vector_stores.chroma import ChromaVectorStore
 
-import mmrag  # noqa: E402
-from mmrag.llama_index import CrossModalReranker, LocalMultiModalEmbedding, MultimodalStoreRetriever  # noqa: E402
-from mmrag.rerank import Reranker, load_reranker  # noqa: E402
-from mmrag.store import MultimodalStore  # noqa: E402
-from mmrag.testing import build_tiny_blip_itm, build_tiny_cross_encoder, speckled_image  # noqa: E402
+import mmrag
+from mmrag.llama_index import CrossModalReranker, LocalMultiModalEmbedding, MultimodalStoreRetriever
+from mmrag.rerank import Reranker, load_reranker
+from mmrag.store import MultimodalStore
+from mmrag.testing import build_tiny_blip_itm, build_tiny_cross_encoder, speckled_image
 
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (30, 60, 220), "yellow": (240, 220, 40)}
@@ -46,7 +46,6 @@ QUERY = "a red fire truck"
 
 # ------------------------------------------------------------------ fixtures
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +185,9 @@ def test_in_query_engines_sync_and_async(rr, store, monkeypatch) -> None:
 # ------------------------------------------------ MultiModalVectorStoreIndex
 @pytest.mark.filterwarnings("ignore:Call to deprecated class SimpleMultiModalQueryEngine:DeprecationWarning")
 def test_after_a_multimodal_vector_store_index_on_chroma(rr, clip_encoder, folder, tmp_path, monkeypatch) -> None:
-    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"), settings=ChromaSettings(anonymized_telemetry=False))
+    client = chromadb.PersistentClient(
+        path=str(tmp_path / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+    )
     try:
         texts, images = (
             ChromaVectorStore(chroma_collection=client.get_or_create_collection(

@@ -63,8 +63,11 @@ def test_readme_examples_run(tmp_path: Path) -> None:
                     pytest.fail(f"README runs a python script the test does not know: {step}")
                 command = [mmrag_exe, *words[1:]]
                 if step.endswith("&"):
-                    background.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                                                       stderr=subprocess.DEVNULL))
+                    background.append(
+                        subprocess.Popen(
+                            command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                        )
+                    )
                     continue
             result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
             assert result.returncode == 0, (

@@ -24,8 +24,8 @@ from mmrag.rerank import (
     RankedItem,
     UnsupportedPairError,
     get_reranker_preset,
-    load_reranker,
     list_rerankers,
+    load_reranker,
     reranker_kind,
 )
 from mmrag.rerank.dual import CROSS_MODAL_NEUTRAL_COSINE
@@ -320,7 +320,9 @@ def test_confident_matches_keep_their_order_when_scores_round_to_one(rerankers) 
     )
     ranked = calibrated.rerank("a red circle", _images())
     assert all(item.score == 1.0 for item in ranked)
-    assert [item.index for item in ranked] == [item.index for item in rerankers["blip"].rerank("a red circle", _images())]
+    assert [item.index for item in ranked] == [
+        item.index for item in rerankers["blip"].rerank("a red circle", _images())
+    ]
 
 
 def test_empty_candidates(rerankers) -> None:
@@ -334,7 +336,9 @@ def test_mixed_candidates_are_routed_per_pair_in_one_call(combined, rerankers) -
     candidates: list[Any] = [images[0], TEXTS[1], images[2], TEXTS[3], images[4]]
     log_odds = combined.log_odds("a photo of a cat", candidates)
     np.testing.assert_allclose(
-        log_odds[[0, 2, 4]], rerankers["blip"].log_odds("a photo of a cat", [images[0], images[2], images[4]]), atol=ATOL
+        log_odds[[0, 2, 4]],
+        rerankers["blip"].log_odds("a photo of a cat", [images[0], images[2], images[4]]),
+        atol=ATOL,
     )
     np.testing.assert_allclose(
         log_odds[[1, 3]], rerankers["bert_ce"].log_odds("a photo of a cat", [TEXTS[1], TEXTS[3]]), atol=ATOL
@@ -453,17 +457,18 @@ def test_scores_are_probabilities_and_calibration_is_affine_in_log_odds(reranker
     calibrated = mmrag.rerank.Reranker(
         rerankers["blip"].routes, calibration={"text->image": Calibration(scale=2.0, bias=-1.0)}
     )
-    np.testing.assert_allclose(calibrated.log_odds("a cat", images), 2.0 * raw - 1.0, atol=1e-9)
+    # Two forward passes in float32: equal to float32 precision, not bit for bit.
+    np.testing.assert_allclose(calibrated.log_odds("a cat", images), 2.0 * raw - 1.0, rtol=1e-5, atol=1e-5)
     scores = calibrated.score("a cat", images)
     assert np.all((scores >= 0) & (scores <= 1))
-    np.testing.assert_allclose(scores, 1 / (1 + np.exp(-(2.0 * raw - 1.0))), atol=1e-12)
+    np.testing.assert_allclose(scores, 1 / (1 + np.exp(-(2.0 * raw - 1.0))), atol=1e-6)
     with pytest.raises(ValueError, match="positive"):
         Calibration(scale=0.0)
 
 
 # ------------------------------------------------------------------ loading
 def test_kind_comes_from_the_config(all_dirs) -> None:
-    from transformers import AutoConfig, BlipConfig, Blip2Config, BertConfig
+    from transformers import AutoConfig, BertConfig, Blip2Config, BlipConfig
 
     kinds = {name: reranker_kind(AutoConfig.from_pretrained(path)) for name, path in all_dirs.items()}
     assert kinds == {
@@ -505,7 +510,11 @@ def test_pickle_weights_are_refused_by_default(all_dirs, tmp_path) -> None:
     with pytest.raises(ModelNotAvailableError, match="use_safetensors=False"):
         load_reranker(target, device="cpu")
     loaded = load_reranker(target, device="cpu", use_safetensors=False)
-    np.testing.assert_allclose(loaded.log_odds("a cat", _images()[:2]), load_reranker(all_dirs["blip"], device="cpu").log_odds("a cat", _images()[:2]), atol=ATOL)
+    np.testing.assert_allclose(
+        loaded.log_odds("a cat", _images()[:2]),
+        load_reranker(all_dirs["blip"], device="cpu").log_odds("a cat", _images()[:2]),
+        atol=ATOL,
+    )
 
 
 def test_offline_presets_fail_with_a_download_hint() -> None:

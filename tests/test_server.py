@@ -71,7 +71,10 @@ def fleet(request: pytest.FixtureRequest, tiny_model_dirs: dict[str, Path], tmp_
     work = tmp_path_factory.mktemp("server")
     model = str(tiny_model_dirs["clip"])
     main = ServerProcess(
-        ["--model", model, "--max-body-bytes", "1000000", "--max-items", "16"], work, name="main", trusted_ip="127.0.0.3"
+        ["--model", model, "--max-body-bytes", "1000000", "--max-items", "16"],
+        work,
+        name="main",
+        trusted_ip="127.0.0.3",
     )
     servers = [main]
     try:
@@ -89,7 +92,9 @@ def fleet(request: pytest.FixtureRequest, tiny_model_dirs: dict[str, Path], tmp_
             files[-1].write_bytes(png(colour, size=(24, 24), seed=n))
         with MultimodalStore(clip_encoder, path=db) as store:
             report = store.add_images([str(f) for f in files], metadatas=[{"colour": c} for c in COLOURS])
-            store.add_texts(["a red circle", "a green square", "a blue star"], metadatas=[{"colour": c} for c in COLOURS])
+            store.add_texts(
+                ["a red circle", "a green square", "a blue star"], metadatas=[{"colour": c} for c in COLOURS]
+            )
         indexed = dict(zip(COLOURS, report.ids))
         aux = ServerProcess(
             ["--model", model, "--db", str(db), "--allow-local-root", str(root), "--max-queue", "4",
@@ -191,7 +196,9 @@ def test_bad_images_are_400_naming_the_item(client: httpx.Client, image: str, re
 
 
 # ----------------------------------------------------------------- /similarity
-def test_similarity_ranks_texts_best_first_in_one_batch(main: ServerProcess, client: httpx.Client, clip_encoder) -> None:
+def test_similarity_ranks_texts_best_first_in_one_batch(
+    main: ServerProcess, client: httpx.Client, clip_encoder
+) -> None:
     candidates = [f"a photo of {n} cats" for n in range(12)] + ["a red circle", "a red circle on the left"]
     before = main.metrics()["forward_passes"]
     body = client.post("/similarity", json={"query": "a red circle", "candidates": candidates}).json()
@@ -219,7 +226,9 @@ def test_similarity_with_images_both_ways(client: httpx.Client, clip_encoder) ->
     to_text = client.post(
         "/similarity", json={"query": images[0], "query_type": "image", "candidates": ["red", "green", "blue"]}
     ).json()
-    expected = clip_encoder.embed_texts(["red", "green", "blue"]) @ clip_encoder.embed_images([base64.b64decode(images[0])])[0]
+    expected = (
+        clip_encoder.embed_texts(["red", "green", "blue"]) @ clip_encoder.embed_images([base64.b64decode(images[0])])[0]
+    )
     assert to_text["indices"] == list(np.argsort(-expected, kind="stable"))
 
 
@@ -248,7 +257,9 @@ def test_openai_embeddings_contract(client: httpx.Client, clip_encoder) -> None:
     assert floats["model"] == clip_encoder.model_id
     usage = floats["usage"]
     assert usage["prompt_tokens"] == usage["total_tokens"] > 0
-    np.testing.assert_allclose([vec(d["embedding"]) for d in floats["data"]], clip_encoder.embed_texts(texts), atol=1e-5)
+    np.testing.assert_allclose(
+        [vec(d["embedding"]) for d in floats["data"]], clip_encoder.embed_texts(texts), atol=1e-5
+    )
 
     packed = client.post("/v1/embeddings", json={"input": texts, "encoding_format": "base64", "dimensions": 32}).json()
     for plain, item in zip(floats["data"], packed["data"]):
@@ -399,7 +410,9 @@ PRIVATE_URLS = [
 
 
 @pytest.mark.parametrize("host", SSRF_HOSTS)
-def test_loopback_urls_refused_before_connecting(main: ServerProcess, client: httpx.Client, canary: CanaryServer, host: str) -> None:
+def test_loopback_urls_refused_before_connecting(
+    main: ServerProcess, client: httpx.Client, canary: CanaryServer, host: str
+) -> None:
     response = client.post("/embed", json={"image": canary.url("/canary.png", host=host)})
     assert response.status_code == 400
     assert "refused to fetch" in error_of(response)["message"]
@@ -415,7 +428,9 @@ def test_private_urls_refused_before_connecting(main: ServerProcess, client: htt
     assert main.connects() == []
 
 
-def test_redirects_to_loopback_refused(main: ServerProcess, client: httpx.Client, canary: CanaryServer, redirector: CanaryServer) -> None:
+def test_redirects_to_loopback_refused(
+    main: ServerProcess, client: httpx.Client, canary: CanaryServer, redirector: CanaryServer
+) -> None:
     control = client.post("/embed", json={"image": redirector.url("/ok.png")})
     assert control.status_code == 200  # the "public" first hop is reachable
     for path in ("/to-canary", "/to-localhost"):
@@ -478,10 +493,28 @@ def test_error_shapes_for_framework_errors(client: httpx.Client) -> None:
         (client.post("/embed", json={"text": 5}), 422, "validation_error"),
         (client.post("/embed", json=["not", "an", "object"]), 422, "validation_error"),
         (client.post("/similarity", json={"query": "x"}), 422, "validation_error"),
-        (client.post("/similarity", json={"query": "x", "candidates": ["a"], "query_type": "audio"}), 422, "validation_error"),
-        (client.post("/embed", content=b'{"text": ', headers={"content-type": "application/json"}), 400, "invalid_json"),
-        (client.post("/embed", content=b'{"text": "\\ud800"}', headers={"content-type": "application/json"}), 422, "validation_error"),
-        (client.post("/embed", content=b'{"text": "x"}', headers={"content-type": "application/x-www-form-urlencoded"}), 422, "validation_error"),
+        (
+            client.post("/similarity", json={"query": "x", "candidates": ["a"], "query_type": "audio"}),
+            422,
+            "validation_error",
+        ),
+        (
+            client.post("/embed", content=b'{"text": ', headers={"content-type": "application/json"}),
+            400,
+            "invalid_json",
+        ),
+        (
+            client.post("/embed", content=b'{"text": "\\ud800"}', headers={"content-type": "application/json"}),
+            422,
+            "validation_error",
+        ),
+        (
+            client.post(
+                "/embed", content=b'{"text": "x"}', headers={"content-type": "application/x-www-form-urlencoded"}
+            ),
+            422,
+            "validation_error",
+        ),
         (client.get("/nowhere"), 404, "not_found"),
         (client.get("/embed"), 405, "method_not_allowed"),
     ]
@@ -551,7 +584,10 @@ def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(aux: S
     def post() -> None:
         try:
             outcome["response"] = httpx.post(
-                f"{server.base_url}/embed", content=slow_body(), headers={"content-type": "application/json"}, timeout=30
+                f"{server.base_url}/embed",
+                content=slow_body(),
+                headers={"content-type": "application/json"},
+                timeout=30,
             )
         except Exception as exc:  # reported by the assertion below
             outcome["error"] = exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import shutil
@@ -25,7 +26,6 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (30, 60, 220), 
 _image = functools.partial(speckled_image, size=48, dots=40)  # 48 px, 40 random dots
 
 
-
 def _make_folder(root: Path) -> Path:
     folder = root / "photos"
     (folder / "nested").mkdir(parents=True)
@@ -38,7 +38,7 @@ def _make_folder(root: Path) -> Path:
     return folder
 
 
-@pytest.fixture()
+@pytest.fixture
 def store(tmp_path, clip_encoder):
     with MultimodalStore(clip_encoder, path=tmp_path / "db", collection="test") as opened:
         yield opened
@@ -61,7 +61,7 @@ def test_four_directions_and_exact_matches_rank_first(store: MultimodalStore) ->
     assert image_to_image[0].metadata == {"colour": "blue"} and image_to_image[0].score == pytest.approx(1.0, abs=1e-4)
     assert image_to_image[0].source is None  # pixels are never stored as a source
     assert {h.text for h in image_to_text} == set(texts)
-    assert all(a.score >= b.score for a, b in zip(image_to_text, image_to_text[1:]))
+    assert all(a.score >= b.score for a, b in itertools.pairwise(image_to_text))
 
 
 def test_scores_are_cosine_similarities(store: MultimodalStore, clip_encoder) -> None:
@@ -92,8 +92,10 @@ def test_merge_ranked_interleaves_equal_ranks() -> None:
 
 
 def test_metadata_filter(store: MultimodalStore) -> None:
-    store.add_images([_image(c, seed=i) for i, c in enumerate(COLOURS.values())],
-                     metadatas=[{"colour": name, "n": i} for i, name in enumerate(COLOURS)])
+    store.add_images(
+        [_image(c, seed=i) for i, c in enumerate(COLOURS.values())],
+        metadatas=[{"colour": name, "n": i} for i, name in enumerate(COLOURS)],
+    )
     hits = store.search("anything", k=10, where={"colour": "blue"})
     assert [h.metadata["colour"] for h in hits] == ["blue"]
     hits = store.search("anything", k=10, modality="image", where={"n": {"$gte": 2}})
@@ -220,8 +222,9 @@ def test_invalid_collection_name() -> None:
 
 def _run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(mmrag.__file__).parents[1])}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def test_second_process_fails_fast(tmp_path, clip_encoder) -> None:
@@ -240,7 +243,9 @@ def test_second_process_fails_fast(tmp_path, clip_encoder) -> None:
         assert time.monotonic() - started < 60
         assert "LOCKED" in result.stdout and "already open in process" in result.stdout, result.stderr
     # Closed: the other process may open it now.
-    result = _run_python(f"from mmrag.store import MultimodalStore; print(MultimodalStore.recorded_model({str(path)!r}))")
+    result = _run_python(
+        f"from mmrag.store import MultimodalStore; print(MultimodalStore.recorded_model({str(path)!r}))"
+    )
     assert result.stdout.strip() == clip_encoder.model_id, result.stderr
 
 
@@ -271,8 +276,11 @@ def chroma_server(tmp_path_factory):
     chroma = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
     port = _free_port()
     data = tmp_path_factory.mktemp("chroma_server")
-    process = subprocess.Popen([chroma, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [chroma, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -299,6 +307,7 @@ def test_chroma_server_client(chroma_server, clip_encoder, tmp_path) -> None:
     hits = store.search(_image(COLOURS["blue"], seed=2), k=1, modality="image")
     assert hits[0].source == str((folder / "blue.png").resolve())
     assert store.search("a note about red things", k=1, modality="text")[0].text == "a note about red things"
-    again = MultimodalStore(clip_encoder, client=chromadb.HttpClient(host="127.0.0.1", port=chroma_server),
-                            collection="served")
+    again = MultimodalStore(
+        clip_encoder, client=chromadb.HttpClient(host="127.0.0.1", port=chroma_server), collection="served"
+    )
     assert again.index_folder(folder).skipped == 6

@@ -324,10 +324,22 @@ def test_build_random_model_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     spec = mt.ARCHS["clip-b-32"]
     small = mt.ArchSpec(
         "clip",
-        {**spec.text, "vocab_size": 2048, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
-         "num_attention_heads": 2},
-        {**spec.vision, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
-         "num_attention_heads": 2, "image_size": 64},
+        {
+            **spec.text,
+            "vocab_size": 2048,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+        },
+        {
+            **spec.vision,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 64,
+        },
         16,
         {"size": {"shortest_edge": 64}, "crop_size": {"height": 64, "width": 64}},
     )

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+from mmrag._version import __version__
 from mmrag.batching import EmbeddingBatcher, QueueFullError
 from mmrag.encoders import (
     DEFAULT_MODEL,
@@ -24,21 +25,27 @@ from mmrag.encoders import (
 )
 from mmrag.errors import (
     ImageInputError,
+    InvalidFilterError,
+    InvalidInputError,
+    MissingDependencyError,
     MmragError,
     ModelNotAvailableError,
+    NotASequenceError,
+    OverloadedError,
     StoreLockedError,
     StoreMismatchError,
+    TextInputError,
     UnsupportedModelError,
     UnsupportedPairError,
 )
 from mmrag.inputs import ImageInput, ImageLimits, resolve_image, resolve_images
+from mmrag.options import LoadOptions
 from mmrag.rerank import Calibration, RankedItem, Reranker, list_rerankers, load_reranker
 from mmrag.store import Hit, IndexReport, MultimodalStore, Record
 
-__version__ = "0.1.0"
-
 __all__ = [
     "DEFAULT_MODEL",
+    "Calibration",
     "EmbeddingBatcher",
     "Encoder",
     "FusedEmbeddings",
@@ -47,24 +54,30 @@ __all__ = [
     "ImageInputError",
     "ImageLimits",
     "IndexReport",
+    "InvalidFilterError",
+    "InvalidInputError",
+    "LoadOptions",
+    "MissingDependencyError",
     "MmragError",
     "ModelNotAvailableError",
     "ModelPreset",
     "MultimodalStore",
+    "NotASequenceError",
+    "OverloadedError",
     "QueueFullError",
+    "RankedItem",
     "Record",
+    "Reranker",
     "StoreLockedError",
     "StoreMismatchError",
+    "TextInputError",
     "UnsupportedModelError",
-    "Calibration",
-    "RankedItem",
-    "Reranker",
     "UnsupportedPairError",
     "__version__",
     "list_models",
     "list_rerankers",
-    "load_reranker",
     "load_encoder",
+    "load_reranker",
     "register_family",
     "resolve_image",
     "resolve_images",

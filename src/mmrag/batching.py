@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from mmrag.errors import ImageInputError, MmragError
+from mmrag.errors import ImageInputError, OverloadedError
 from mmrag.inputs import ImageInput, ImageLimits, resolve_image
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ __all__ = ["EmbeddingBatcher", "QueueFullError"]
 Kind = Literal["text", "image"]
 
 
-class QueueFullError(MmragError):
+class QueueFullError(OverloadedError):
     """The batcher already holds its maximum of waiting items; retry later."""
 
 
@@ -231,7 +231,9 @@ class EmbeddingBatcher:
             else:
                 bad = next((i for i, item in enumerate(request.items) if not isinstance(item, str)), None)
                 if bad is not None:
-                    _fail(request.future, TypeError(f"text {bad}: expected str, got {type(request.items[bad]).__name__}"))
+                    _fail(
+                        request.future, TypeError(f"text {bad}: expected str, got {type(request.items[bad]).__name__}")
+                    )
                     continue
                 payload = request.items
             runnable.append((request, payload))
@@ -239,11 +241,9 @@ class EmbeddingBatcher:
             return
         items = [item for _, payload in runnable for item in payload]
         try:
-            if kind == "image":
-                vectors = self.encoder.embed_images(items)  # type: ignore[arg-type]
-            else:
-                vectors = self.encoder.embed_texts(items)  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+            embed = self.encoder.embed_images if kind == "image" else self.encoder.embed_texts
+            vectors = embed(items)
+        except BaseException as exc:
             for request, _ in runnable:
                 _fail(request.future, exc)
             return

@@ -117,7 +117,8 @@ def _demo_searches(drawn: Sequence[Any], folder: Path) -> list[tuple[str, str, b
         ("text -> text", tt_sample.caption("zh", "colour_shape_size"), False, "text",
          f"its captions: {tt_sample.caption('en')!r} and {tt_sample.caption('zh')!r}"),
         ("image -> image", image(0), True, "image", f"itself ({drawn[0].caption('en')!r}) first, then images like it"),
-        ("image -> text", image(1), True, "text", f"its captions: {drawn[1].caption('en')!r}, {drawn[1].caption('zh')!r}"),
+        ("image -> text", image(1), True, "text",
+         f"its captions: {drawn[1].caption('en')!r}, {drawn[1].caption('zh')!r}"),
     ]  # fmt: skip
 
 
@@ -140,7 +141,7 @@ def write_results_html(searches: Sequence[DemoQuery], path: str | os.PathLike[st
             body = f'<img src="{rel}" alt="{html.escape(Path(source).name)}">'
         else:
             body = f'<div class="text">{html.escape(text or source or "")}</div>'
-        return f'<figure>{body}<figcaption>{html.escape(label)}</figcaption></figure>'
+        return f"<figure>{body}<figcaption>{html.escape(label)}</figcaption></figure>"
 
     sections = []
     for search in searches:
@@ -163,9 +164,7 @@ def write_results_html(searches: Sequence[DemoQuery], path: str | os.PathLike[st
         "img{width:96px;height:96px;image-rendering:pixelated}"
         ".text{width:160px;min-height:96px;display:flex;align-items:center;justify-content:center;font-size:14px}"
         "figcaption{font-size:12px;color:#555;margin-top:4px}.arrow{font-size:28px;color:#999}"
-        "</style></head><body><h1>mmrag demo: four search directions</h1>"
-        + "".join(sections)
-        + "</body></html>",
+        "</style></head><body><h1>mmrag demo: four search directions</h1>" + "".join(sections) + "</body></html>",
         encoding="utf-8",
     )
     return out

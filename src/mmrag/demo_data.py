@@ -318,7 +318,7 @@ def _article(word: str) -> str:
 
 
 def _clip(value: float) -> int:
-    return max(0, min(255, int(round(value))))
+    return max(0, min(255, round(value)))
 
 
 def _polygon(shape: str, cx: float, cy: float, radius: float, rotation: float) -> list[tuple[float, float]]:
@@ -328,7 +328,9 @@ def _polygon(shape: str, cx: float, cy: float, radius: float, rotation: float) -
         points = [(-half, -half), (half, -half), (half, half), (-half, half)]
     elif shape == "triangle":
         r = radius * 1.12
-        points = [(r * math.cos(a), r * math.sin(a) + radius * 0.14) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)]
+        points = [
+            (r * math.cos(a), r * math.sin(a) + radius * 0.14) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)
+        ]
     elif shape == "star":
         points = []
         for i in range(10):
@@ -337,7 +339,20 @@ def _polygon(shape: str, cx: float, cy: float, radius: float, rotation: float) -
             points.append((r * math.cos(a), r * math.sin(a)))
     elif shape == "cross":
         a, b = radius, radius * 0.3
-        points = [(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b), (-a, -b), (-b, -b)]
+        points = [
+            (-b, -a),
+            (b, -a),
+            (b, -b),
+            (a, -b),
+            (a, b),
+            (b, b),
+            (b, a),
+            (-b, a),
+            (-b, b),
+            (-a, b),
+            (-a, -b),
+            (-b, -b),
+        ]
     elif shape == "diamond":
         points = [(0.0, -radius * 1.1), (radius * 0.68, 0.0), (0.0, radius * 1.1), (-radius * 0.68, 0.0)]
     else:  # pragma: no cover - guarded by ShapeSample.__post_init__

@@ -138,8 +138,26 @@ _DEFAULT_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
 _MAX_PATH_CHARS = 4096
 _READ_CHUNK = 1 << 16
 _IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
-     ".eps", ".ps", ".pdf", ".svg", ".heic", ".heif", ".avif", ".ico"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".webp",
+        ".gif",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".eps",
+        ".ps",
+        ".pdf",
+        ".svg",
+        ".heic",
+        ".heif",
+        ".avif",
+        ".ico",
+    }
 )
 # Text signatures Pillow has no opener for; only used to word error messages.
 _EXTRA_SIGNATURES = ((b"%PDF-", "PDF"), (b"<svg", "SVG"), (b"<?xml", "XML/SVG"))
@@ -237,9 +255,7 @@ _DEFAULT_LIMITS = ImageLimits()
 # --------------------------------------------------------------------------- #
 
 
-def resolve_image(
-    item: ImageInput, *, limits: ImageLimits | None = None, index: int | None = None
-) -> Image.Image:
+def resolve_image(item: ImageInput, *, limits: ImageLimits | None = None, index: int | None = None) -> Image.Image:
     """Resolve one image input into a loaded RGB image.
 
     Args:
@@ -271,9 +287,7 @@ def resolve_image(
         raise _located(exc, item, index) from exc.__cause__
 
 
-def resolve_images(
-    items: Sequence[ImageInput], *, limits: ImageLimits | None = None
-) -> list[Image.Image]:
+def resolve_images(items: Sequence[ImageInput], *, limits: ImageLimits | None = None) -> list[Image.Image]:
     """Resolve a batch of image inputs, all or nothing.
 
     Args:
@@ -294,8 +308,7 @@ def resolve_images(
     """
     if _is_single_input(items):
         raise ImageInputError(
-            f"expected a sequence of image inputs, got a single {type(items).__name__!r};"
-            " wrap it in a list"
+            f"expected a sequence of image inputs, got a single {type(items).__name__!r}; wrap it in a list"
         )
     resolved: list[Image.Image] = []
     try:
@@ -308,9 +321,7 @@ def resolve_images(
     return resolved
 
 
-def read_image_bytes(
-    item: ImageInput, *, limits: ImageLimits | None = None, index: int | None = None
-) -> bytes | None:
+def read_image_bytes(item: ImageInput, *, limits: ImageLimits | None = None, index: int | None = None) -> bytes | None:
     """Return the encoded bytes behind an input, without decoding them.
 
     Paths are read, URLs fetched, data URIs and base64 decoded, file objects
@@ -457,8 +468,7 @@ def _encoded_bytes(item: object, limits: ImageLimits) -> bytes:
 def _too_large(what: str, limits: ImageLimits) -> ImageInputError:
     """Build the error for an input over ``max_bytes``."""
     return ImageInputError(
-        f"{what} is larger than max_bytes={limits.max_bytes} bytes;"
-        " raise ImageLimits.max_bytes to accept it"
+        f"{what} is larger than max_bytes={limits.max_bytes} bytes; raise ImageLimits.max_bytes to accept it"
     )
 
 
@@ -554,9 +564,7 @@ def _checked_real_path(path: str, limits: ImageLimits) -> str:
             ``local_root``, or nothing exists there.
     """
     if not limits.allow_local_paths:
-        raise _PathRefused(
-            f"local file paths are disabled (ImageLimits.allow_local_paths=False): {_shorten(path)}"
-        )
+        raise _PathRefused(f"local file paths are disabled (ImageLimits.allow_local_paths=False): {_shorten(path)}")
     real = os.path.realpath(path)
     if limits.local_root is not None and not _is_inside(real, limits.local_root):
         root = os.fspath(limits.local_root)
@@ -616,7 +624,7 @@ def _strict_b64decode(text: str, limits: ImageLimits) -> bytes | None:
 
 def _data_uri_bytes(uri: str, limits: ImageLimits) -> bytes:
     """Decode a ``data:image/...;base64,...`` URI strictly."""
-    header, comma, payload = uri[len("data:"):].partition(",")
+    header, comma, payload = uri[len("data:") :].partition(",")
     if not comma:
         raise ImageInputError("malformed data URI: no ',' before the data")
     media_type, *params = [part.strip().lower() for part in header.split(";")]
@@ -635,7 +643,7 @@ def _describe_string(text: str) -> str:
     stripped = text.strip()
     scheme = _scheme_of(stripped)
     if scheme == "data":
-        media_type = stripped[len("data:"):].split(",", 1)[0].split(";", 1)[0].strip()
+        media_type = stripped[len("data:") :].split(",", 1)[0].split(";", 1)[0].strip()
         return f"data URI ({_shorten(media_type, 40) or 'no media type'}, {len(text)} chars)"
     if scheme in ("http", "https"):
         return _redact_url(stripped)
@@ -805,9 +813,7 @@ def _connect_vetted(addresses: Sequence[_Address], connect_timeout: float, deadl
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """An HTTP connection to pre-vetted addresses; the host name is only sent as ``Host``."""
 
-    def __init__(
-        self, url: _Url, addresses: Sequence[_Address], limits: ImageLimits, deadline: float
-    ) -> None:
+    def __init__(self, url: _Url, addresses: Sequence[_Address], limits: ImageLimits, deadline: float) -> None:
         """Remember where to connect; nothing is opened yet."""
         super().__init__(url.host, url.port, timeout=limits.connect_timeout)
         self._addresses = tuple(addresses)
@@ -820,9 +826,7 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         """Open the socket to a vetted address."""
-        self.sock = self.active_socket = _connect_vetted(
-            self._addresses, self._connect_timeout, self._deadline
-        )
+        self.sock = self.active_socket = _connect_vetted(self._addresses, self._connect_timeout, self._deadline)
 
 
 class _PinnedHTTPSConnection(_PinnedHTTPConnection):
@@ -992,9 +996,7 @@ def _check_dimensions(size: tuple[int, int], limits: ImageLimits) -> None:
     """Refuse images under ``min_side`` or over ``max_pixels``."""
     width, height = size
     if width < limits.min_side or height < limits.min_side:
-        raise ImageInputError(
-            f"image is {width}x{height}; both sides must be at least {limits.min_side} pixels"
-        )
+        raise ImageInputError(f"image is {width}x{height}; both sides must be at least {limits.min_side} pixels")
     if width * height > limits.max_pixels:
         raise ImageInputError(
             f"image is {width}x{height} ({width * height} pixels), over max_pixels="

@@ -84,9 +84,7 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
         >>> await emb.aembed_documents(["a", "b"])  # doctest: +SKIP
     """
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, protected_namespaces=(), use_attribute_docstrings=True
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), use_attribute_docstrings=True)
 
     model: str = DEFAULT_MODEL
     """Preset alias (``mmrag.list_models()``), hub id, or local ``save_pretrained`` directory."""
@@ -424,9 +422,7 @@ class MultimodalStoreRetriever(BaseRetriever):
         return [hit_to_document(hit, include_image_base64=self.include_image_base64, limits=limits) for hit in hits]
 
 
-def hit_to_document(
-    hit: Hit, *, include_image_base64: bool = False, limits: ImageLimits | None = None
-) -> Document:
+def hit_to_document(hit: Hit, *, include_image_base64: bool = False, limits: ImageLimits | None = None) -> Document:
     """Turn a store :class:`~mmrag.Hit` into a LangChain document.
 
     Args:
@@ -443,10 +439,7 @@ def hit_to_document(
         stored as pixels); ``metadata`` is the stored metadata plus
         ``modality``, ``source``, ``score`` and ``id``.
     """
-    if hit.modality == "text":
-        content = hit.text if hit.text is not None else (hit.source or "")
-    else:
-        content = hit.source or ""
+    content = (hit.text if hit.text is not None else hit.source or "") if hit.modality == "text" else hit.source or ""
     metadata: dict[str, Any] = {
         **hit.metadata,
         "modality": hit.modality,
@@ -524,7 +517,7 @@ class CrossModalReranker(BaseDocumentCompressor):
         validate_assignment=True,
     )
 
-    model: Union[str, list[str], dict[str, str], None] = None
+    model: str | list[str] | dict[str, str] | None = None
     """What the reranker was loaded from (alias, hub id or path; a list or a pair->model mapping)."""
 
     device: str | None = None

@@ -159,9 +159,7 @@ class LocalMultiModalEmbedding(MultiModalEmbedding):
     ) -> None:
         if encoder is not None:
             if model is not None and str(model) not in (encoder.model_id, encoder.model_id.removeprefix("mmrag/")):
-                raise ValueError(
-                    f"got model={str(model)!r} and an encoder for {encoder.model_id!r}; pass one of them"
-                )
+                raise ValueError(f"got model={str(model)!r} and an encoder for {encoder.model_id!r}; pass one of them")
             if device is not None or dtype is not None:
                 raise ValueError(
                     "device and dtype apply when LocalMultiModalEmbedding loads the model; with encoder=..., "
@@ -620,7 +618,7 @@ class CrossModalReranker(BaseNodePostprocessor):
         >>> engine = index.as_query_engine(node_postprocessors=[reranker])  # doctest: +SKIP
     """
 
-    model: Union[str, list[str], dict[str, str], None] = Field(
+    model: str | list[str] | dict[str, str] | None = Field(
         default=None,
         description="What the reranker was loaded from (alias, hub id, path; a list or pair->model mapping).",
     )

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -465,11 +465,14 @@ class MultimodalStore:
             todo.append((file, modality, stat, record))
 
         progress = _progress(len(todo), show_progress, desc=f"indexing {root.name or root}")
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmrag-read") as reader, ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="mmrag-write"
-        ) as writer:
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmrag-read") as reader,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmrag-write") as writer,
+        ):
             chunks = [todo[i : i + self.encoder.batch_size] for i in range(0, len(todo), self.encoder.batch_size)]
-            pending_read: Future[list[_Loaded]] | None = reader.submit(self._read_chunk, chunks[0], root) if chunks else None
+            pending_read: Future[list[_Loaded]] | None = (
+                reader.submit(self._read_chunk, chunks[0], root) if chunks else None
+            )
             pending_write: Future[None] | None = None
             for position in range(len(chunks)):
                 assert pending_read is not None
@@ -508,7 +511,9 @@ class MultimodalStore:
         report.removed = len(stale)
         return report
 
-    def _read_chunk(self, chunk: list[tuple[Path, Modality, os.stat_result, _FolderRecord | None]], root: Path) -> list[_Loaded]:
+    def _read_chunk(
+        self, chunk: list[tuple[Path, Modality, os.stat_result, _FolderRecord | None]], root: Path
+    ) -> list[_Loaded]:
         loaded = []
         for file, modality, stat, previous in chunk:
             try:
@@ -548,9 +553,7 @@ class MultimodalStore:
     def _folder_records(self, root: Path) -> dict[str, _FolderRecord]:
         records: dict[str, _FolderRecord] = {}
         for modality in MODALITIES:
-            got = self._collections[modality].get(
-                where={f"{_INTERNAL_PREFIX}folder": str(root)}, include=["metadatas"]
-            )
+            got = self._collections[modality].get(where={f"{_INTERNAL_PREFIX}folder": str(root)}, include=["metadatas"])
             for record_id, meta in zip(got["ids"], got["metadatas"]):
                 meta = meta or {}
                 source = str(meta.get("source", ""))
@@ -640,7 +643,9 @@ class MultimodalStore:
             return ranked[modality]
         return merge_ranked(list(ranked.values()), k, fusion=fusion)
 
-    def embed_query(self, query: str | ImageInput, *, query_type: Literal["auto", "text", "image"] = "auto") -> np.ndarray:
+    def embed_query(
+        self, query: str | ImageInput, *, query_type: Literal["auto", "text", "image"] = "auto"
+    ) -> np.ndarray:
         """The query vector :meth:`search` uses.
 
         Args:
@@ -904,9 +909,9 @@ def _chroma_settings() -> Any:
 
 
 def _progress(total: int, show: bool | None, *, desc: str) -> Any:
-    from tqdm.auto import tqdm
-
     import sys
+
+    from tqdm.auto import tqdm
 
     enabled = sys.stderr.isatty() if show is None else show
     return tqdm(total=total, desc=desc, unit="file", disable=not enabled or total == 0, leave=False)
@@ -918,7 +923,7 @@ class _PathLock:
     Stores opened on the same path within one process share the lock.
     """
 
-    _held: dict[Path, tuple[Any, int]] = {}
+    _held: ClassVar[dict[Path, tuple[Any, int]]] = {}
     _guard = threading.Lock()
 
     def __init__(self, path: Path) -> None:

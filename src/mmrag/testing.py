@@ -130,7 +130,18 @@ _ZH_POSITIONS = ("左边", "右边", "上边", "下边", "中间")
 _EN_ANIMALS = ("cat", "dog", "bird", "fish", "horse", "rabbit")
 _ZH_ANIMALS = ("猫", "狗", "鸟", "鱼", "马", "兔子")
 _EN_OBJECTS = (
-    "car", "house", "tree", "flower", "cup", "book", "chair", "boat", "apple", "banana", "bicycle", "airplane"
+    "car",
+    "house",
+    "tree",
+    "flower",
+    "cup",
+    "book",
+    "chair",
+    "boat",
+    "apple",
+    "banana",
+    "bicycle",
+    "airplane",
 )
 _ZH_OBJECTS = ("汽车", "房子", "树", "花", "杯子", "书", "椅子", "船", "苹果", "香蕉", "自行车", "飞机")
 _EN_FIXED = (
@@ -511,47 +522,89 @@ class ArchSpec:
     reference: str = ""
 
 
-_CLIP_TEXT_B = {"vocab_size": 49408, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
-                "num_attention_heads": 8, "max_position_embeddings": 77, "hidden_act": "quick_gelu"}
-_VIT_B = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
-          "image_size": 224}
+_CLIP_TEXT_B = {
+    "vocab_size": 49408,
+    "hidden_size": 512,
+    "intermediate_size": 2048,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 8,
+    "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu",
+}
+_VIT_B = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "image_size": 224,
+}
 _SIGLIP_TOWER_B = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12}
 _CLIP_IP_224 = {"size": {"shortest_edge": 224}, "crop_size": {"height": 224, "width": 224}}
 
 ARCHS: dict[str, ArchSpec] = {
     "clip-b-32": ArchSpec(
-        "clip", _CLIP_TEXT_B, {**_VIT_B, "patch_size": 32, "hidden_act": "quick_gelu"}, 512, _CLIP_IP_224,
+        "clip",
+        _CLIP_TEXT_B,
+        {**_VIT_B, "patch_size": 32, "hidden_act": "quick_gelu"},
+        512,
+        _CLIP_IP_224,
         "openai/clip-vit-base-patch32",
     ),
     "clip-b-16": ArchSpec(
-        "clip", _CLIP_TEXT_B, {**_VIT_B, "patch_size": 16, "hidden_act": "quick_gelu"}, 512, _CLIP_IP_224,
+        "clip",
+        _CLIP_TEXT_B,
+        {**_VIT_B, "patch_size": 16, "hidden_act": "quick_gelu"},
+        512,
+        _CLIP_IP_224,
         "openai/clip-vit-base-patch16",
     ),
     "clip-l-14": ArchSpec(
         "clip",
         {**_CLIP_TEXT_B, "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12},
-        {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
-         "image_size": 224, "patch_size": 14, "hidden_act": "quick_gelu"},
-        768, _CLIP_IP_224, "openai/clip-vit-large-patch14",
+        {
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 16,
+            "image_size": 224,
+            "patch_size": 14,
+            "hidden_act": "quick_gelu",
+        },
+        768,
+        _CLIP_IP_224,
+        "openai/clip-vit-large-patch14",
     ),
     "siglip2-b-16-512": ArchSpec(
         "siglip",
         {**_SIGLIP_TOWER_B, "vocab_size": 256000, "max_position_embeddings": 64},
         {**_SIGLIP_TOWER_B, "image_size": 512, "patch_size": 16},
-        None, {"size": {"height": 512, "width": 512}}, "google/siglip2-base-patch16-512",
+        None,
+        {"size": {"height": 512, "width": 512}},
+        "google/siglip2-base-patch16-512",
     ),
     "siglip-b-16-224": ArchSpec(
         "siglip",
         {**_SIGLIP_TOWER_B, "vocab_size": 32000, "max_position_embeddings": 64},
         {**_SIGLIP_TOWER_B, "image_size": 224, "patch_size": 16},
-        None, {"size": {"height": 224, "width": 224}}, "google/siglip-base-patch16-224",
+        None,
+        {"size": {"height": 224, "width": 224}},
+        "google/siglip-base-patch16-224",
     ),
     "chinese-clip-b-16": ArchSpec(
         "chinese_clip",
-        {"vocab_size": 21128, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-         "num_attention_heads": 12, "max_position_embeddings": 512, "type_vocab_size": 2},
+        {
+            "vocab_size": 21128,
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "max_position_embeddings": 512,
+            "type_vocab_size": 2,
+        },
         {**_VIT_B, "patch_size": 16, "hidden_act": "quick_gelu"},
-        512, _CLIP_IP_224, "OFA-Sys/chinese-clip-vit-base-patch16",
+        512,
+        _CLIP_IP_224,
+        "OFA-Sys/chinese-clip-vit-base-patch16",
     ),
 }
 """Real-size architecture presets for :func:`build_random_model` (random weights)."""
@@ -585,8 +638,12 @@ def _tiny_spec(family: str, projection_dim: int) -> ArchSpec:
             {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}},
         )
     # SigLIP has no projection: the embedding dim is the hidden size.
-    stower = {"hidden_size": projection_dim, "intermediate_size": 2 * projection_dim, "num_hidden_layers": 2,
-              "num_attention_heads": _heads(projection_dim)}
+    stower = {
+        "hidden_size": projection_dim,
+        "intermediate_size": 2 * projection_dim,
+        "num_hidden_layers": 2,
+        "num_attention_heads": _heads(projection_dim),
+    }
     if family == "siglip":
         return ArchSpec(
             "siglip",
@@ -630,9 +687,7 @@ def _make_config(spec: ArchSpec, tokenizer: PreTrainedTokenizerBase, *, tiny: bo
             # Larger init so that tiny random models give clearly different vectors per input.
             kw["initializer_factor"] = 4.0
             text["initializer_factor"] = vision["initializer_factor"] = 4.0
-        return transformers.CLIPConfig(
-            text_config=text, vision_config=vision, projection_dim=spec.projection_dim, **kw
-        )
+        return transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=spec.projection_dim, **kw)
     if fam == "chinese_clip":
         text.update(pad_token_id=tokenizer.pad_token_id)
         kw = {}
@@ -756,7 +811,9 @@ def speckled_image(
     width, height = (size, size) if isinstance(size, int) else size
     rng = np.random.default_rng(seed)
     pixels = np.full((height, width, 3), colour, dtype=np.uint8)
-    pixels[rng.integers(0, height, dots), rng.integers(0, width, dots)] = rng.integers(0, 256, (dots, 3), dtype=np.uint8)
+    pixels[rng.integers(0, height, dots), rng.integers(0, width, dots)] = rng.integers(
+        0, 256, (dots, 3), dtype=np.uint8
+    )
     return Image.fromarray(pixels)
 
 
@@ -1114,7 +1171,9 @@ def _reranker_parts(spec: RerankerArchSpec, *, image_tokens: bool) -> tuple[Any,
     tokenizer = _reranker_tokenizer(spec)
     config = {key: dict(value) if isinstance(value, Mapping) else value for key, value in spec.config.items()}
     if spec.kind == "blip_itm":
-        processor = transformers.BlipProcessor(image_processor=_blip_image_processor(spec.image_size), tokenizer=tokenizer)
+        processor = transformers.BlipProcessor(
+            image_processor=_blip_image_processor(spec.image_size), tokenizer=tokenizer
+        )
         text = config["text_config"]
         text.setdefault("vocab_size", len(tokenizer))
         text.update(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,

@@ -8,7 +8,13 @@ from mmrag.encoders.presets import DEFAULT_MODEL, get_preset
 
 def test_required_aliases_exist() -> None:
     aliases = {preset.alias for preset in mmrag.list_models()}
-    assert {"clip-vit-b-32", "clip-vit-l-14", "siglip2-base-224", "siglip2-base-512", "chinese-clip-vit-b-16"} <= aliases
+    assert {
+        "clip-vit-b-32",
+        "clip-vit-l-14",
+        "siglip2-base-224",
+        "siglip2-base-512",
+        "chinese-clip-vit-b-16",
+    } <= aliases
 
 
 def test_default_is_a_multilingual_siglip2_base() -> None:

@@ -132,7 +132,7 @@ def test_bad_text_items_are_named(clip_encoder) -> None:
 
 
 def test_bad_image_in_batch_names_index_and_returns_nothing(clip_encoder) -> None:
-    images: list[object] = list(_images()[:3]) + [b"not an image"] + list(_images()[:2])
+    images: list[object] = [*list(_images()[:3]), b"not an image", *list(_images()[:2])]
     with pytest.raises(mmrag.ImageInputError, match=r"image 3\b"):
         clip_encoder.embed_images(images)
 

@@ -155,8 +155,9 @@ class TransformersDualEncoder(Encoder):
     def preprocessing(self) -> str:
         """Text length, padding and the image processor's size/normalisation settings."""
         ip = self.image_processor
+        padding = "max_length" if self._family.pad_to_max_length else "longest"
         parts = [
-            f"text:max_length={self.max_text_length},padding={'max_length' if self._family.pad_to_max_length else 'longest'}",
+            f"text:max_length={self.max_text_length},padding={padding}",
             f"image:{type(ip).__name__}",
         ]
         for name in ("size", "crop_size", "patch_size", "max_num_patches", "image_mean", "image_std", "resample"):

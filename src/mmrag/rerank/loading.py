@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 from mmrag.encoders.base import Encoder
 from mmrag.encoders.loading import (
     LoadRequest,
+    load_encoder,
     load_model_config,
     model_not_available_error,
     parse_dtype,
-    resolve_model_source,
-    load_encoder,
     pick_device,
     pick_dtype,
+    resolve_model_source,
     supported_model_types,
 )
 from mmrag.errors import UnsupportedModelError

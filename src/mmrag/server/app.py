@@ -135,7 +135,9 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
                 candidate_images = [decoded[i] for i in valid]
             query_vecs, candidate_vecs = await asyncio.gather(
                 runtime.embed_images([query_image]) if query_image is not None else runtime.embed_texts([body.query]),
-                runtime.embed_images(candidate_images) if body.candidate_type == "image" else runtime.embed_texts(candidates),
+                runtime.embed_images(candidate_images)
+                if body.candidate_type == "image"
+                else runtime.embed_texts(candidates),
             )
         scores = candidate_vecs @ query_vecs[0]
         order = np.argsort(-scores, kind="stable")[: body.top_k]
@@ -193,7 +195,9 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
         assert store is not None
         with runtime.admitted(1):
             if body.image is not None:
-                vector = (await runtime.embed_images(await _decode_or_400(runtime, [body.image], lambda _i: "image")))[0]
+                vector = (await runtime.embed_images(await _decode_or_400(runtime, [body.image], lambda _i: "image")))[
+                    0
+                ]
             else:
                 vector = (await runtime.embed_texts([body.query or ""]))[0]
         try:

@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mmrag.errors import ImageInputError, MmragError
+from mmrag.errors import ImageInputError, MissingDependencyError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
@@ -55,7 +55,7 @@ _STATUS_TYPES = {
 }
 
 
-class ServerDependencyError(MmragError, ImportError):
+class ServerDependencyError(MissingDependencyError):
     """FastAPI or uvicorn is missing; the message says ``pip install "mmrag[server]"``."""
 
 
@@ -165,7 +165,8 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "; ".join(f"{item['loc']}: {item['msg']}" for item in details[:5]) or "invalid request"
         content_type = request.headers.get("content-type", "")
         if request.method == "POST" and "json" not in content_type.lower():
-            message = f"send the body as JSON with `Content-Type: application/json` (got {content_type or 'none'!r}); {message}"
+            got = content_type or "none"
+            message = f"send the body as JSON with `Content-Type: application/json` (got {got!r}); {message}"
         return error_response(422, error_payload("validation_error", message, details=details))
 
     async def http_error(_request: Request, exc: Exception) -> Response:

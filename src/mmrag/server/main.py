@@ -112,7 +112,9 @@ def run_server(settings: ServerSettings) -> int:
     sock = _bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    print(f"mmrag serve: listening on http://{shown}:{port} (GET /ready turns 200 once the model is loaded)", flush=True)
+    print(
+        f"mmrag serve: listening on http://{shown}:{port} (GET /ready turns 200 once the model is loaded)", flush=True
+    )
     if not settings.binds_loopback_only:
         print(
             f"mmrag serve: warning: listening on {settings.host}, not loopback; the server has no authentication",

@@ -154,7 +154,9 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.max_queue,
         help="most items decoding or waiting for the model; beyond it: 429 (default 4096)",
     )
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="items per forward pass (default 64)")
+    parser.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help="items per forward pass (default 64)"
+    )
     parser.add_argument(
         "--max-wait-ms",
         type=float,

@@ -1,0 +1,236 @@
+"""``LoadOptions``: how a model is loaded, one object shared by every loader.
+
+:func:`mmrag.load_encoder`, :func:`mmrag.load_reranker`, both adapters and the
+HTTP service take the same options. Pass them as keyword arguments
+(``load_encoder("demo", device="cpu")``) or build one :class:`LoadOptions`
+and hand it around (``load_encoder("demo", options=opts)``); keyword
+arguments given beside ``options=`` override its fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from mmrag.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from mmrag.inputs import ImageLimits
+
+__all__ = ["DTYPE_NAMES", "LoadOptions", "LoadOverrides"]
+
+DTYPE_NAMES: Mapping[str, str] = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+"""Accepted dtype spellings and the torch dtype each names."""
+
+
+class LoadOverrides(TypedDict, total=False):
+    """The :class:`LoadOptions` fields, as keyword arguments of a loader."""
+
+    device: str | torch.device | None
+    dtype: str | torch.dtype | None
+    batch_size: int | None
+    revision: str | None
+    local_files_only: bool
+    use_safetensors: bool
+    trust_remote_code: bool
+    image_limits: ImageLimits | None
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model: where it runs, in which dtype, from where, and how safely.
+
+    Args:
+        device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"`` or a
+            ``torch.device``; ``None``: CUDA if available, else MPS, else CPU.
+        dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` (or ``"fp16"``,
+            ``"bf16"``, a torch dtype); ``None``: the family's half precision
+            on a GPU, float32 on the CPU. Output vectors are float32 whatever
+            the model runs in.
+        batch_size: Most items (encoders) or pairs (rerankers) per forward
+            pass; ``None``: the loader's default (64 for encoders, 32 for
+            rerankers).
+        revision: Hub branch, tag or commit.
+        local_files_only: Never use the network; fail if not cached locally.
+        use_safetensors: Load only safetensors weights (the default). Set
+            ``False`` to allow pickle weights from a source you trust.
+        trust_remote_code: Allow Python code shipped with a checkpoint to run.
+            Off by default; none of the built-in families need it.
+        image_limits: Limits for resolving image inputs (sizes, URL policy).
+
+    Raises:
+        mmrag.InvalidInputError: ``batch_size`` below 1, an unknown ``dtype``
+            name, or a field of the wrong type.
+
+    Example:
+        >>> opts = mmrag.LoadOptions(device="cpu", local_files_only=True)
+        >>> enc = mmrag.load_encoder("demo", options=opts)
+        >>> rr = mmrag.load_reranker("demo", options=opts, batch_size=16)
+    """
+
+    device: str | torch.device | None = None
+    dtype: str | torch.dtype | None = None
+    batch_size: int | None = None
+    revision: str | None = None
+    local_files_only: bool = False
+    use_safetensors: bool = True
+    trust_remote_code: bool = False
+    image_limits: ImageLimits | None = None
+
+    def __post_init__(self) -> None:
+        """Check the fields that can be checked without importing torch."""
+        if self.batch_size is not None and (
+            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1
+        ):
+            raise InvalidInputError(f"batch_size must be an integer of at least 1, got {self.batch_size!r}")
+        if isinstance(self.dtype, str) and self.dtype.lower().removeprefix("torch.") not in DTYPE_NAMES:
+            raise InvalidInputError(f"unknown dtype {self.dtype!r}; use one of float32, float16, bfloat16")
+        for name in ("local_files_only", "use_safetensors", "trust_remote_code"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidInputError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.revision is not None and not isinstance(self.revision, str):
+            raise InvalidInputError(f"revision must be a string, got {type(self.revision).__name__}")
+        if isinstance(self.device, os.PathLike):
+            raise InvalidInputError(f"device must be a device name such as 'cpu' or 'cuda', got {self.device!r}")
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The option names, in declaration order.
+
+        Returns:
+            ``("device", "dtype", "batch_size", ...)``.
+        """
+        return tuple(item.name for item in dataclasses.fields(cls))
+
+    @classmethod
+    def merge(cls, options: LoadOptions | None, overrides: Mapping[str, Any]) -> LoadOptions:
+        """``options`` (or the defaults) with ``overrides`` applied.
+
+        Args:
+            options: A base object, or ``None`` for the defaults.
+            overrides: Field values to change; an unknown name is an error.
+
+        Returns:
+            A new :class:`LoadOptions` (``options`` itself when nothing changes).
+
+        Raises:
+            TypeError: ``options`` is not a :class:`LoadOptions`, or an
+                override names no field (the message lists the fields).
+        """
+        if options is not None and not isinstance(options, LoadOptions):
+            raise TypeError(f"options must be a mmrag.LoadOptions, got {type(options).__name__}")
+        base = options if options is not None else cls()
+        unknown = sorted(set(overrides) - set(cls.field_names()))
+        if unknown:
+            raise TypeError(
+                f"unknown loading option(s) {', '.join(map(repr, unknown))}; LoadOptions takes "
+                f"{', '.join(cls.field_names())}"
+            )
+        return dataclasses.replace(base, **overrides) if overrides else base
+
+    @classmethod
+    def split(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Remove and return the loading options among a constructor's keyword arguments.
+
+        Adapters take the options beside their own fields; this separates them.
+
+        Args:
+            kwargs: Keyword arguments; the option names are popped from it.
+
+        Returns:
+            The popped ``{name: value}`` pairs.
+        """
+        return {name: kwargs.pop(name) for name in cls.field_names() if name in kwargs}
+
+    def replace(self, **changes: Any) -> LoadOptions:
+        """A copy with some fields changed.
+
+        Args:
+            **changes: Field values.
+
+        Returns:
+            A new :class:`LoadOptions`.
+
+        Raises:
+            TypeError: A name that is not a field.
+        """
+        return LoadOptions.merge(self, changes)
+
+    def torch_device(self) -> torch.device:
+        """The device to run on: the one asked for, else CUDA, else MPS, else CPU.
+
+        Returns:
+            A ``torch.device``.
+        """
+        import torch
+
+        if self.device is not None:
+            try:
+                return torch.device(self.device)
+            except (RuntimeError, TypeError) as exc:
+                raise InvalidInputError(f"unknown device {self.device!r}: {exc}") from exc
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+
+    def torch_dtype(self) -> torch.dtype | None:
+        """The requested dtype as a torch dtype, or ``None`` for the family's default.
+
+        Returns:
+            A ``torch.dtype`` or ``None``.
+        """
+        import torch
+
+        if self.dtype is None or isinstance(self.dtype, torch.dtype):
+            return self.dtype
+        if not isinstance(self.dtype, str):
+            raise InvalidInputError(f"dtype must be a name or a torch.dtype, got {type(self.dtype).__name__}")
+        dtype: torch.dtype = getattr(torch, DTYPE_NAMES[self.dtype.lower().removeprefix("torch.")])
+        return dtype
+
+    def hub_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by every ``from_pretrained`` call.
+
+        Returns:
+            ``revision``, ``local_files_only`` and ``trust_remote_code``.
+        """
+        return {
+            "revision": self.revision,
+            "local_files_only": self.local_files_only,
+            "trust_remote_code": self.trust_remote_code,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-friendly view of the non-default fields (for logs and adapters' records).
+
+        Returns:
+            ``{name: value}`` with devices and dtypes as strings.
+        """
+        described: dict[str, Any] = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if value == item.default:
+                continue
+            if item.name in ("device", "dtype"):
+                value = str(value).removeprefix("torch.")
+            elif item.name == "image_limits":
+                value = repr(value)
+            described[item.name] = value
+        return described
