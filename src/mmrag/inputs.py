@@ -88,28 +88,36 @@ import stat
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Union
+from typing import IO, Any, Literal, TypeVar, Union
 from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageInputError
+from .errors import ImageInputError, NotASequenceError
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
     "ImageInput",
     "ImageLimits",
+    "Modality",
+    "QueryType",
+    "as_items",
+    "decode_base64_image",
     "describe_image_input",
+    "image_mime_type",
+    "image_reference",
     "image_source",
+    "is_image_query",
     "is_url",
     "read_image_bytes",
     "resolve_image",
     "resolve_images",
 ]
 
-ImageInput = Union[
+ImageInput = Union[  # noqa: UP007 - a runtime alias; Python 3.10 cannot "|" os.PathLike[str] with IO[bytes]
     str,
     os.PathLike[str],
     bytes,
@@ -131,6 +139,15 @@ ImageInput = Union[
 * :class:`numpy.ndarray`: ``uint8`` of shape ``(H, W)``, ``(H, W, 3)`` or
   ``(H, W, 4)``.
 """
+
+Modality = Literal["image", "text"]
+"""The two kinds of item mmrag embeds."""
+
+QueryType = Literal["auto", "text", "image"]
+"""How to read a query: ``"auto"`` applies :func:`is_image_query`; ``"text"``/``"image"`` force it."""
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+"""File endings read as images (by ``index_folder`` and the query rule)."""
 
 _FORBIDDEN_FORMATS = frozenset({"EPS", "PS", "PDF", "WMF", "EMF"})
 _DEFAULT_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
@@ -300,16 +317,13 @@ def resolve_images(items: Sequence[ImageInput], *, limits: ImageLimits | None = 
     Raises:
         ImageInputError: For the first item that fails (its ``index`` names
             the position); images already resolved are closed and nothing is
-            returned. Also raised if ``items`` is a single input instead of a
-            sequence.
+            returned.
+        mmrag.NotASequenceError: ``items`` is a single input, not a list.
 
     Example:
         >>> images = resolve_images(["a.png", b"\\x89PNG..."])
     """
-    if _is_single_input(items):
-        raise ImageInputError(
-            f"expected a sequence of image inputs, got a single {type(items).__name__!r}; wrap it in a list"
-        )
+    items = as_items(items, "images")
     resolved: list[Image.Image] = []
     try:
         for position, item in enumerate(items):
@@ -436,6 +450,141 @@ def image_source(item: object) -> str | None:
     return None
 
 
+_Item = TypeVar("_Item")
+
+
+def as_items(items: Iterable[_Item], name: str) -> list[_Item]:
+    """``items`` as a list, refusing one item passed where a list is expected.
+
+    The one check every batch API uses: a ``str``, bytes, a path, a PIL image,
+    a file object or an array of fewer than 4 dimensions is a single item
+    (``list()`` would split it into characters, bytes or rows).
+
+    Args:
+        items: A sequence (or other iterable) of items.
+        name: What the items are, for the message (``"images"``, ``"texts"``).
+
+    Returns:
+        A new list of the items.
+
+    Raises:
+        mmrag.NotASequenceError: ``items`` is a single item or not iterable
+            (a ``TypeError`` and a ``ValueError``).
+
+    Example:
+        >>> as_items(["a.png"], "images")
+        ['a.png']
+    """
+    single = isinstance(items, (str, bytes, bytearray, memoryview, os.PathLike, Image.Image))
+    single = single or (isinstance(items, np.ndarray) and items.ndim < 4) or hasattr(items, "read")
+    if single or not hasattr(items, "__iter__"):
+        raise NotASequenceError(
+            f"{name} must be a list of items, not a single {type(items).__name__}; wrap it in a list"
+        )
+    return list(items)
+
+
+def is_image_query(query: object, query_type: QueryType = "auto") -> bool:
+    """Whether a query (or a candidate) is an image rather than a text.
+
+    The rule, for ``query_type="auto"``: anything that is not a ``str`` is an
+    image; a string is an image when it is an http(s) URL, a ``data:`` URI, or
+    an existing file with an image ending (:data:`IMAGE_EXTENSIONS`); every
+    other string is a text. ``"text"`` and ``"image"`` force the answer.
+
+    Args:
+        query: The query.
+        query_type: ``"auto"``, ``"text"`` or ``"image"``.
+
+    Returns:
+        ``True`` for an image.
+
+    Raises:
+        ValueError: An unknown ``query_type``.
+    """
+    if query_type not in ("auto", "text", "image"):
+        raise ValueError(f"query_type must be 'auto', 'text' or 'image', got {query_type!r}")
+    if query_type != "auto":
+        return query_type == "image"
+    if not isinstance(query, str):
+        return True
+    text = query.strip()
+    if _scheme_of(text) in ("http", "https", "data"):
+        return True
+    if _could_be_path(text) and os.path.splitext(text)[1].lower() in IMAGE_EXTENSIONS:
+        try:
+            return os.path.isfile(os.path.expanduser(text))
+        except (OSError, ValueError):
+            return False
+    return False
+
+
+def decode_base64_image(data: str | bytes) -> bytes | str:
+    """Decode a stored base64 image (LlamaIndex ``ImageNode.image``, LangChain ``image_base64``).
+
+    Args:
+        data: Base64 text or bytes, or a ``data:`` URI.
+
+    Returns:
+        The decoded bytes; a data URI or data that is not strict base64 comes
+        back unchanged (the resolver then names what is wrong with it).
+    """
+    if isinstance(data, str) and _scheme_of(data.strip()) == "data":
+        return data
+    compact = "".join(data.split()) if isinstance(data, str) else b"".join(data.split())
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        return data
+
+
+def image_reference(text: str, *, may_be_base64: bool) -> Any:
+    """A string that names an image, as the resolver and the query rule should see it.
+
+    http(s) URLs and data URIs stay strings; strict base64 (where allowed)
+    becomes bytes; anything else is a path, returned as :class:`pathlib.Path`
+    (always read as an image, never as text).
+
+    Args:
+        text: A URL, data URI, path or (with ``may_be_base64``) base64 text.
+        may_be_base64: Whether the string may hold base64 image data.
+
+    Returns:
+        A ``str``, ``bytes`` or ``Path``.
+    """
+    from pathlib import Path
+
+    stripped = text.strip()
+    if _scheme_of(stripped) in ("http", "https", "data"):
+        return stripped
+    if may_be_base64 and not is_image_query(stripped):
+        try:
+            return base64.b64decode("".join(stripped.split()), validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return Path(stripped)
+
+
+def image_mime_type(data: bytes, source: str = "") -> str:
+    """The MIME type of encoded image bytes, from their header (no decoding).
+
+    Args:
+        data: Encoded image bytes.
+        source: A file name or URL to guess from when the header says nothing.
+
+    Returns:
+        E.g. ``"image/png"``; ``"application/octet-stream"`` when unknown.
+    """
+    import mimetypes
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            mime = Image.MIME.get(image.format or "")
+    except (UnidentifiedImageError, OSError):
+        mime = None
+    return mime or mimetypes.guess_type(source)[0] or "application/octet-stream"
+
+
 # --------------------------------------------------------------------------- #
 # Dispatch and error location
 # --------------------------------------------------------------------------- #
@@ -444,12 +593,6 @@ def image_source(item: object) -> str | None:
 def _located(error: ImageInputError, item: object, index: int | None) -> ImageInputError:
     """Return ``error`` again, naming the item's description and batch index."""
     return ImageInputError(error.reason, index=index, item=error.item or describe_image_input(item))
-
-
-def _is_single_input(items: object) -> bool:
-    """Tell whether ``items`` is one input passed where a sequence was expected."""
-    single = (str, bytes, bytearray, memoryview, os.PathLike, Image.Image, np.ndarray)
-    return isinstance(items, single) or hasattr(items, "read")
 
 
 def _encoded_bytes(item: object, limits: ImageLimits) -> bytes:

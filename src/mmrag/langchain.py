@@ -51,10 +51,10 @@ from mmrag.batching import EmbeddingBatcher
 from mmrag.encoders.loading import load_encoder
 from mmrag.encoders.presets import DEFAULT_MODEL
 from mmrag.errors import ImageInputError
-from mmrag.inputs import ImageInput, ImageLimits, is_url, read_image_bytes
+from mmrag.inputs import ImageInput, ImageLimits, is_image_query, is_url, read_image_bytes
 from mmrag.rerank import InputType, Reranker, RerankerSpec, describe_reranker_spec, load_reranker
 from mmrag.rerank.reranker import rerank_known_modalities
-from mmrag.store import Hit, Modality, MultimodalStore, query_is_image
+from mmrag.store import Hit, Modality, MultimodalStore
 
 if TYPE_CHECKING:
     import numpy as np
@@ -716,7 +716,7 @@ def _image_string(text: str, *, may_be_base64: bool) -> Any:
     stripped = text.strip()
     if is_url(stripped) or stripped[:5].lower() == "data:":
         return stripped
-    if may_be_base64 and not query_is_image(stripped):
+    if may_be_base64 and not is_image_query(stripped):
         try:
             return base64.b64decode("".join(stripped.split()), validate=True)
         except (binascii.Error, ValueError):

@@ -587,7 +587,7 @@ class CrossModalReranker(BaseNodePostprocessor):
     All candidates go to the reranker in **one** scoring call, texts and images
     mixed, which batches them per backend (``ceil(n / batch_size)`` model
     calls per modality). Only when a text would be misread as an image by
-    :func:`mmrag.store.query_is_image` (e.g. a text that is just an http URL)
+    :func:`mmrag.inputs.is_image_query` (e.g. a text that is just an http URL)
     are texts and images scored in two calls, one per modality.
 
     Args:

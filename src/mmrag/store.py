@@ -41,7 +41,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 from mmrag.errors import ImageInputError, StoreLockedError, StoreMismatchError
-from mmrag.inputs import ImageInput, image_source, resolve_image
+from mmrag.inputs import (
+    IMAGE_EXTENSIONS,
+    ImageInput,
+    Modality,
+    QueryType,
+    image_source,
+    is_image_query,
+    resolve_image,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -50,10 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = ["IMAGE_EXTENSIONS", "TEXT_EXTENSIONS", "Hit", "IndexReport", "Modality", "MultimodalStore", "Record"]
 
-Modality = Literal["image", "text"]
 MODALITIES: tuple[Modality, ...] = ("image", "text")
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
-"""File endings ``index_folder`` reads as images."""
 TEXT_EXTENSIONS = frozenset({".txt", ".md"})
 """File endings ``index_folder`` reads as texts (UTF-8)."""
 
@@ -573,7 +578,7 @@ class MultimodalStore:
         k: int = 10,
         modality: Modality | None = None,
         where: Mapping[str, Any] | None = None,
-        query_type: Literal["auto", "text", "image"] = "auto",
+        query_type: QueryType = "auto",
         fusion: Literal["rrf", "score"] = "rrf",
     ) -> list[Hit]:
         """Search texts and images with a text or an image query.
@@ -643,9 +648,7 @@ class MultimodalStore:
             return ranked[modality]
         return merge_ranked(list(ranked.values()), k, fusion=fusion)
 
-    def embed_query(
-        self, query: str | ImageInput, *, query_type: Literal["auto", "text", "image"] = "auto"
-    ) -> np.ndarray:
+    def embed_query(self, query: str | ImageInput, *, query_type: QueryType = "auto") -> np.ndarray:
         """The query vector :meth:`search` uses.
 
         Args:
@@ -655,7 +658,7 @@ class MultimodalStore:
         Returns:
             A float32 vector of length ``encoder.dim``.
         """
-        if query_is_image(query, query_type):
+        if is_image_query(query, query_type):
             return self.encoder.embed_images([query])[0]
         if not isinstance(query, str):
             raise TypeError(f"a text query must be a string, got {type(query).__name__}")
@@ -725,35 +728,6 @@ class MultimodalStore:
 
 
 # --------------------------------------------------------------------- helpers
-def query_is_image(query: object, query_type: Literal["auto", "text", "image"] = "auto") -> bool:
-    """Whether :meth:`MultimodalStore.search` treats ``query`` as an image.
-
-    Args:
-        query: The query.
-        query_type: ``"text"``/``"image"`` force the answer; ``"auto"`` applies
-            the rule: non-strings are images; a string is an image when it is an
-            http(s) URL, a ``data:`` URI or an existing file with an image ending.
-
-    Returns:
-        ``True`` for an image query.
-    """
-    if query_type not in ("auto", "text", "image"):
-        raise ValueError(f"query_type must be 'auto', 'text' or 'image', got {query_type!r}")
-    if query_type != "auto":
-        return query_type == "image"
-    if not isinstance(query, str):
-        return True
-    text = query.strip()
-    if text.lower().startswith(("http://", "https://", "data:")):
-        return True
-    if len(text) < 1024 and Path(text).suffix.lower() in IMAGE_EXTENSIONS:
-        try:
-            return Path(text).expanduser().is_file()
-        except OSError:
-            return False
-    return False
-
-
 def merge_ranked(lists: Sequence[Sequence[Hit]], k: int, *, fusion: Literal["rrf", "score"] = "rrf") -> list[Hit]:
     """Merge per-modality result lists (each best first) into one list of ``k``.
 

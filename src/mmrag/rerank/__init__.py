@@ -22,7 +22,7 @@ backend (:class:`RerankBackend`):
 
 Candidates of one call may mix texts and images; each is scored by the backend
 of its pair. A candidate is read as an image by the rule of
-:func:`mmrag.store.query_is_image` (non-strings, http(s) URLs, ``data:`` URIs,
+:func:`mmrag.inputs.is_image_query` (non-strings, http(s) URLs, ``data:`` URIs,
 existing image files); ``candidate_type=``/``query_type=`` override it.
 
 Score semantics
@@ -105,6 +105,7 @@ from mmrag.rerank.itm import Blip2ItmBackend, BlipItmBackend
 from mmrag.rerank.loading import (
     RERANKER_PRESETS,
     RerankerKind,
+    RerankerModels,
     RerankerPreset,
     RerankerSpec,
     describe_reranker_spec,
@@ -131,6 +132,7 @@ __all__ = [
     "RerankQuery",
     "Reranker",
     "RerankerKind",
+    "RerankerModels",
     "RerankerPreset",
     "RerankerSpec",
     "UnsupportedPairError",

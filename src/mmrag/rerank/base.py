@@ -32,9 +32,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 import numpy as np
 
 from mmrag.errors import UnsupportedPairError
-from mmrag.inputs import ImageLimits, resolve_image
+from mmrag.inputs import ImageLimits, Modality, resolve_image
 from mmrag.prefetch import Prefetcher
-from mmrag.store import Modality
 
 if TYPE_CHECKING:
     import torch

@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mmrag.errors import UnsupportedModelError
+from mmrag.inputs import Modality
 from mmrag.rerank.base import Batch, PairKey, RerankBackend, RerankQuery, move_batch, text_limit
-from mmrag.store import Modality
 
 if TYPE_CHECKING:
     import torch

@@ -32,8 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from mmrag.inputs import Modality
 from mmrag.rerank.base import ALL_PAIRS, CROSS_MODAL_PAIRS, Batch, PairKey, RerankBackend, RerankQuery, pair_key
-from mmrag.store import Modality
 
 if TYPE_CHECKING:
     import torch

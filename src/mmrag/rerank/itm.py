@@ -24,8 +24,8 @@ from abc import abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from mmrag.inputs import Modality
 from mmrag.rerank.base import CROSS_MODAL_PAIRS, Batch, PairKey, RerankBackend, RerankQuery, move_batch, text_limit
-from mmrag.store import Modality
 
 if TYPE_CHECKING:
     import torch

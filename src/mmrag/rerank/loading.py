@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RERANKER_PRESETS",
+    "RerankerModels",
     "RerankerKind",
     "RerankerPreset",
     "RerankerSpec",
@@ -59,6 +60,9 @@ RerankerKind = Literal["blip_itm", "blip2_itm", "cross_encoder", "dual"]
 RerankerSpec = Union[str, "os.PathLike[str]", Encoder, RerankBackend]
 """One model: a reranker alias, an encoder alias, a hub id, a local directory,
 a loaded :class:`~mmrag.Encoder` or a ready :class:`~mmrag.rerank.RerankBackend`."""
+
+RerankerModels = Union[RerankerSpec, Sequence[RerankerSpec], Mapping[str, RerankerSpec]]  # noqa: UP007 - runtime alias
+"""What :func:`load_reranker` takes: one model, a list of models, or a pair->model mapping."""
 
 _KIND_PAIRS: dict[str, frozenset[PairKey]] = {
     "blip_itm": BlipItmBackend.pairs,

@@ -6,12 +6,12 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from mmrag.errors import ImageInputError
-from mmrag.inputs import ImageInput, ImageLimits, resolve_image
+from mmrag.inputs import ImageInput, ImageLimits, Modality, QueryType, is_image_query, resolve_image
 from mmrag.rerank.base import (
     ALL_PAIRS,
     Calibration,
@@ -21,12 +21,11 @@ from mmrag.rerank.base import (
     UnsupportedPairError,
     pair_key,
 )
-from mmrag.store import Modality, query_is_image
 
 __all__ = ["InputType", "RankedItem", "Reranker"]
 
-InputType = Literal["auto", "text", "image"]
-"""How to read a query or candidates: ``"auto"`` applies :func:`mmrag.store.query_is_image`."""
+InputType = QueryType
+"""How to read a query or candidates: ``"auto"`` applies :func:`mmrag.inputs.is_image_query`."""
 
 _MODALITY_ORDER: tuple[Modality, ...] = ("text", "image")
 
@@ -143,7 +142,7 @@ class Reranker:
             candidates: Texts and/or images, mixed freely.
             query_type: ``"auto"`` (non-strings are images; a string is an
                 image if it is an http(s) URL, a ``data:`` URI or an existing
-                image file; see :func:`mmrag.store.query_is_image`), ``"text"``
+                image file; see :func:`mmrag.inputs.is_image_query`), ``"text"``
                 or ``"image"``.
             candidate_type: The same rule for every candidate, or a forced
                 ``"text"``/``"image"`` for all of them.
@@ -353,7 +352,7 @@ def _as_candidates(candidates: Sequence[Any]) -> list[Any]:
 def _modality(item: Any, input_type: InputType, what: str) -> Modality:
     if input_type not in ("auto", "text", "image"):
         raise ValueError(f"{what.split()[0]}_type must be 'auto', 'text' or 'image', got {input_type!r}")
-    if query_is_image(item, input_type):
+    if is_image_query(item, input_type):
         return "image"
     if not isinstance(item, str):
         raise TypeError(f"{what}: a text must be a string, got {type(item).__name__}")
@@ -394,12 +393,12 @@ def rerank_known_modalities(
         Ranked items, best first, indices into ``items``.
 
     One modality: one call with that ``candidate_type``. Mixed: one call with
-    ``"auto"`` when :func:`~mmrag.store.query_is_image` reads every item as
+    ``"auto"`` when :func:`~mmrag.inputs.is_image_query` reads every item as
     its known modality; otherwise one call per modality, merged exactly as
     :meth:`~mmrag.Reranker.rerank` orders (log-odds, ties by position).
     """
     kinds = set(modalities)
-    if len(kinds) <= 1 or all(query_is_image(item) == (kind == "image") for item, kind in zip(items, modalities)):
+    if len(kinds) <= 1 or all(is_image_query(item) == (kind == "image") for item, kind in zip(items, modalities)):
         candidate_type: InputType = kinds.pop() if len(kinds) == 1 else "auto"  # type: ignore[assignment]
         return reranker.rerank(
             query, items, top_n, query_type=query_type, candidate_type=candidate_type, batch_size=batch_size
