@@ -17,15 +17,18 @@ from typing import TYPE_CHECKING, Any
 
 from mmrag.encoders.presets import DEFAULT_MODEL, get_preset
 from mmrag.errors import ModelNotAvailableError, UnsupportedModelError
-from mmrag.inputs import ImageLimits
+from mmrag.options import LoadOptions, LoadOverrides
 
 if TYPE_CHECKING:
     import torch
     from transformers import PretrainedConfig
+    from typing_extensions import Unpack
 
     from mmrag.encoders.base import Encoder
+    from mmrag.inputs import ImageLimits
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
     "LoadRequest",
     "load_encoder",
     "load_model_config",
@@ -47,36 +50,52 @@ class LoadRequest:
         source: Hub id or absolute local directory to load from.
         model_id: The id recorded on the encoder (hub id or absolute path).
         config: The checkpoint's loaded config.
-        device: Target device.
-        dtype: Requested dtype, or ``None`` for the family's default.
+        options: The caller's :class:`~mmrag.LoadOptions`.
+        device: The device chosen from ``options.device``.
+        dtype: The dtype asked for, or ``None`` for the family's default.
         batch_size: Most items per forward pass.
-        revision: Hub revision (branch, tag or commit), if any.
-        local_files_only: Never touch the network.
-        use_safetensors: Refuse pickle (``.bin``) weights.
-        trust_remote_code: Allow code shipped with the checkpoint to run.
-        image_limits: Limits for resolving image inputs.
     """
 
     source: str
     model_id: str
     config: PretrainedConfig
+    options: LoadOptions
     device: torch.device
     dtype: torch.dtype | None
     batch_size: int
-    revision: str | None
-    local_files_only: bool
-    use_safetensors: bool
-    trust_remote_code: bool
-    image_limits: ImageLimits | None
+
+    @property
+    def revision(self) -> str | None:
+        """Hub revision (branch, tag or commit), if any."""
+        return self.options.revision
+
+    @property
+    def local_files_only(self) -> bool:
+        """Never touch the network."""
+        return self.options.local_files_only
+
+    @property
+    def use_safetensors(self) -> bool:
+        """Refuse pickle (``.bin``) weights."""
+        return self.options.use_safetensors
+
+    @property
+    def trust_remote_code(self) -> bool:
+        """Allow code shipped with the checkpoint to run."""
+        return self.options.trust_remote_code
+
+    @property
+    def image_limits(self) -> ImageLimits | None:
+        """Limits for resolving image inputs."""
+        return self.options.image_limits
 
     def hub_kwargs(self) -> dict[str, Any]:
         """Keyword arguments shared by every ``from_pretrained`` call."""
-        return {
-            "revision": self.revision,
-            "local_files_only": self.local_files_only,
-            "trust_remote_code": self.trust_remote_code,
-        }
+        return self.options.hub_kwargs()
 
+
+DEFAULT_BATCH_SIZE = 64
+"""Items per forward pass when :attr:`LoadOptions.batch_size` is ``None``."""
 
 FamilyLoader = Callable[[LoadRequest], "Encoder"]
 _FAMILY_LOADERS: dict[str, FamilyLoader] = {}
@@ -108,14 +127,8 @@ def supported_model_types() -> list[str]:
 def load_encoder(
     model: str | os.PathLike[str] = DEFAULT_MODEL,
     *,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
-    batch_size: int = 64,
-    revision: str | None = None,
-    local_files_only: bool = False,
-    use_safetensors: bool = True,
-    trust_remote_code: bool = False,
-    image_limits: ImageLimits | None = None,
+    options: LoadOptions | None = None,
+    **overrides: Unpack[LoadOverrides],
 ) -> Encoder:
     """Load a multimodal encoder.
 
@@ -123,19 +136,12 @@ def load_encoder(
         model: A preset alias (see :func:`mmrag.list_models`), a hub id such as
             ``"openai/clip-vit-base-patch32"``, or a local directory made with
             ``save_pretrained``. Defaults to ``"siglip2-base-224"``.
-        device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; default: CUDA if
-            available, else MPS, else CPU.
-        dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` (or a torch dtype);
-            default: float16 for CLIP and bfloat16 for SigLIP on a GPU, float32
-            on the CPU. Output vectors are float32 whatever the model runs in.
-        batch_size: Most items per forward pass.
-        revision: Hub branch, tag or commit to load.
-        local_files_only: Never use the network; fail if not cached locally.
-        use_safetensors: Load only safetensors weights (the default). Set
-            ``False`` to allow pickle ``.bin`` weights from a source you trust.
-        trust_remote_code: Allow Python code shipped with the checkpoint to run.
-            Off by default; none of the built-in families need it.
-        image_limits: Limits for resolving image inputs (sizes, URL policy).
+        options: How to load it (:class:`~mmrag.LoadOptions`: device, dtype,
+            batch size, revision, offline, safetensors, remote code, image
+            limits); default ``LoadOptions()``.
+        **overrides: Any :class:`~mmrag.LoadOptions` field, applied on top of
+            ``options``: ``device="cpu"``, ``dtype="fp16"``, ``batch_size=32``,
+            ``local_files_only=True`` ...
 
     Returns:
         An :class:`~mmrag.Encoder`.
@@ -144,6 +150,7 @@ def load_encoder(
         ModelNotAvailableError: The model is neither local nor downloadable;
             the message says how to download it or point at a directory.
         UnsupportedModelError: The checkpoint's ``model_type`` has no family.
+        TypeError: An override that is not a :class:`~mmrag.LoadOptions` field.
 
     Example:
         >>> import mmrag
@@ -151,9 +158,10 @@ def load_encoder(
         >>> enc.embed_texts(["a photo of a cat"]).shape
         (1, 512)
     """
+    opts = LoadOptions.merge(options, overrides)
     _register_builtin_families()
     source, model_id = resolve_model_source(model)
-    config = load_model_config(source, revision=revision, local_files_only=local_files_only)
+    config = load_model_config(source, revision=opts.revision, local_files_only=opts.local_files_only)
     loader = _FAMILY_LOADERS.get(config.model_type)
     if loader is None:
         raise UnsupportedModelError(
@@ -164,19 +172,15 @@ def load_encoder(
         source=source,
         model_id=model_id,
         config=config,
-        device=pick_device(device),
-        dtype=parse_dtype(dtype),
-        batch_size=batch_size,
-        revision=revision,
-        local_files_only=local_files_only,
-        use_safetensors=use_safetensors,
-        trust_remote_code=trust_remote_code,
-        image_limits=image_limits,
+        options=opts,
+        device=opts.torch_device(),
+        dtype=opts.torch_dtype(),
+        batch_size=opts.batch_size or DEFAULT_BATCH_SIZE,
     )
     try:
         return loader(request)
     except OSError as exc:
-        raise model_not_available_error(str(model), source, exc, use_safetensors=use_safetensors) from exc
+        raise model_not_available_error(str(model), source, exc, use_safetensors=opts.use_safetensors) from exc
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -188,16 +192,7 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     Returns:
         A ``torch.device``.
     """
-    import torch
-
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return LoadOptions(device=device).torch_device()
 
 
 def pick_dtype(requested: torch.dtype | None, device: torch.device, gpu_dtype: torch.dtype) -> torch.dtype:
@@ -225,13 +220,6 @@ def pick_dtype(requested: torch.dtype | None, device: torch.device, gpu_dtype: t
     return torch.float32
 
 
-_DTYPE_NAMES = {
-    "float32": "float32", "fp32": "float32", "float": "float32",
-    "float16": "float16", "fp16": "float16", "half": "float16",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-}  # fmt: skip
-
-
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     """Parse a dtype name (``"fp16"``, ``"bfloat16"``, ...) or pass a torch dtype through.
 
@@ -244,14 +232,7 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     Raises:
         ValueError: Unknown name.
     """
-    import torch
-
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    name = _DTYPE_NAMES.get(str(dtype).lower().removeprefix("torch."))
-    if name is None:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of float32, float16, bfloat16")
-    return getattr(torch, name)
+    return LoadOptions(dtype=dtype).torch_dtype()
 
 
 def resolve_model_source(model: str | os.PathLike[str]) -> tuple[str, str]:

@@ -23,14 +23,12 @@ from mmrag.encoders.loading import (
     load_encoder,
     load_model_config,
     model_not_available_error,
-    parse_dtype,
-    pick_device,
     pick_dtype,
     resolve_model_source,
     supported_model_types,
 )
 from mmrag.errors import UnsupportedModelError
-from mmrag.inputs import ImageLimits
+from mmrag.options import LoadOptions, LoadOverrides
 from mmrag.rerank.base import ALL_PAIRS, Calibration, PairKey, RerankBackend
 from mmrag.rerank.cross_encoder import CrossEncoderBackend
 from mmrag.rerank.dual import DualEncoderBackend
@@ -40,11 +38,12 @@ from mmrag.rerank.reranker import Reranker
 if TYPE_CHECKING:
     import torch
     from transformers import PretrainedConfig
+    from typing_extensions import Unpack
 
 __all__ = [
     "RERANKER_PRESETS",
-    "RerankerModels",
     "RerankerKind",
+    "RerankerModels",
     "RerankerPreset",
     "RerankerSpec",
     "describe_reranker_spec",
@@ -53,6 +52,9 @@ __all__ = [
     "load_reranker",
     "reranker_kind",
 ]
+
+DEFAULT_RERANK_BATCH_SIZE = 32
+"""(query, candidate) pairs per model call when :attr:`LoadOptions.batch_size` is ``None``."""
 
 RerankerKind = Literal["blip_itm", "blip2_itm", "cross_encoder", "dual"]
 """The backend families :func:`load_reranker` builds."""
@@ -179,17 +181,11 @@ def describe_reranker_spec(model: Any) -> str | list[str] | dict[str, str]:
 
 
 def load_reranker(
-    model: RerankerSpec | Sequence[RerankerSpec] | Mapping[str, RerankerSpec],
+    model: RerankerModels,
     *,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
-    batch_size: int = 32,
-    revision: str | None = None,
-    local_files_only: bool = False,
-    use_safetensors: bool = True,
-    trust_remote_code: bool = False,
-    image_limits: ImageLimits | None = None,
+    options: LoadOptions | None = None,
     calibration: Mapping[PairKey, Calibration] | None = None,
+    **overrides: Unpack[LoadOverrides],
 ) -> Reranker:
     """Load a reranker made of one or several models.
 
@@ -218,18 +214,14 @@ def load_reranker(
 
     Args:
         model: One model, a list of models, or a pair->model mapping.
-        device: ``"cuda"``, ``"mps"``, ``"cpu"``...; default: CUDA, else MPS,
-            else CPU. Applies to every model loaded here.
-        dtype: ``"float32"``, ``"float16"``, ``"bfloat16"``; default: float16
-            on a GPU (dual encoders: their family's default), float32 on CPU.
-        batch_size: Most (query, candidate) pairs per model call.
-        revision: Hub revision, applied to every hub model loaded here.
-        local_files_only: Never use the network.
-        use_safetensors: Load only safetensors weights (the default).
-        trust_remote_code: Allow code shipped with a checkpoint to run (off).
-        image_limits: Limits for resolving image queries and candidates.
+        options: How to load every model (:class:`~mmrag.LoadOptions`); its
+            ``batch_size`` is the most (query, candidate) pairs per model call
+            (default 32) and its ``image_limits`` apply to image queries and
+            candidates.
         calibration: Optional per-pair :class:`~mmrag.rerank.Calibration` of
             the log-odds.
+        **overrides: Any :class:`~mmrag.LoadOptions` field, applied on top of
+            ``options`` (``device="cpu"``, ``batch_size=16`` ...).
 
     Returns:
         A :class:`~mmrag.Reranker`.
@@ -247,27 +239,19 @@ def load_reranker(
         >>> rr.rerank("a dog on the beach", ["beach.jpg", "A dog runs on sand.", "cat.png"], top_n=2)
         [RankedItem(index=0, score=0.91, ...), RankedItem(index=1, score=0.88, ...)]
     """
-    options = _Options(
-        device=pick_device(device),
-        dtype=parse_dtype(dtype),
-        batch_size=batch_size,
-        revision=revision,
-        local_files_only=local_files_only,
-        use_safetensors=use_safetensors,
-        trust_remote_code=trust_remote_code,
-        image_limits=image_limits,
-    )
+    opts = LoadOptions.merge(options, overrides)
+    resolved = _Options(opts, opts.torch_device(), opts.torch_dtype(), opts.batch_size or DEFAULT_RERANK_BATCH_SIZE)
     if isinstance(model, Mapping):
-        plans, assigned = _explicit_routes(model, options)
+        plans, assigned = _explicit_routes(model, resolved)
     else:
         specs = [model] if _is_single_spec(model) else list(model)  # type: ignore[arg-type]
         if not specs:
             raise ValueError("load_reranker needs at least one model")
-        plans = _unique_plans(specs, options)
+        plans = _unique_plans(specs, resolved)
         assigned = _default_routes(plans)
     loaded = {id(plan): plan.load() for plan in plans}
     routes = {pair: loaded[id(plan)] for pair, plan in assigned.items()}
-    return Reranker(routes, batch_size=batch_size, image_limits=image_limits, calibration=calibration)
+    return Reranker(routes, batch_size=resolved.batch_size, image_limits=opts.image_limits, calibration=calibration)
 
 
 def reranker_kind(config: PretrainedConfig, model: str = "") -> RerankerKind:
@@ -330,14 +314,12 @@ def reranker_kind(config: PretrainedConfig, model: str = "") -> RerankerKind:
 # ------------------------------------------------------------------ planning
 @dataclass(frozen=True)
 class _Options:
+    """The caller's options with device, dtype and batch size resolved once for every model."""
+
+    load: LoadOptions
     device: torch.device
     dtype: torch.dtype | None
     batch_size: int
-    revision: str | None
-    local_files_only: bool
-    use_safetensors: bool
-    trust_remote_code: bool
-    image_limits: ImageLimits | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -388,7 +370,7 @@ def _plan(spec: RerankerSpec, options: _Options) -> _Plan:
     preset = get_reranker_preset(spec) if isinstance(spec, str) else None
     target: str | os.PathLike[str] = preset.hub_id if preset else spec
     source, model_id = resolve_model_source(target)
-    config = load_model_config(source, revision=options.revision, local_files_only=options.local_files_only)
+    config = load_model_config(source, revision=options.load.revision, local_files_only=options.load.local_files_only)
     kind = reranker_kind(config, str(spec))
     if kind == "dual":
         return _Plan(str(spec), kind, lambda: DualEncoderBackend(_load_dual_encoder(target, options)))
@@ -396,14 +378,10 @@ def _plan(spec: RerankerSpec, options: _Options) -> _Plan:
         source=source,
         model_id=model_id,
         config=config,
+        options=options.load,
         device=options.device,
         dtype=options.dtype,
         batch_size=options.batch_size,
-        revision=options.revision,
-        local_files_only=options.local_files_only,
-        use_safetensors=options.use_safetensors,
-        trust_remote_code=options.trust_remote_code,
-        image_limits=options.image_limits,
     )
     return _Plan(str(spec), kind, lambda: _load_guarded(_LOADERS[kind], request, str(spec)))
 
@@ -470,14 +448,10 @@ def _load_guarded(loader: Callable[[LoadRequest], RerankBackend], request: LoadR
 def _load_dual_encoder(target: str | os.PathLike[str], options: _Options) -> Encoder:
     return load_encoder(
         target,
+        options=options.load,
         device=options.device,
         dtype=options.dtype,
         batch_size=options.batch_size,
-        revision=options.revision,
-        local_files_only=options.local_files_only,
-        use_safetensors=options.use_safetensors,
-        trust_remote_code=options.trust_remote_code,
-        image_limits=options.image_limits,
     )
 
 
