@@ -13,7 +13,7 @@ The tree::
     ├── InvalidInputError           invalid_input      (ValueError)
     │   ├── NotASequenceError       not_a_sequence     (also TypeError)
     │   ├── ImageInputError         invalid_image
-    │   ├── TextInputError          invalid_text
+    │   ├── TextInputError          invalid_text       (also TypeError)
     │   └── InvalidFilterError      invalid_filter
     ├── UnsupportedModelError       unsupported_model  (ValueError)
     ├── UnsupportedPairError        unsupported_pair   (ValueError)
@@ -100,8 +100,11 @@ class ImageInputError(InvalidInputError):
         super().__init__(f"{where}: {reason}")
 
 
-class TextInputError(InvalidInputError):
+class TextInputError(InvalidInputError, TypeError):
     """A text item cannot be embedded (not a string, a lone surrogate, too long ...).
+
+    Both a ``ValueError`` and a ``TypeError``: a non-string item is a type
+    error, an unusable string a value error, and callers may catch either.
 
     Args:
         reason: Why the item was refused.

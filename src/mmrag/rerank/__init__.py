@@ -114,7 +114,7 @@ from mmrag.rerank.loading import (
     load_reranker,
     reranker_kind,
 )
-from mmrag.rerank.reranker import InputType, RankedItem, Reranker
+from mmrag.rerank.reranker import InputType, RankedItem, Reranker, rerank_known_modalities
 
 __all__ = [
     "ALL_PAIRS",
@@ -140,5 +140,6 @@ __all__ = [
     "get_reranker_preset",
     "list_rerankers",
     "load_reranker",
+    "rerank_known_modalities",
     "reranker_kind",
 ]

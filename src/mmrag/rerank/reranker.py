@@ -22,7 +22,7 @@ from mmrag.rerank.base import (
     pair_key,
 )
 
-__all__ = ["InputType", "RankedItem", "Reranker"]
+__all__ = ["InputType", "RankedItem", "Reranker", "rerank_known_modalities"]
 
 InputType = QueryType
 """How to read a query or candidates: ``"auto"`` applies :func:`mmrag.inputs.is_image_query`."""
