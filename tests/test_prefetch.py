@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -47,3 +48,60 @@ def test_single_chunk_stays_on_the_callers_thread_and_errors_surface() -> None:
     with pytest.raises(ValueError, match="item 2 is bad"):
         next(batches)
     prefetcher.close()
+
+
+def test_a_lazy_producer_runs_on_the_callers_thread_while_the_previous_chunk_is_prepared() -> None:
+    caller = threading.current_thread().name
+    preparing = threading.Event()
+    producer_threads: list[str] = []
+    overlapped: list[bool] = []
+
+    def produce():
+        for chunk in range(3):
+            producer_threads.append(threading.current_thread().name)
+            if chunk > 0:  # chunk - 1 was handed to the background thread before this one is produced
+                overlapped.append(preparing.wait(timeout=30))
+                preparing.clear()
+            yield chunk
+
+    def prepare(chunk: int) -> int:
+        preparing.set()
+        return chunk + 100
+
+    with Prefetcher("test-prefetch") as prefetcher:
+        assert list(prefetcher.run(produce(), prepare)) == [100, 101, 102]
+    assert producer_threads == [caller] * 3 and overlapped == [True, True]
+
+
+def test_a_lazy_single_chunk_and_an_empty_iterator() -> None:
+    with Prefetcher("test-prefetch") as prefetcher:
+        assert list(prefetcher.run(iter([7]), lambda c: c * 2)) == [14]
+        assert list(prefetcher.run(iter([]), lambda c: c)) == []
+
+
+def test_a_failing_producer_raises_when_the_next_batch_is_asked_for() -> None:
+    def produce():
+        yield 1
+        yield 2
+        raise OSError("disk went away")
+
+    with Prefetcher("test-prefetch") as prefetcher:
+        batches = prefetcher.run(produce(), lambda c: c)
+        assert next(batches) == 1
+        with pytest.raises(OSError, match="disk went away"):
+            next(batches)
+
+
+def test_leaving_the_block_waits_for_the_chunk_in_flight_and_ends_the_thread() -> None:
+    finished: list[int] = []
+
+    def slow(chunk: int) -> int:
+        time.sleep(0.2)
+        finished.append(chunk)
+        return chunk
+
+    with Prefetcher("test-prefetch-ctx") as prefetcher:
+        batches = prefetcher.run([1, 2, 3], slow)
+        assert next(batches) == 1  # chunk 2 is now being prepared
+    assert finished == [1, 2]  # it finished before the block was left
+    assert not [t for t in threading.enumerate() if t.name.startswith("test-prefetch-ctx")]

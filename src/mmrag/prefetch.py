@@ -1,13 +1,15 @@
-"""Overlap CPU preparation with model calls: prepare batch ``i + 1`` while the caller runs batch ``i``.
+"""Overlap CPU work with model calls: prepare chunk ``i + 1`` while the caller uses chunk ``i``.
 
-Encoders (tokenising, decoding and resizing images) and rerankers share this
-one mechanism; each owns a :class:`Prefetcher` with a single background thread.
+Encoders (tokenising, decoding and resizing images), rerankers and
+``MultimodalStore.index_folder`` (reading files ahead of embedding them, and
+writing one chunk behind) share this one mechanism; each owns a
+:class:`Prefetcher` with a single background thread.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -21,8 +23,9 @@ class Prefetcher:
     """One background thread that prepares the next chunk while the current one is used.
 
     The thread starts on first use and is reused; :meth:`close` stops it, and
-    the next use starts a new one. A single chunk is prepared on the caller's
-    thread (there is nothing to overlap with).
+    the next use starts a new one. A sized collection of at most one chunk is
+    prepared on the caller's thread (there is nothing to overlap with). Used as
+    a context manager, leaving the block closes it and waits for the thread.
 
     Args:
         thread_name: Prefix of the background thread's name.
@@ -39,36 +42,56 @@ class Prefetcher:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def run(self, chunks: Sequence[_Chunk], prepare: Callable[[_Chunk], _Batch]) -> Iterator[_Batch]:
+    def run(self, chunks: Iterable[_Chunk], prepare: Callable[[_Chunk], _Batch]) -> Iterator[_Batch]:
         """Yield ``prepare(chunk)`` for each chunk, in order, preparing one chunk ahead.
 
+        ``chunks`` may be lazy (a generator): the next chunk is then produced on
+        the caller's thread while the background thread prepares the previous
+        one, so a producer, ``prepare`` and the consumer all overlap.
+
         Args:
-            chunks: The chunks to prepare.
+            chunks: The chunks to prepare (a sequence, or any iterable).
             prepare: Turns one chunk into a batch (runs on the background thread).
 
         Returns:
             An iterator of prepared batches; an exception in ``prepare`` is
-            raised when its batch is reached.
+            raised when its batch is reached, one in producing ``chunks`` when
+            the next batch is asked for.
         """
-        if len(chunks) <= 1:
+        if isinstance(chunks, Sized) and len(chunks) <= 1:
             return iter([prepare(chunk) for chunk in chunks])
         return self._ahead(chunks, prepare)
 
-    def close(self) -> None:
-        """Stop the background thread (a later :meth:`run` starts a new one)."""
-        with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
-                self._pool = None
+    def close(self, *, wait: bool = False) -> None:
+        """Stop the background thread (a later :meth:`run` starts a new one).
 
-    def _ahead(self, chunks: Sequence[_Chunk], prepare: Callable[[_Chunk], _Batch]) -> Iterator[_Batch]:
+        Args:
+            wait: Return only after the chunk being prepared (if any) is done
+                and the thread has ended; otherwise it ends on its own.
+        """
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=wait)
+
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close(wait=True)
+
+    def _ahead(self, chunks: Iterable[_Chunk], prepare: Callable[[_Chunk], _Batch]) -> Iterator[_Batch]:
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._thread_name)
             pool = self._pool
-        pending: Future[_Batch] = pool.submit(prepare, chunks[0])
-        for position in range(len(chunks)):
+        pending: Future[_Batch] | None = None
+        for chunk in chunks:  # produced while the previous chunk is being prepared
+            if pending is None:
+                pending = pool.submit(prepare, chunk)
+                continue
             batch = pending.result()
-            if position + 1 < len(chunks):
-                pending = pool.submit(prepare, chunks[position + 1])
+            pending = pool.submit(prepare, chunk)
             yield batch
+        if pending is not None:
+            yield pending.result()

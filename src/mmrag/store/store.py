@@ -1,0 +1,373 @@
+"""``MultimodalStore``: text and image vectors in one Chroma-backed store, searchable in all four directions.
+
+The store ties an encoder to a :class:`~mmrag.store.collection_pair.CollectionPair`:
+it embeds what is added (skipping what is stored unchanged), searches one or
+both modalities and merges them (:mod:`mmrag.store.fusion`), and indexes
+folders (:mod:`mmrag.store.folder`). An embedded path is held by one process
+at a time (:mod:`mmrag.store.lock`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from mmrag.inputs import ImageInput, Modality, QueryType, as_items, is_image_query
+from mmrag.store.collection_pair import CollectionPair, chroma_settings, recorded_model_id
+from mmrag.store.folder import FolderIndexer
+from mmrag.store.fusion import merge_ranked
+from mmrag.store.lock import PathLock
+from mmrag.store.records import MODALITIES, Hit, IndexReport, Record
+from mmrag.store.upsert import pending_images, pending_texts, write_pending
+
+if TYPE_CHECKING:
+    from mmrag.encoders.base import Encoder
+
+__all__ = ["MultimodalStore"]
+
+_COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,54}[a-zA-Z0-9]$")
+
+
+class MultimodalStore:
+    """Text and image vectors in one Chroma-backed store, searchable in all four directions.
+
+    Args:
+        encoder: The encoder that embeds items and queries. A store remembers
+            the model that built it and refuses another one.
+        path: Directory of an embedded (on-disk) Chroma database. Used when no
+            ``client`` is given; defaults to ``"./mmrag_db"``. One process at a
+            time: a second process opening the same path fails at once with
+            :class:`~mmrag.StoreLockedError`.
+        collection: Name of the logical store (3+ characters, letters, digits,
+            ``.``, ``_``, ``-``); two Chroma collections are made from it.
+        client: A Chroma client to use instead of an embedded one, e.g.
+            ``chromadb.HttpClient(host="127.0.0.1", port=8000)``.
+
+    Raises:
+        StoreMismatchError: The collections were built with another model,
+            dimension or preprocessing.
+        StoreLockedError: Another process has the embedded path open.
+        ValueError: The collection name is not valid.
+
+    Example:
+        >>> import mmrag
+        >>> store = mmrag.MultimodalStore(mmrag.load_encoder("demo"), path="./mmrag_db")
+        >>> store.index_folder("photos/")
+        >>> [hit.source for hit in store.search("a red circle", k=3, modality="image")]
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        collection: str = "mmrag",
+        client: Any | None = None,
+    ) -> None:
+        self._lock: PathLock | None = None
+        self.path: Path | None = None
+        if not _COLLECTION_NAME.match(collection) or ".." in collection:
+            raise ValueError(
+                f"invalid collection name {collection!r}: use 3-56 letters, digits, '.', '_' or '-', "
+                "starting and ending with a letter or digit"
+            )
+        self.encoder = encoder
+        self.name = collection
+        if client is None:
+            import chromadb
+
+            db_path = Path(path if path is not None else "./mmrag_db").expanduser().resolve()
+            db_path.mkdir(parents=True, exist_ok=True)
+            self._lock = PathLock.acquire(db_path)
+            try:
+                client = chromadb.PersistentClient(path=str(db_path), settings=chroma_settings())
+            except Exception:
+                self._lock.release()
+                raise
+            self.path = db_path
+        self.client = client
+        try:
+            self._collections = CollectionPair(client, collection, encoder, self.path)
+        except Exception:
+            self.close()
+            raise
+        self._model_key = f"{encoder.model_id}|{encoder.dim}"
+
+    @staticmethod
+    def recorded_model(path: str | os.PathLike[str] = "./mmrag_db", *, collection: str = "mmrag") -> str | None:
+        """The model id an embedded store was built with, without loading any model.
+
+        Args:
+            path: The embedded database directory.
+            collection: The logical store name.
+
+        Returns:
+            The recorded model id (pass it to :func:`mmrag.load_encoder`), or
+            ``None`` when there is no such store.
+
+        Raises:
+            StoreLockedError: Another process has the path open.
+        """
+        db_path = Path(path).expanduser().resolve()
+        if not db_path.is_dir():
+            return None
+        import chromadb
+
+        lock = PathLock.acquire(db_path)
+        try:
+            return recorded_model_id(
+                chromadb.PersistentClient(path=str(db_path), settings=chroma_settings()), collection
+            )
+        finally:
+            lock.release()
+
+    def close(self) -> None:
+        """Release the embedded path so another process may open it."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> MultimodalStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = f"path={str(self.path)!r}" if self.path else f"client={type(getattr(self, 'client', None)).__name__}"
+        model = getattr(getattr(self, "encoder", None), "model_id", None)
+        return f"MultimodalStore({where}, collection={getattr(self, 'name', None)!r}, model={model!r})"
+
+    # ------------------------------------------------------------------ write
+    def add_texts(
+        self,
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> IndexReport:
+        """Embed and store texts (upsert).
+
+        Args:
+            texts: The texts. Each is its own record; embeddings see the first
+                ``encoder.max_text_length`` tokens, the full text is stored.
+            metadatas: One metadata mapping (or ``None``) per text: str, int,
+                float or bool values; the keys ``modality``, ``source`` and
+                ``mmrag_*`` are reserved.
+            ids: Record ids to use instead of content-derived ones; an id that
+                exists is overwritten.
+
+        Returns:
+            An :class:`IndexReport`; ``report.ids`` holds the record ids.
+
+        Raises:
+            mmrag.NotASequenceError: ``texts`` is a single string, not a list.
+            TypeError: A text is not a string (the message names its index).
+            ValueError: Lengths differ, or a metadata value or key is invalid.
+        """
+        pending = pending_texts(texts, metadatas, ids, self._model_key)
+        return write_pending(self._collections, self.encoder, pending, explicit_ids=ids is not None)
+
+    def add_images(
+        self,
+        images: Sequence[ImageInput],
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> IndexReport:
+        """Embed and store images (upsert).
+
+        Every image is resolved and checked before anything is written: one bad
+        item raises :class:`~mmrag.ImageInputError` naming it, and the store is
+        left as it was.
+
+        Args:
+            images: Anything :func:`mmrag.resolve_image` accepts, in a list.
+                Paths and URLs are recorded as the source; pixels and base64
+                never are.
+            metadatas: One metadata mapping (or ``None``) per image.
+            ids: Record ids to use instead of content-derived ones.
+
+        Returns:
+            An :class:`IndexReport`; ``report.ids`` holds the record ids.
+
+        Raises:
+            mmrag.NotASequenceError: ``images`` is a single image, not a list.
+            mmrag.ImageInputError: An image could not be resolved or decoded.
+            ValueError: Lengths differ, or a metadata value or key is invalid.
+        """
+        pending = pending_images(images, metadatas, ids, self.encoder, self._model_key)
+        return write_pending(self._collections, self.encoder, pending, explicit_ids=ids is not None)
+
+    def index_folder(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        recursive: bool = True,
+        show_progress: bool | None = None,
+    ) -> IndexReport:
+        """Index a folder's images and ``.txt``/``.md`` texts, keeping the store in sync with it.
+
+        A re-run embeds only what changed: unchanged files (same size and
+        modification time) are skipped, changed files are re-embedded and
+        replaced, and records of deleted files are removed. Reading, embedding
+        and writing overlap. A file that cannot be read (or an empty text file)
+        is reported in ``failed`` while every good file is indexed. An
+        interrupted run, run again, finishes with no duplicates.
+
+        Args:
+            path: The folder.
+            recursive: Walk sub-folders too (hidden ones are skipped).
+            show_progress: Show a progress bar; default: when stderr is a terminal.
+
+        Returns:
+            An :class:`IndexReport` with added, updated, skipped, removed and failed.
+
+        Raises:
+            NotADirectoryError: ``path`` is not a directory.
+        """
+        root = Path(path).expanduser().resolve()
+        if not root.is_dir():
+            raise NotADirectoryError(f"not a folder: {str(path)!r}")
+        indexer = FolderIndexer(self._collections, self.encoder, self._model_key)
+        return indexer.index(root, recursive=recursive, show_progress=show_progress)
+
+    # ------------------------------------------------------------------- read
+    def search(
+        self,
+        query: str | ImageInput,
+        *,
+        k: int = 10,
+        modality: Modality | None = None,
+        where: Mapping[str, Any] | None = None,
+        query_type: QueryType = "auto",
+        fusion: Literal["rrf", "score"] = "rrf",
+    ) -> list[Hit]:
+        """Search texts and images with a text or an image query.
+
+        Args:
+            query: A text, or any image input (path, URL, data URI, bytes, PIL,
+                numpy). With ``query_type="auto"`` a string is an image when it
+                is an http(s) URL, a ``data:`` URI, or an existing file with an
+                image ending; any other string is a text. Non-strings are images.
+            k: Most hits to return.
+            modality: ``"image"`` or ``"text"`` to search one modality; ``None``
+                for both, merged by reciprocal rank fusion (see ``fusion``).
+            where: Chroma-style metadata filter on the caller's metadata, e.g.
+                ``{"album": "2024"}`` or ``{"year": {"$gte": 2020}}``.
+            query_type: Force ``"text"`` or ``"image"`` instead of the rule above.
+            fusion: How two modalities are merged: ``"rrf"`` (rank fusion, the
+                default) or ``"score"`` (raw cosine, where the higher-scale
+                modality tends to win).
+
+        Returns:
+            Up to ``k`` hits, best first; ``hit.score`` is the cosine similarity.
+
+        Raises:
+            ValueError: ``k`` < 1 or an unknown ``modality``.
+            mmrag.ImageInputError: An image query could not be resolved.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        return self.search_by_vector(
+            self.embed_query(query, query_type=query_type), k=k, modality=modality, where=where, fusion=fusion
+        )
+
+    def search_by_vector(
+        self,
+        vector: np.ndarray | Sequence[float],
+        *,
+        k: int = 10,
+        modality: Modality | None = None,
+        where: Mapping[str, Any] | None = None,
+        fusion: Literal["rrf", "score"] = "rrf",
+    ) -> list[Hit]:
+        """Search with a query vector you already have (e.g. from :meth:`embed_query`).
+
+        Args:
+            vector: A vector of length ``encoder.dim`` from this store's encoder.
+            k: Most hits to return.
+            modality: ``"image"``, ``"text"`` or ``None`` for both (merged).
+            where: Chroma-style metadata filter.
+            fusion: ``"rrf"`` or ``"score"``; see :meth:`search`.
+
+        Returns:
+            Up to ``k`` hits, best first.
+
+        Raises:
+            ValueError: Bad ``k``, ``modality`` or vector length.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if modality not in (None, *MODALITIES):
+            raise ValueError(f"modality must be 'image', 'text' or None, got {modality!r}")
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if query.shape[0] != self.encoder.dim:
+            raise ValueError(f"query vector has {query.shape[0]} dimensions; this store holds {self.encoder.dim}")
+        modalities = MODALITIES if modality is None else (modality,)
+        ranked = {m: self._collections.query(m, query, k, where) for m in modalities}
+        if modality is not None:
+            return ranked[modality]
+        return merge_ranked(list(ranked.values()), k, fusion=fusion)
+
+    def embed_query(self, query: str | ImageInput, *, query_type: QueryType = "auto") -> np.ndarray:
+        """The query vector :meth:`search` uses.
+
+        Args:
+            query: A text or an image input.
+            query_type: ``"auto"``, ``"text"`` or ``"image"`` (see :meth:`search`).
+
+        Returns:
+            A float32 vector of length ``encoder.dim``.
+        """
+        if is_image_query(query, query_type):
+            vectors = self.encoder.embed_images([query])
+        elif isinstance(query, str):
+            vectors = self.encoder.embed_texts([query])
+        else:
+            raise TypeError(f"a text query must be a string, got {type(query).__name__}")
+        return np.asarray(vectors[0])
+
+    def count(self, modality: Modality | None = None) -> int:
+        """Number of records, of one modality or of both.
+
+        Args:
+            modality: ``"image"``, ``"text"`` or ``None`` for all.
+
+        Returns:
+            The record count.
+        """
+        return self._collections.count(modality)
+
+    def get(self, ids: Sequence[str]) -> list[Record]:
+        """Fetch records by id.
+
+        Args:
+            ids: Record ids, in a list.
+
+        Returns:
+            The records found, in the order of ``ids`` (unknown ids are left out).
+
+        Raises:
+            mmrag.NotASequenceError: ``ids`` is a single id, not a list.
+        """
+        wanted = as_items(ids, "ids")
+        return self._collections.get(wanted) if wanted else []
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete records by id.
+
+        Args:
+            ids: Record ids, in a list; unknown ids are ignored.
+
+        Returns:
+            How many records were deleted.
+
+        Raises:
+            mmrag.NotASequenceError: ``ids`` is a single id, not a list.
+        """
+        doomed = as_items(ids, "ids")
+        return self._collections.delete_present(doomed) if doomed else 0
