@@ -11,7 +11,7 @@ Three parts (``--parts`` picks a subset):
 ``write``
     Store writes alone: synthetic random unit vectors with folder-style
     metadata (and a document for texts) written through the store's own
-    ``MultimodalStore._upsert`` (Chroma ``upsert`` in chunks of the client's
+    ``CollectionPair.upsert`` (Chroma ``upsert`` in chunks of the client's
     max batch, capped at 1024) into the store's two collections
     ``<name>_images``/``<name>_texts``, and, for comparison, through the same
     code into ONE shared collection. No embedding involved.
@@ -23,7 +23,7 @@ Three parts (``--parts`` picks a subset):
     design of one collection queried with ``where={"modality": ...}`` (and
     unfiltered). Store searches go through ``store.search`` with a stub
     encoder that returns the query vector; the one-collection design goes
-    through the store's own ``_query`` pointed at the shared collection.
+    through the store's own ``CollectionPair.query`` pointed at the shared collection.
     Scenarios are interleaved query by query, so background load hits them
     alike.
 
@@ -41,7 +41,6 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -227,9 +226,12 @@ class SearchBench:
             name="bench_single", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
         )
         # The store's own write/query code, pointed at one collection for both modalities.
-        self.single = SimpleNamespace(
-            _collections={"image": single, "text": single}, _write_batch=self.store._write_batch
-        )
+        from mmrag.store.collection_pair import CollectionPair
+
+        self.single = object.__new__(CollectionPair)
+        self.single.name = "bench_single"
+        self.single._collections = {"image": single, "text": single}
+        self.single.write_batch = self.store._collections.write_batch
         self.counts = {"image": 0, "text": 0}
         self.write_s = {"separate": 0.0, "single": 0.0}
         from mmrag.testing import caption_corpus
@@ -247,7 +249,6 @@ class SearchBench:
 
     def fill_to(self, total: int) -> dict[str, Any]:
         """Write items until the store holds ``total``; returns the write timings of this stage."""
-        from mmrag.store import MultimodalStore
 
         want_images = round(total * self.args.image_fraction)
         targets = {"image": want_images, "text": total - want_images}
@@ -258,11 +259,9 @@ class SearchBench:
                 n = min(self.args.chunk, target - self.counts[modality])
                 pending = self.pending(modality, self.counts[modality], n)
                 vectors = self.unit_vectors(n)
-                seconds, _ = timed(lambda: self.store._upsert(modality, pending, vectors))  # noqa: B023 - called at once
+                seconds, _ = timed(lambda: self.store._collections.upsert(modality, pending, vectors))  # noqa: B023 - called at once
                 stage["separate"] += seconds
-                seconds, _ = timed(
-                    lambda: MultimodalStore._upsert(self.single, modality, pending, vectors)  # noqa: B023 - called at once
-                )
+                seconds, _ = timed(lambda: self.single.upsert(modality, pending, vectors))  # noqa: B023 - called at once
                 stage["single"] += seconds
                 self.counts[modality] += n
                 written += n
@@ -278,7 +277,7 @@ class SearchBench:
 
     def pending(self, modality: str, start: int, n: int) -> list[Any]:
         """Records shaped like ``index_folder``'s: path source, folder, mtime and size; texts carry a document."""
-        from mmrag.store import _Pending
+        from mmrag.store.records import Pending
 
         suffix = "jpg" if modality == "image" else "txt"
         items = []
@@ -291,12 +290,11 @@ class SearchBench:
                 "mmrag_size": 1000 + i % 5000,
             }
             document = self.corpus[i % len(self.corpus)] if modality == "text" else None
-            items.append(_Pending(f"{modality[0]}{i:031x}", modality, document, internal, {}, lambda: None))  # type: ignore[arg-type]
+            items.append(Pending(f"{modality[0]}{i:031x}", modality, document, internal, {}, None))  # type: ignore[arg-type]
         return items
 
     def scenarios(self) -> dict[str, Callable[[np.ndarray], list[Any]]]:
         """Name -> one search with a given query vector."""
-        from mmrag.store import MultimodalStore
 
         k = self.args.k
 
@@ -309,7 +307,7 @@ class SearchBench:
 
         def single_query(modality: str | None) -> Callable[[np.ndarray], list[Any]]:
             where = {"modality": modality} if modality else None
-            return lambda vector: MultimodalStore._query(self.single, modality or "image", vector, k, where)  # type: ignore[arg-type]
+            return lambda vector: self.single.query(modality or "image", vector, k, where)  # type: ignore[arg-type]
 
         return {
             "store: both modalities (2 collections, merged)": store_search(None),
@@ -318,7 +316,7 @@ class SearchBench:
             "one collection: where modality=image": single_query("image"),
             "one collection: where modality=text": single_query("text"),
             "one collection: unfiltered": single_query(None),
-            "chroma count() alone (inside every _query)": lambda vector: self.store._collections["image"].count(),
+            "chroma count() alone (inside every query)": lambda vector: self.store._collections["image"].count(),
         }
 
     def measure(self, total: int) -> list[dict[str, Any]]:
@@ -422,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["write"] = writes
             tables.append(
                 format_table(
-                    f"store writes (upsert via MultimodalStore._upsert, random unit vectors, dim {args.dim}), {load}",
+                    f"store writes (upsert via CollectionPair.upsert, random unit vectors, dim {args.dim}), {load}",
                     writes,
                     WRITE_COLUMNS,
                 )
