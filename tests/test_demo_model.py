@@ -172,6 +172,7 @@ FULL_FLOOR = 0.85
 """Regression floor for full-combination recall@1 (not a target; see the report in the script's output)."""
 
 
+@pytest.mark.slow  # 24 queries against 160 images, each scored by the reranker: about two minutes
 def test_reranker_match_probabilities_split_matches_from_the_rest(held_out: tuple[list[ShapeSample], list]) -> None:
     samples, images = held_out
     reranker = mmrag.load_reranker("demo", device="cpu")
