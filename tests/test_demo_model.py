@@ -153,7 +153,10 @@ def test_full_combinations(
     encoder: mmrag.Encoder, held_out: tuple[list[ShapeSample], list], image_vectors: np.ndarray, lang: str
 ) -> None:
     samples, _ = held_out
-    key = lambda s: (s.colour, s.shape, s.size, s.position)  # noqa: E731
+
+    def key(s: ShapeSample) -> tuple[str, str, str, str]:
+        return (s.colour, s.shape, s.size, s.position)
+
     candidates = _full_samples()
     text_vectors = encoder.embed_texts([c.caption(lang, "full") for c in candidates])
     # image -> text over all 480 full captions

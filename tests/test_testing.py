@@ -51,7 +51,7 @@ def _images() -> list[Image.Image]:
 
 
 def _features(output: object) -> torch.Tensor:
-    return output if isinstance(output, torch.Tensor) else output.pooler_output  # type: ignore[attr-defined]
+    return output if isinstance(output, torch.Tensor) else output.pooler_output  # type: ignore[attr-defined]  # a transformers 5 output object
 
 
 def _max_offdiag_cos(x: torch.Tensor) -> float:
@@ -150,7 +150,7 @@ def test_train_tokenizer_kinds_and_errors() -> None:
     wp = mt.train_tokenizer("wordpiece", corpus, model_max_length=40)
     assert type(wp).__name__ == "BertTokenizer" and wp.model_max_length == 40
     with pytest.raises(ValueError):
-        mt.train_tokenizer("nope", corpus)  # type: ignore[arg-type]
+        mt.train_tokenizer("nope", corpus)  # type: ignore[arg-type]  # an unknown kind on purpose
 
 
 _HASH_SCRIPT = """
@@ -380,10 +380,11 @@ def test_every_public_name_resolves() -> None:
                    "real_size", "rerankers", "siglip", "tokenizers"):  # fmt: skip
         sub = importlib.import_module(f"mmrag.testing.{module}")
         assert sub.__all__ and all(hasattr(sub, name) for name in sub.__all__), module
-    from mmrag.testing import dual_encoders, real_size
+    from mmrag.testing.dual_encoders import RECIPES
+    from mmrag.testing.real_size import ARCHS
 
-    assert mt.ARCHS is real_size.ARCHS  # patching the package's dict reaches the builder
-    assert set(dual_encoders.RECIPES) == set(mt.FAMILIES)
+    assert mt.ARCHS is ARCHS  # patching the package's dict reaches the builder
+    assert set(RECIPES) == set(mt.FAMILIES)
 
 
 def test_draw_model_retries_then_names_what_failed() -> None:
