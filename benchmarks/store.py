@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from _common import (
@@ -56,6 +56,9 @@ from _common import (
     positive_int,
     timed,
 )
+
+if TYPE_CHECKING:
+    from mmrag.inputs import Modality
 
 PARTS = ("index", "write", "search")
 DEFAULT_CACHE = Path("~/.cache/mmrag-bench").expanduser()
@@ -251,7 +254,7 @@ class SearchBench:
         """Write items until the store holds ``total``; returns the write timings of this stage."""
 
         want_images = round(total * self.args.image_fraction)
-        targets = {"image": want_images, "text": total - want_images}
+        targets: dict[Modality, int] = {"image": want_images, "text": total - want_images}
         stage = {"separate": 0.0, "single": 0.0}
         written = 0
         for modality, target in targets.items():
@@ -275,7 +278,7 @@ class SearchBench:
             **{f"{d}_items_per_s": round(written / s, 1) if s else None for d, s in stage.items()},
         }
 
-    def pending(self, modality: str, start: int, n: int) -> list[Any]:
+    def pending(self, modality: Modality, start: int, n: int) -> list[Any]:
         """Records shaped like ``index_folder``'s: path source, folder, mtime and size; texts carry a document."""
         from mmrag.store.records import Pending
 
@@ -290,7 +293,7 @@ class SearchBench:
                 "mmrag_size": 1000 + i % 5000,
             }
             document = self.corpus[i % len(self.corpus)] if modality == "text" else None
-            items.append(Pending(f"{modality[0]}{i:031x}", modality, document, internal, {}, None))  # type: ignore[arg-type]
+            items.append(Pending(f"{modality[0]}{i:031x}", modality, document, internal, {}, None))  # type: ignore[arg-type]  # a benchmark record has no payload
         return items
 
     def scenarios(self) -> dict[str, Callable[[np.ndarray], list[Any]]]:
@@ -298,16 +301,16 @@ class SearchBench:
 
         k = self.args.k
 
-        def store_search(modality: str | None) -> Callable[[np.ndarray], list[Any]]:
+        def store_search(modality: Modality | None) -> Callable[[np.ndarray], list[Any]]:
             def search(vector: np.ndarray) -> list[Any]:
                 self.stub.query = vector
-                return self.store.search("query", k=k, modality=modality)  # type: ignore[arg-type]
+                return self.store.search("query", k=k, modality=modality)
 
             return search
 
-        def single_query(modality: str | None) -> Callable[[np.ndarray], list[Any]]:
+        def single_query(modality: Modality | None) -> Callable[[np.ndarray], list[Any]]:
             where = {"modality": modality} if modality else None
-            return lambda vector: self.single.query(modality or "image", vector, k, where)  # type: ignore[arg-type]
+            return lambda vector: self.single.query(modality or "image", vector, k, where)
 
         return {
             "store: both modalities (2 collections, merged)": store_search(None),

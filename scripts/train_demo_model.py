@@ -221,14 +221,14 @@ def random_caption(
             3: ("colour_shape_size" if "size" in names else "colour_shape_position"),
         }
         if set(names) >= {"colour", "shape"}:
-            text = sample.caption(lang, detail[len(names)])  # type: ignore[arg-type]
+            text = sample.caption(lang, detail[len(names)])  # type: ignore[arg-type]  # "en"/"zh" and DETAILS values
             return text, _named(sample, names)
     text = english_caption(sample, names, rng) if lang == "en" else chinese_caption(sample, names, rng)
     return text, _named(sample, names)
 
 
 def _named(sample: ShapeSample, names: tuple[str, ...]) -> tuple[int, int, int, int]:
-    return tuple(_INDEX[f][getattr(sample, f)] if f in names else -1 for f in ATTRIBUTES)  # type: ignore[return-value]
+    return tuple(_INDEX[f][getattr(sample, f)] if f in names else -1 for f in ATTRIBUTES)  # type: ignore[return-value]  # 4 ATTRIBUTES
 
 
 def attribute_indices(samples: list[ShapeSample]) -> torch.Tensor:
@@ -243,7 +243,7 @@ def caption_corpus(seed: int, n_random: int = 6000) -> list[str]:
         sample = ShapeSample(c.name, s.name, z.name, p.name)
         for lang in LANGUAGES:
             for detail in ("full", "colour_shape", "colour_shape_size", "colour_shape_position"):
-                corpus.append(sample.caption(lang, detail))  # type: ignore[arg-type]
+                corpus.append(sample.caption(lang, detail))
     rng = random.Random(f"corpus:{seed}")
     for sample in sample_shapes(n_random // 2, seed=10_000 + seed):
         for lang in LANGUAGES:
@@ -532,7 +532,7 @@ def evaluate(embed_texts: Any, embed_images: Any, samples: list[ShapeSample], im
             def caption(combo: tuple[int, ...], cols: list[int] = cols, lang: str = lang, detail: str = detail) -> str:
                 values = {ATTRIBUTES[c]: _VALUES[ATTRIBUTES[c]][v].name for c, v in zip(cols, combo)}
                 filler = {"colour": "red", "shape": "circle", "size": "small", "position": "left"}
-                return ShapeSample(**{**filler, **values}).caption(lang, detail)  # type: ignore[arg-type]
+                return ShapeSample(**{**filler, **values}).caption(lang, detail)  # type: ignore[arg-type]  # "en"/"zh", a DETAILS value
 
             txt = embed_texts([caption(c) for c in grids])
             grid_arr = np.array(grids)

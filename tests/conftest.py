@@ -1,4 +1,17 @@
-"""Shared fixtures: no network, tiny real-architecture models built once per session."""
+"""Shared fixtures: no network, tiny real-architecture models built once per session.
+
+Network: every test runs with outbound connections blocked. ``socket.socket.connect`` and
+``connect_ex`` (which ``socket.create_connection``, ``http.client``, httpx, requests and asyncio
+all go through) refuse any address that is not loopback (127.0.0.0/8, ``::1``, ``localhost``) or a
+unix socket, with :class:`NetworkBlockedError`; loopback servers (Chroma, uvicorn, the test HTTP
+servers) keep working. Host names other than ``localhost`` are refused without being resolved.
+``HF_HUB_OFFLINE`` and ``TRANSFORMERS_OFFLINE`` are forced to 1 before any hub client is imported.
+
+Slow tests: the genuinely long tests (a minute or more on a 2-core machine: notebooks, the demo
+model's training script, the CLI demo, the demo reranker over held-out images) are marked
+``@pytest.mark.slow``. They are NOT skipped by default: CI runs everything. ``pytest -m "not slow"``
+is a developer's quick loop.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +20,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,30 +50,61 @@ def _is_loopback(address: object) -> bool:
         return False  # a host name: resolving it is not allowed to leave the machine
 
 
+def _refuse_remote(sock: socket.socket, address: object) -> None:
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+        raise NetworkBlockedError(
+            f"test tried to connect to {address!r}: tests must not use the network "
+            "(only loopback addresses and unix sockets are allowed; see tests/conftest.py)"
+        )
+
+
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 
 
-def _guarded_connect(self: socket.socket, address: object) -> None:
-    if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
-        raise NetworkBlockedError(f"test tried to connect to {address!r}: tests must not use the network")
+def _guarded_connect(self: Any, address: Any) -> None:  # Any: stands in for socket.socket.connect
+    _refuse_remote(self, address)
     return _real_connect(self, address)
 
 
-def _guarded_connect_ex(self: socket.socket, address: object) -> int:
-    if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
-        raise NetworkBlockedError(f"test tried to connect to {address!r}: tests must not use the network")
+def _guarded_connect_ex(self: Any, address: Any) -> int:  # Any: stands in for socket.socket.connect_ex
+    _refuse_remote(self, address)
     return _real_connect_ex(self, address)
+
+
+_guard_wanted = False
+
+
+def _install_guard() -> None:
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]  # the guard is the point
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]  # the guard is the point
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_network() -> Iterator[None]:
-    """Fail any test that connects to a non-loopback address."""
-    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    """Fail any test that connects to a non-loopback address (see the module docstring)."""
+    global _guard_wanted
+    _guard_wanted = True
+    _install_guard()
     yield
-    socket.socket.connect = _real_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+    _guard_wanted = False
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]  # restore
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]  # restore
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Put the guard back after each test's teardown.
+
+    pytest-socket (installed with langchain-tests) resets ``socket.socket.connect`` to the real
+    one in its teardown hook after every test, used or not; without this only the first test of a
+    session would be guarded.
+    """
+    try:
+        return (yield)
+    finally:
+        if _guard_wanted:
+            _install_guard()
 
 
 @pytest.fixture(autouse=True, scope="session")

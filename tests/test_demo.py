@@ -56,6 +56,7 @@ def test_results_page_links_existing_images(demo: tuple[Path, list[DemoQuery]]) 
     assert searches[1].query in page and searches[1].expected in page  # the Chinese query and what to expect
 
 
+@pytest.mark.slow  # a fresh interpreter indexes and searches the whole demo again, about a minute
 def test_cli_demo_prints_the_searches(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mmrag", "demo", "--dir", str(tmp_path / "d"), "--device", "cpu"],

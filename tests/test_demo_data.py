@@ -73,9 +73,9 @@ def test_captions_in_both_languages() -> None:
             assert en.isascii() and not _CJK.search(en)
             assert _CJK.search(zh) and not re.search(r"[a-z]", zh)
     with pytest.raises(ValueError):
-        sample.caption("fr")  # type: ignore[arg-type]
+        sample.caption("fr")  # type: ignore[arg-type]  # an unsupported language on purpose
     with pytest.raises(ValueError):
-        sample.caption("en", "everything")  # type: ignore[arg-type]
+        sample.caption("en", "everything")  # type: ignore[arg-type]  # an unknown detail on purpose
 
 
 def test_vocabulary_is_small_and_distinct() -> None:

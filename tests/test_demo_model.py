@@ -153,7 +153,10 @@ def test_full_combinations(
     encoder: mmrag.Encoder, held_out: tuple[list[ShapeSample], list], image_vectors: np.ndarray, lang: str
 ) -> None:
     samples, _ = held_out
-    key = lambda s: (s.colour, s.shape, s.size, s.position)  # noqa: E731
+
+    def key(s: ShapeSample) -> tuple[str, str, str, str]:
+        return (s.colour, s.shape, s.size, s.position)
+
     candidates = _full_samples()
     text_vectors = encoder.embed_texts([c.caption(lang, "full") for c in candidates])
     # image -> text over all 480 full captions
@@ -172,6 +175,7 @@ FULL_FLOOR = 0.85
 """Regression floor for full-combination recall@1 (not a target; see the report in the script's output)."""
 
 
+@pytest.mark.slow  # 24 queries against 160 images, each scored by the reranker: about two minutes
 def test_reranker_match_probabilities_split_matches_from_the_rest(held_out: tuple[list[ShapeSample], list]) -> None:
     samples, images = held_out
     reranker = mmrag.load_reranker("demo", device="cpu")

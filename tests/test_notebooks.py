@@ -30,6 +30,7 @@ def test_committed_with_outputs(path: Path) -> None:
     assert not errors
 
 
+@pytest.mark.slow  # a kernel per notebook, about a minute each
 @pytest.mark.skipif(not DEMO_MODEL.exists(), reason="the bundled demo model is not built")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:

@@ -14,7 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
+import mmrag
 from mmrag import testing as mt
+
+SRC = Path(mmrag.__file__).resolve().parents[1]  # the tree under test, for subprocesses
 
 FAMILIES = mt.FAMILIES
 CLASSES = {
@@ -48,7 +51,7 @@ def _images() -> list[Image.Image]:
 
 
 def _features(output: object) -> torch.Tensor:
-    return output if isinstance(output, torch.Tensor) else output.pooler_output  # type: ignore[attr-defined]
+    return output if isinstance(output, torch.Tensor) else output.pooler_output  # type: ignore[attr-defined]  # a transformers 5 output object
 
 
 def _max_offdiag_cos(x: torch.Tensor) -> float:
@@ -147,7 +150,7 @@ def test_train_tokenizer_kinds_and_errors() -> None:
     wp = mt.train_tokenizer("wordpiece", corpus, model_max_length=40)
     assert type(wp).__name__ == "BertTokenizer" and wp.model_max_length == 40
     with pytest.raises(ValueError):
-        mt.train_tokenizer("nope", corpus)  # type: ignore[arg-type]
+        mt.train_tokenizer("nope", corpus)  # type: ignore[arg-type]  # an unknown kind on purpose
 
 
 _HASH_SCRIPT = """
@@ -164,7 +167,7 @@ print(hashlib.sha256(json.dumps(out, ensure_ascii=False).encode()).hexdigest())
 
 def test_tokenizers_deterministic_across_processes() -> None:
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    src = str(Path(mt.__file__).resolve().parents[1])
+    src = str(SRC)
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     result = subprocess.run([sys.executable, "-c", _HASH_SCRIPT], env=env, capture_output=True, text=True, check=True)
     out = []
@@ -359,6 +362,79 @@ def test_import_is_light() -> None:
         "assert not new & {'torch', 'transformers', 'tokenizers'}, new"
     )
     env = {**os.environ}
-    src = str(Path(mt.__file__).resolve().parents[1])
+    src = str(SRC)
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+
+
+# ------------------------------------------------------------------------------- package layout
+
+
+def test_every_public_name_resolves() -> None:
+    import importlib
+
+    assert sorted(mt.__all__) == sorted(set(mt.__all__))
+    for name in mt.__all__:
+        assert getattr(mt, name) is not None, name
+    for module in ("building", "chinese_clip", "clip", "corpus", "dual_encoders", "families", "images",
+                   "real_size", "rerankers", "siglip", "tokenizers"):  # fmt: skip
+        sub = importlib.import_module(f"mmrag.testing.{module}")
+        assert sub.__all__ and all(hasattr(sub, name) for name in sub.__all__), module
+    from mmrag.testing.dual_encoders import RECIPES
+    from mmrag.testing.real_size import ARCHS
+
+    assert mt.ARCHS is ARCHS  # patching the package's dict reaches the builder
+    assert set(RECIPES) == set(mt.FAMILIES)
+
+
+def test_draw_model_retries_then_names_what_failed() -> None:
+    from mmrag.testing.building import MAX_INIT_ATTEMPTS, draw_model
+
+    rng_before = torch.random.get_rng_state()
+    drawn: list[float] = []
+
+    def make() -> float:
+        drawn.append(float(torch.rand(())))
+        return drawn[-1]
+
+    assert draw_model(make, None, seed=3, what="x") == drawn[0]
+    assert draw_model(make, lambda value: None if len(drawn) > 3 else "too early", seed=3, what="x") == drawn[-1]
+    assert drawn[1] == drawn[0] and len(set(drawn[1:])) == 3  # same seed first, then fresh seeds
+    with pytest.raises(RuntimeError, match=r"could not draw a thing \(no good\)"):
+        draw_model(make, lambda value: "no good", seed=3, what="a thing")
+    assert len(drawn) == 4 + MAX_INIT_ATTEMPTS
+    assert torch.equal(torch.random.get_rng_state(), rng_before)
+
+
+# ------------------------------------------------------------------------------- the session's guards (conftest)
+
+
+def test_hub_clients_are_offline() -> None:
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
+
+
+def test_network_is_blocked_but_loopback_works(tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    for address in (("192.0.2.1", 80), ("2001:db8::1", 443, 0, 0)):  # documentation-only addresses
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        with socket.socket(family) as sock, pytest.raises(RuntimeError, match="tests must not use the network"):
+            sock.connect(address)
+    with pytest.raises(RuntimeError, match="tests must not use the network"):
+        socket.create_connection(("192.0.2.1", 80), timeout=1)
+    with pytest.raises(RuntimeError, match="tests must not use the network"):
+        urllib.request.urlopen("http://192.0.2.1/", timeout=1)
+
+    with socket.create_server(("127.0.0.1", 0)) as server, socket.create_connection(server.getsockname()) as client:
+        peer, _ = server.accept()
+        with peer:
+            client.sendall(b"ping")
+            assert peer.recv(4) == b"ping"
+    if hasattr(socket, "AF_UNIX"):
+        path = str(tmp_path / "s.sock")
+        with socket.socket(socket.AF_UNIX) as server, socket.socket(socket.AF_UNIX) as client:
+            server.bind(path)
+            server.listen()
+            client.connect(path)
+            assert client.getpeername() == path

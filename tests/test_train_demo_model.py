@@ -19,6 +19,8 @@ import pytest
 
 import mmrag
 
+pytestmark = pytest.mark.slow  # two training runs in subprocesses, about a minute
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_demo_model.py"
 SHORT_RUN = ["--steps", "3", "--train-images", "48", "--batch-size", "16", "--eval-images", "24", "--threads", "1"]
 

@@ -15,7 +15,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mmrag.demo_data import ShapeSample
+    from mmrag.inputs import Modality
+    from mmrag.store import Hit
 
 __all__ = ["DemoQuery", "run_demo", "write_results_html"]
 
@@ -36,7 +41,7 @@ class DemoQuery:
     title: str
     query: str
     query_is_image: bool
-    hits: list  # list[mmrag.store.Hit]
+    hits: list[Hit]
     expected: str = ""
 
 
@@ -78,7 +83,7 @@ def run_demo(
     with MultimodalStore(encoder, path=root / "db", collection="demo") as store:
         report = store.index_folder(samples, show_progress=False)
         say(f"indexed {samples}: {report.summary()}")
-        results = []
+        results: list[DemoQuery] = []
         for title, query, is_image, modality, expected in _demo_searches(drawn, samples):
             hits = store.search(query, k=k, modality=modality, query_type="image" if is_image else "text")
             results.append(DemoQuery(title, query, is_image, hits, expected))
@@ -92,7 +97,7 @@ def run_demo(
 _N_SAMPLES = 24
 
 
-def _demo_searches(drawn: Sequence[Any], folder: Path) -> list[tuple[str, str, bool, str, str]]:
+def _demo_searches(drawn: Sequence[ShapeSample], folder: Path) -> list[tuple[str, str, bool, Modality, str]]:
     """The demo's searches, chosen so that each has answers in the sample folder.
 
     Returns:
