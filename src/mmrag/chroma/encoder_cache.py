@@ -7,8 +7,9 @@ Two tables answer ``build_from_config``:
 
 * encoders of live :class:`~mmrag.chroma.MultimodalEmbeddingFunction` objects
   with the same config (weakly held: they go when their owners go);
-* the last few encoders loaded from a config (strongly held; see
-  :func:`clear_encoder_cache`).
+* the last few encoders handed out for a config, loaded or found live
+  (strongly held, so a reopened collection keeps its model between calls;
+  see :func:`clear_encoder_cache`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class EncoderCache:
     """A small thread-safe cache of loaded encoders keyed by config.
 
     Args:
-        capacity: Most encoders held strongly (loaded from configs).
+        capacity: Most encoders held strongly (the last ones handed out).
     """
 
     def __init__(self, capacity: int = 4) -> None:
