@@ -30,9 +30,13 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
     use a cosine (or inner product) index.
 
     The model is loaded when the object is made, so the fields are frozen
-    afterwards (make a new object to change them). Pass ``encoder=`` to reuse
-    an encoder you already loaded (its settings then fill ``model``,
-    ``device``, ``dtype`` and ``batch_size``).
+    afterwards (make a new object to change them). How it is loaded comes from
+    ``options=`` (a :class:`mmrag.LoadOptions`) and any of its fields given as
+    keywords (``device="cpu"``, ``revision=...``); ``device``, ``dtype``,
+    ``batch_size`` and ``local_files_only`` are kept as fields, so a dumped
+    object loads again the same way. Pass ``encoder=`` to reuse an encoder
+    you already loaded (its settings then fill ``model``, ``device``,
+    ``dtype`` and ``batch_size``).
 
     Example:
         >>> emb = LocalMultiModalEmbeddings(model="siglip2-base-224", batch_size=64)
