@@ -116,11 +116,10 @@ class LocalMultiModalEmbedding(MultiModalEmbedding):
             loaded, fields = encoder, {"model": encoder.model_id}
             batch_size = encoder.batch_size if embed_batch_size is None else embed_batch_size
         else:
-            batch_size = (opts.batch_size or 64) if embed_batch_size is None else embed_batch_size
-            owned = opts.replace(batch_size=batch_size)
+            owned = opts if embed_batch_size is None else opts.replace(batch_size=embed_batch_size)
             name = DEFAULT_MODEL if model is None else model
             loaded = load_encoder(name, options=owned)
-            fields = {"model": os.fspath(name), **recorded(owned)}
+            batch_size, fields = loaded.batch_size, {"model": os.fspath(name), **recorded(owned)}
         kwargs.setdefault("model_name", loaded.model_id)
         super().__init__(embed_batch_size=batch_size, batch_wait_ms=batch_wait_ms, **fields, **kwargs)
         self._encoder = loaded
