@@ -7,7 +7,6 @@ Every ranking is checked against ``Reranker.rerank`` itself.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import base64
 import threading
@@ -270,9 +269,19 @@ def test_loading_by_model_and_fields(rr) -> None:
         shared.top_n = -3  # type: ignore[assignment]
 
 
-def test_adapter_imports_only_the_core() -> None:
-    tree = ast.parse((ROOT / "src" / "mmrag" / "langchain.py").read_text(encoding="utf-8"))
-    modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    modules |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    assert not any("llama_index" in module for module in modules)
-    assert "mmrag.rerank" in modules
+def test_loading_options_object(rr) -> None:
+    blip = rr.routes["text->image"].model_id
+    options = mmrag.LoadOptions(device="cpu", batch_size=4, local_files_only=True)
+    loaded = CrossModalReranker(model=blip, options=options, top_n=2)
+    assert loaded.reranker.batch_size == loaded.batch_size == 4 and loaded.model == blip
+    assert (loaded.device, loaded.local_files_only) == ("cpu", True)
+    override = CrossModalReranker(model=blip, options=options, batch_size=2)  # the keyword wins
+    assert override.reranker.batch_size == override.batch_size == 2
+    for reranker in (loaded, override):
+        reranker.close()
+
+    with pytest.raises(mmrag.InvalidInputError, match=r"got reranker and options"):
+        CrossModalReranker(reranker=rr, options=options)
+    with pytest.raises(mmrag.InvalidInputError, match=r"got reranker and dtype"):
+        CrossModalReranker(reranker=rr, dtype="float16")
+    assert CrossModalReranker(reranker=rr, batch_size=3).batch_size == 3  # pairs per call: not a loading option here

@@ -174,12 +174,34 @@ def test_loading_by_model_and_argument_checks(tiny_model_dirs, clip_encoder) -> 
     assert len(asyncio.run(loaded.aget_text_embedding("usable after close"))) == clip_encoder.dim
     loaded.close()
 
-    with pytest.raises(ValueError, match="pass one of them"):
+    with pytest.raises(mmrag.InvalidInputError, match="pass one of them"):
         LocalMultiModalEmbedding(model="siglip2-base-224", encoder=clip_encoder)
-    with pytest.raises(ValueError, match="device and dtype"):
+    with pytest.raises(mmrag.InvalidInputError, match=r"not both \(got encoder and device\).*load_encoder"):
         LocalMultiModalEmbedding(encoder=clip_encoder, device="cpu")
     with pytest.raises(mmrag.ModelNotAvailableError):
         LocalMultiModalEmbedding(model=str(Path(path).parent / "nowhere"))
+
+
+def test_loading_options_object_and_keyword_overrides(tiny_model_dirs, clip_encoder) -> None:
+    path = str(tiny_model_dirs["clip"])
+    options = mmrag.LoadOptions(device="cpu", dtype="float16", batch_size=8, local_files_only=True)
+    loaded = LocalMultiModalEmbedding(model=path, options=options, dtype="float32")  # the keyword wins
+    assert loaded.options == options.replace(dtype="float32")
+    assert loaded.embed_batch_size == loaded.encoder.batch_size == 8  # embed_batch_size defaults to the option
+    assert (loaded.device, loaded.dtype, loaded.local_files_only) == ("cpu", "float32", True)  # readable record
+    assert str(loaded.encoder.dtype) == "torch.float32" and str(loaded.encoder.device) == "cpu"
+    np.testing.assert_allclose(loaded.get_text_embedding("hello"), clip_encoder.embed_texts(["hello"])[0], atol=1e-5)
+    again = LocalMultiModalEmbedding.from_dict(loaded.to_dict())  # LlamaIndex's own round trip
+    assert (again.model, again.device, again.dtype, again.embed_batch_size) == (path, "cpu", "float32", 8)
+    loaded.close()
+    again.close()
+
+    adopted = LocalMultiModalEmbedding(encoder=clip_encoder, device=None, local_files_only=False)  # defaults: fine
+    assert adopted.options is None and adopted.encoder is clip_encoder
+    with pytest.raises(mmrag.InvalidInputError, match=r"got encoder and options"):
+        LocalMultiModalEmbedding(encoder=clip_encoder, options=mmrag.LoadOptions())
+    with pytest.raises(mmrag.InvalidInputError, match="dtype"):
+        LocalMultiModalEmbedding(model=path, dtype="float64")  # LoadOptions checks before anything loads
 
 
 # --------------------------------------------- MultiModalVectorStoreIndex + Chroma

@@ -7,7 +7,6 @@ and through a MultiModalVectorStoreIndex. Every ranking is checked against ``Rer
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import base64
 import threading
@@ -38,7 +37,6 @@ from mmrag.rerank import Reranker, load_reranker
 from mmrag.store import MultimodalStore
 from mmrag.testing import build_tiny_blip_itm, build_tiny_cross_encoder, speckled_image
 
-ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (30, 60, 220), "yellow": (240, 220, 40)}
 TEXTS = {"sea.txt": "something about the sea", "grass.txt": "green grass in spring", "fire.txt": "a red fire truck"}
 QUERY = "a red fire truck"
@@ -310,9 +308,20 @@ def test_loading_by_model_fields_and_callbacks(rr, tiny_model_dirs) -> None:
     assert all(CrossModalReranker.model_fields[name].description for name in ("model", "top_n", "batch_size"))
 
 
-def test_adapter_imports_only_the_core() -> None:
-    tree = ast.parse((ROOT / "src" / "mmrag" / "llama_index.py").read_text(encoding="utf-8"))
-    modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    modules |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    assert not any("langchain" in module for module in modules)
-    assert "mmrag.rerank" in modules
+def test_loading_options_object(rr) -> None:
+    blip = rr.routes["text->image"].model_id
+    options = mmrag.LoadOptions(device="cpu", batch_size=4, local_files_only=True)
+    loaded = CrossModalReranker(model=blip, options=options, top_n=2)
+    assert loaded.reranker.batch_size == loaded.batch_size == 4 and loaded.model == blip
+    assert (loaded.device, loaded.local_files_only) == ("cpu", True)
+    assert sorted(loaded.reranker.routes) == ["image->text", "text->image"]
+    override = CrossModalReranker(model=blip, options=options, batch_size=2)  # the keyword wins
+    assert override.reranker.batch_size == override.batch_size == 2
+    for reranker in (loaded, override):
+        reranker.close()
+
+    with pytest.raises(mmrag.InvalidInputError, match=r"got reranker and options"):
+        CrossModalReranker(rr, options=options)
+    with pytest.raises(mmrag.InvalidInputError, match=r"got reranker and dtype, local_files_only"):
+        CrossModalReranker(rr, dtype="float16", local_files_only=True)
+    assert CrossModalReranker(rr, batch_size=3).batch_size == 3  # pairs per call: not a loading option here

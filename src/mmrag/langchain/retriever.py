@@ -1,0 +1,158 @@
+"""``MultimodalStoreRetriever``: a LangChain retriever over an mmrag store, for text and image queries."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever, LangSmithRetrieverParams
+from langchain_core.runnables.config import run_in_executor
+from pydantic import ConfigDict, Field
+
+from mmrag.errors import InvalidInputError, TextInputError
+from mmrag.inputs import ImageInput, Modality
+from mmrag.langchain._documents import hit_to_document
+from mmrag.store import MultimodalStore
+
+__all__ = ["MultimodalStoreRetriever"]
+
+_UNSET: Any = object()
+
+
+class MultimodalStoreRetriever(BaseRetriever):
+    """A LangChain retriever over an :class:`mmrag.MultimodalStore`.
+
+    Text queries come as the input (``retriever.invoke("a red circle")``); an
+    image query comes as the ``image`` keyword (``retriever.invoke("",
+    image="photo.png")``). ``k``, ``modality`` and ``where`` can be changed per
+    call the same way, or bound in a chain with ``retriever.bind(modality="image")``.
+
+    Each result is a :class:`~langchain_core.documents.Document` (see
+    :func:`hit_to_document`): ``page_content`` is the text of a text record and
+    the path or URL of an image record; ``metadata`` holds ``modality``,
+    ``source``, ``score`` (cosine similarity), ``id`` and the stored metadata.
+
+    Example:
+        >>> retriever = MultimodalStoreRetriever(store=store, k=4)
+        >>> docs = retriever.invoke("a red circle", modality="image")  # doctest: +SKIP
+        >>> docs = retriever.invoke("", image="query.png")  # doctest: +SKIP
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", use_attribute_docstrings=True)
+
+    store: MultimodalStore
+    """The store to search."""
+
+    k: int = Field(default=10, ge=1)
+    """Most documents to return."""
+
+    modality: Modality | None = None
+    """``"image"`` or ``"text"`` to return one modality; ``None`` for both (rank-fused)."""
+
+    where: dict[str, Any] | None = None
+    """Chroma-style filter on the stored metadata, e.g. ``{"album": "2024"}``."""
+
+    query_type: Literal["text", "auto"] = "text"
+    """How the string input is read: ``"text"`` always as text; ``"auto"`` as an image
+    when it is an http(s) URL, a data URI or an existing image file (the store's rule)."""
+
+    fusion: Literal["rrf", "score"] = "rrf"
+    """How two modalities are merged when ``modality`` is ``None`` (see ``MultimodalStore.search``)."""
+
+    include_image_base64: bool = False
+    """Also read each image hit's file or URL and put its bytes, base64-encoded, in
+    ``metadata["image_base64"]`` (with ``metadata["image_mime_type"]``)."""
+
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        image: ImageInput | None = None,
+        k: int | None = None,
+        modality: Modality | None = _UNSET,
+        where: dict[str, Any] | None = _UNSET,
+    ) -> list[Document]:
+        """Search the store.
+
+        Args:
+            query: The text query; leave empty (``""``) when ``image`` is given.
+            run_manager: The callback manager for this run.
+            image: An image query: anything :func:`mmrag.resolve_image` accepts.
+            k: Most documents for this call (default: the retriever's ``k``).
+            modality: ``"image"``, ``"text"`` or ``None`` (both) for this call.
+            where: Metadata filter for this call (``None`` for none).
+
+        Returns:
+            Documents, best first.
+
+        Raises:
+            mmrag.TextInputError: ``query`` is not a string (also a ``TypeError``).
+            mmrag.InvalidInputError: Neither or both of a text query and ``image`` were given,
+                or ``k``/``modality`` is invalid.
+            mmrag.ImageInputError: The image query could not be resolved.
+        """
+        return self._search(query, image=image, k=k, modality=modality, where=where)
+
+    async def _aget_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        image: ImageInput | None = None,
+        k: int | None = None,
+        modality: Modality | None = _UNSET,
+        where: dict[str, Any] | None = _UNSET,
+    ) -> list[Document]:
+        """Search the store on a worker thread, leaving the event loop free.
+
+        Args:
+            query: The text query; leave empty (``""``) when ``image`` is given.
+            run_manager: The callback manager for this run.
+            image: An image query.
+            k: Most documents for this call.
+            modality: ``"image"``, ``"text"`` or ``None`` (both) for this call.
+            where: Metadata filter for this call.
+
+        Returns:
+            Documents, best first.
+        """
+        return await run_in_executor(None, self._search, query, image=image, k=k, modality=modality, where=where)
+
+    def _get_ls_params(self, **kwargs: Any) -> LangSmithRetrieverParams:
+        params = super()._get_ls_params(**kwargs)
+        params["ls_vector_store_provider"] = "mmrag"
+        params["ls_embedding_provider"] = "mmrag"
+        params["ls_embedding_model"] = self.store.encoder.model_id
+        return params
+
+    def _search(
+        self,
+        query: str,
+        *,
+        image: ImageInput | None,
+        k: int | None,
+        modality: Modality | None,
+        where: dict[str, Any] | None,
+    ) -> list[Document]:
+        if not isinstance(query, str):
+            raise TextInputError(
+                f"the retriever's input is a text query, got {type(query).__name__}; "
+                "pass an image as invoke('', image=...)"
+            )
+        text = query.strip()
+        if image is not None and text:
+            raise InvalidInputError("pass either a text query or image=..., not both (use invoke('', image=...))")
+        if image is None and not text:
+            raise InvalidInputError("empty query: pass a text, or an image query as invoke('', image=...)")
+        hits = self.store.search(
+            image if image is not None else query,
+            k=self.k if k is None else k,
+            modality=self.modality if modality is _UNSET else modality,
+            where=self.where if where is _UNSET else where,
+            query_type="image" if image is not None else self.query_type,
+            fusion=self.fusion,
+        )
+        limits = self.store.encoder.image_limits
+        return [hit_to_document(hit, include_image_base64=self.include_image_base64, limits=limits) for hit in hits]

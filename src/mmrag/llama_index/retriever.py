@@ -1,0 +1,226 @@
+"""``MultimodalStoreRetriever``: a LlamaIndex ``MultiModalRetriever`` over an mmrag store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from llama_index.core.base.base_multi_modal_retriever import MultiModalRetriever
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType
+
+from mmrag.batching import EmbeddingBatcher
+from mmrag.errors import InvalidInputError
+from mmrag.inputs import ImageInput, Modality
+from mmrag.llama_index._nodes import hit_to_node, image_of, query_of, text_of
+from mmrag.store import MultimodalStore
+
+__all__ = ["MultimodalStoreRetriever"]
+
+
+class MultimodalStoreRetriever(MultiModalRetriever):
+    """A LlamaIndex retriever over an :class:`mmrag.MultimodalStore`.
+
+    Results are ``NodeWithScore`` objects whose node id is the store's record
+    id and whose score is the cosine similarity. Images come back as
+    ``ImageNode`` with ``image_path`` (or ``image_url``) and metadata, never
+    pixels or base64; texts as ``TextNode``. Every node's metadata holds
+    ``modality``, ``source`` and the record's own metadata.
+
+    ``retrieve`` takes a text (a string, or a ``QueryBundle``) or an image (a
+    ``QueryBundle`` with ``image_path``) and searches ``modality``. The
+    direction-specific methods fix the modality themselves.
+
+    Args:
+        store: The store to search.
+        k: Most results per query.
+        modality: What :meth:`retrieve` searches: ``"image"``, ``"text"`` or
+            ``None`` for both (merged by rank fusion, see
+            :meth:`mmrag.MultimodalStore.search`).
+        where: Chroma-style metadata filter applied to every query, e.g.
+            ``{"album": "2024"}``.
+        batcher: An :class:`~mmrag.EmbeddingBatcher` over the store's encoder
+            (e.g. ``LocalMultiModalEmbedding.batcher``). When given, the async
+            methods embed their queries through it, so concurrent queries
+            share forward passes; without it each async query embeds alone
+            (in a worker thread).
+        callback_manager: LlamaIndex callback manager.
+
+    Raises:
+        mmrag.InvalidInputError: ``k`` < 1, an unknown ``modality``, or a ``batcher`` for
+            another model than the store's.
+
+    Example:
+        >>> retriever = MultimodalStoreRetriever(store, k=5)
+        >>> [n.node.image_path for n in retriever.text_to_image_retrieve("a red circle")]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        store: MultimodalStore,
+        k: int = 10,
+        modality: Modality | None = None,
+        *,
+        where: Mapping[str, Any] | None = None,
+        batcher: EmbeddingBatcher | None = None,
+        callback_manager: CallbackManager | None = None,
+    ) -> None:
+        if k < 1:
+            raise InvalidInputError(f"k must be at least 1, got {k}")
+        if modality not in (None, "image", "text"):
+            raise InvalidInputError(f"modality must be 'image', 'text' or None, got {modality!r}")
+        if batcher is not None and batcher.encoder.signature != store.encoder.signature:
+            raise InvalidInputError(
+                f"the batcher runs {batcher.encoder.model_id!r} but the store holds vectors of "
+                f"{store.encoder.model_id!r}; pass a batcher over the store's encoder"
+            )
+        super().__init__(callback_manager=callback_manager)
+        self.store = store
+        self.k = k
+        self.modality: Modality | None = modality
+        self.where = dict(where) if where else None
+        self.batcher = batcher
+
+    # ------------------------------------------------------------- retrieval
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        """Search ``modality`` with the bundle's image if it has one, else its text."""
+        query, kind = query_of(query_bundle)
+        return self._search(query, kind, self.modality)
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        """Async form of :meth:`_retrieve`."""
+        query, kind = query_of(query_bundle)
+        return await self._asearch(query, kind, self.modality)
+
+    def text_retrieve(self, str_or_query_bundle: QueryType) -> list[NodeWithScore]:
+        """Retrieve texts for a text query.
+
+        Args:
+            str_or_query_bundle: The query text, or a ``QueryBundle``.
+
+        Returns:
+            ``NodeWithScore`` with ``TextNode`` nodes, best first.
+        """
+        return self._search(text_of(str_or_query_bundle), "text", "text")
+
+    def text_to_image_retrieve(self, str_or_query_bundle: QueryType) -> list[NodeWithScore]:
+        """Retrieve images for a text query.
+
+        Args:
+            str_or_query_bundle: The query text, or a ``QueryBundle``.
+
+        Returns:
+            ``NodeWithScore`` with ``ImageNode`` nodes, best first.
+        """
+        return self._search(text_of(str_or_query_bundle), "text", "image")
+
+    def image_to_image_retrieve(self, str_or_query_bundle: QueryType | ImageInput) -> list[NodeWithScore]:
+        """Retrieve images similar to an image.
+
+        Args:
+            str_or_query_bundle: An image path or URL, a ``QueryBundle`` with
+                ``image_path``, or any other :data:`mmrag.ImageInput`.
+
+        Returns:
+            ``NodeWithScore`` with ``ImageNode`` nodes, best first.
+        """
+        return self._search(image_of(str_or_query_bundle), "image", "image")
+
+    def image_to_text_retrieve(self, str_or_query_bundle: QueryType | ImageInput) -> list[NodeWithScore]:
+        """Retrieve texts for an image (e.g. captions or notes about a photo).
+
+        Args:
+            str_or_query_bundle: An image path or URL, a ``QueryBundle`` with
+                ``image_path``, or any other :data:`mmrag.ImageInput`.
+
+        Returns:
+            ``NodeWithScore`` with ``TextNode`` nodes, best first.
+        """
+        return self._search(image_of(str_or_query_bundle), "image", "text")
+
+    async def atext_retrieve(self, str_or_query_bundle: QueryType) -> list[NodeWithScore]:
+        """Async form of :meth:`text_retrieve`.
+
+        Args:
+            str_or_query_bundle: The query text, or a ``QueryBundle``.
+
+        Returns:
+            ``NodeWithScore`` with ``TextNode`` nodes, best first.
+        """
+        return await self._asearch(text_of(str_or_query_bundle), "text", "text")
+
+    async def atext_to_image_retrieve(self, str_or_query_bundle: QueryType) -> list[NodeWithScore]:
+        """Async form of :meth:`text_to_image_retrieve`.
+
+        Args:
+            str_or_query_bundle: The query text, or a ``QueryBundle``.
+
+        Returns:
+            ``NodeWithScore`` with ``ImageNode`` nodes, best first.
+        """
+        return await self._asearch(text_of(str_or_query_bundle), "text", "image")
+
+    async def aimage_to_image_retrieve(self, str_or_query_bundle: QueryType | ImageInput) -> list[NodeWithScore]:
+        """Async form of :meth:`image_to_image_retrieve`.
+
+        Args:
+            str_or_query_bundle: An image path or URL, a ``QueryBundle`` with
+                ``image_path``, or any other :data:`mmrag.ImageInput`.
+
+        Returns:
+            ``NodeWithScore`` with ``ImageNode`` nodes, best first.
+        """
+        return await self._asearch(image_of(str_or_query_bundle), "image", "image")
+
+    async def aimage_to_text_retrieve(self, str_or_query_bundle: QueryType | ImageInput) -> list[NodeWithScore]:
+        """Async form of :meth:`image_to_text_retrieve`.
+
+        Args:
+            str_or_query_bundle: An image path or URL, a ``QueryBundle`` with
+                ``image_path``, or any other :data:`mmrag.ImageInput`.
+
+        Returns:
+            ``NodeWithScore`` with ``TextNode`` nodes, best first.
+        """
+        return await self._asearch(image_of(str_or_query_bundle), "image", "text")
+
+    # BaseImageRetriever's private hooks, for code that calls them directly.
+    def _text_to_image_retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return self.text_to_image_retrieve(query_bundle)
+
+    def _image_to_image_retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return self.image_to_image_retrieve(query_bundle)
+
+    async def _atext_to_image_retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return await self.atext_to_image_retrieve(query_bundle)
+
+    async def _aimage_to_image_retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return await self.aimage_to_image_retrieve(query_bundle)
+
+    # -------------------------------------------------------------- internals
+    def _search(self, query: str | ImageInput, kind: Modality, modality: Modality | None) -> list[NodeWithScore]:
+        hits = self.store.search(query, k=self.k, modality=modality, where=self.where, query_type=kind)
+        return [hit_to_node(hit) for hit in hits]
+
+    async def _asearch(self, query: str | ImageInput, kind: Modality, modality: Modality | None) -> list[NodeWithScore]:
+        # Nothing blocking runs on the event loop. With a batcher, the query is
+        # embedded on its worker thread (concurrent queries share forward
+        # passes) and only the Chroma lookup goes to a thread. Without one,
+        # the whole search (embedding + lookup) runs in one worker thread:
+        # the simplest non-blocking form, and the encoder and Chroma client
+        # are thread-safe, so concurrent queries are fine.
+        if self.batcher is None:
+            return await asyncio.to_thread(self._search, query, kind, modality)
+        if kind == "image":
+            vectors = await self.batcher.aembed_images([query], limits=self.store.encoder.image_limits)
+        else:
+            vectors = await self.batcher.aembed_texts([text_of(query)])
+        hits = await asyncio.to_thread(
+            self.store.search_by_vector,
+            vectors[0],
+            k=self.k,
+            modality=modality,
+            where=self.where,
+        )
+        return [hit_to_node(hit) for hit in hits]
