@@ -24,7 +24,7 @@ SRC = Path(mmrag.__file__).parents[1]
 ADAPTERS = {"mmrag.llama_index": "llama_index", "mmrag.langchain": "langchain_core"}
 EXTRAS = {"mmrag.llama_index": "llama-index", "mmrag.langchain": "langchain"}
 CORE = ("mmrag.batching", "mmrag.encoders", "mmrag.errors", "mmrag.inputs", "mmrag.options", "mmrag.rerank")
-CORE += ("mmrag.store", "mmrag.prefetch")
+CORE += ("mmrag.store", "mmrag.prefetch", "mmrag.components")
 PUBLIC = {
     "mmrag.llama_index": {
         "CrossModalReranker",
@@ -162,4 +162,4 @@ def test_adapters_import_only_the_cores_public_names(adapter: str) -> None:
             public = set(importlib.import_module(module).__all__)
             assert not [n for n in names if n not in public or n.startswith("_")], f"{path.name}: {module} {names}"
             used.add(module)
-    assert {"mmrag.rerank", "mmrag.inputs", "mmrag.options"} <= used  # no private copies of the core's helpers
+    assert {"mmrag.rerank", "mmrag.inputs", "mmrag.components"} <= used  # no private copies of the core's helpers

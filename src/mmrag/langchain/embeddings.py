@@ -12,10 +12,10 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from mmrag.batching import EmbeddingBatcher
+from mmrag.components import options_for, recorded_options
 from mmrag.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from mmrag.errors import InvalidInputError, TextInputError
 from mmrag.inputs import ImageInput, as_items
-from mmrag.langchain._loading import options_for, recorded
 from mmrag.options import LoadOptions
 
 __all__ = ["LocalMultiModalEmbeddings"]
@@ -95,7 +95,7 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
         opts = options_for("encoder", encoder, options, data)
         if encoder is None:
             opts = opts if batch_size is None else opts.replace(batch_size=batch_size)
-            fields = recorded(opts)
+            fields = recorded_options(opts)
             if opts.batch_size is not None:
                 fields["batch_size"] = opts.batch_size
             super().__init__(**data, **fields)

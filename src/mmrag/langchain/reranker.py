@@ -10,10 +10,10 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from mmrag.components import recorded_options, reranker_from, reranker_label
 from mmrag.errors import InvalidInputError, TextInputError
 from mmrag.inputs import ImageInput
 from mmrag.langchain._documents import document_candidate
-from mmrag.langchain._loading import recorded, reranker_from, reranker_label
 from mmrag.options import LoadOptions
 from mmrag.rerank import InputType, Reranker, RerankerModels, rerank_known_modalities
 
@@ -131,7 +131,7 @@ class CrossModalReranker(BaseDocumentCompressor):
         super().__init__(
             model=reranker_label(loaded, model),
             batch_size=loaded.batch_size if batch_size is None else batch_size,
-            **(recorded(opts) if opts is not None else {}),
+            **(recorded_options(opts) if opts is not None else {}),
             **data,
         )
         self._reranker, self._owns_reranker = loaded, opts is not None

@@ -11,10 +11,10 @@ from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.schema import ImageType
 
 from mmrag.batching import EmbeddingBatcher
+from mmrag.components import options_for, recorded_options
 from mmrag.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from mmrag.errors import InvalidInputError
 from mmrag.inputs import ImageInput
-from mmrag.llama_index._loading import options_for, recorded
 from mmrag.options import LoadOptions
 
 __all__ = ["Embedding", "LocalMultiModalEmbedding"]
@@ -119,7 +119,7 @@ class LocalMultiModalEmbedding(MultiModalEmbedding):
             owned = opts if embed_batch_size is None else opts.replace(batch_size=embed_batch_size)
             name = DEFAULT_MODEL if model is None else model
             loaded = load_encoder(name, options=owned)
-            batch_size, fields = loaded.batch_size, {"model": os.fspath(name), **recorded(owned)}
+            batch_size, fields = loaded.batch_size, {"model": os.fspath(name), **recorded_options(owned)}
         kwargs.setdefault("model_name", loaded.model_id)
         super().__init__(embed_batch_size=batch_size, batch_wait_ms=batch_wait_ms, **fields, **kwargs)
         self._encoder = loaded

@@ -11,7 +11,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from mmrag.llama_index._loading import recorded, reranker_from, reranker_label
+from mmrag.components import recorded_options, reranker_from, reranker_label
 from mmrag.llama_index._nodes import node_candidate, rerank_query, rescored
 from mmrag.options import LoadOptions
 from mmrag.rerank import Reranker, RerankerModels, rerank_known_modalities
@@ -115,7 +115,7 @@ class CrossModalReranker(BaseNodePostprocessor):
             batch_size=loaded.batch_size if batch_size is None else batch_size,
             top_n=top_n,
             metadata_mode=metadata_mode,
-            **(recorded(opts) if opts is not None else {}),
+            **(recorded_options(opts) if opts is not None else {}),
             **kwargs,
         )
         self._reranker = loaded

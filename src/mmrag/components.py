@@ -1,8 +1,8 @@
-"""Constructor arguments shared by the adapter's classes that load a model (private).
+"""Constructor helpers for components that wrap a model: the adapters' embeddings and rerankers.
 
-Both the embedding and the reranker take ``options=`` plus any
-:class:`~mmrag.LoadOptions` field as a keyword, or an already loaded object
-instead; these helpers split, merge and check those arguments.
+Each such component takes ``options=`` plus any :class:`~mmrag.LoadOptions`
+field as a keyword, or an already loaded object instead; these functions
+split, merge and check those arguments once for every adapter.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Any
 from mmrag.errors import InvalidInputError
 from mmrag.options import LoadOptions
 from mmrag.rerank import Reranker, RerankerModels, describe_reranker_spec, load_reranker
+
+__all__ = ["options_for", "recorded_options", "reranker_from", "reranker_label"]
 
 
 def options_for(
@@ -49,7 +51,7 @@ def options_for(
     return merged
 
 
-def recorded(options: LoadOptions) -> dict[str, Any]:
+def recorded_options(options: LoadOptions) -> dict[str, Any]:
     """The loading options a component keeps as plain, serialisable fields.
 
     Args:
