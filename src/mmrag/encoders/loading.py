@@ -10,13 +10,13 @@ with :func:`register_family`.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrag.encoders.presets import DEFAULT_MODEL, get_preset
-from mmrag.errors import ModelNotAvailableError, UnsupportedModelError
+from mmrag.errors import InvalidInputError, ModelNotAvailableError, UnsupportedModelError
 from mmrag.options import LoadOptions, LoadOverrides
 
 if TYPE_CHECKING:
@@ -30,11 +30,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "LoadRequest",
+    "config_model_type",
     "load_encoder",
     "load_model_config",
     "model_not_available_error",
-    "parse_dtype",
-    "pick_device",
     "pick_dtype",
     "register_family",
     "resolve_model_source",
@@ -183,18 +182,6 @@ def load_encoder(
         raise model_not_available_error(str(model), source, exc, use_safetensors=opts.use_safetensors) from exc
 
 
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """The device to run on: the one asked for, else CUDA, else MPS, else CPU.
-
-    Args:
-        device: An explicit device, or ``None`` to choose.
-
-    Returns:
-        A ``torch.device``.
-    """
-    return LoadOptions(device=device).torch_device()
-
-
 def pick_dtype(requested: torch.dtype | None, device: torch.device, gpu_dtype: torch.dtype) -> torch.dtype:
     """The dtype to load weights in.
 
@@ -220,21 +207,6 @@ def pick_dtype(requested: torch.dtype | None, device: torch.device, gpu_dtype: t
     return torch.float32
 
 
-def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """Parse a dtype name (``"fp16"``, ``"bfloat16"``, ...) or pass a torch dtype through.
-
-    Args:
-        dtype: A name, a ``torch.dtype`` or ``None``.
-
-    Returns:
-        The torch dtype, or ``None``.
-
-    Raises:
-        ValueError: Unknown name.
-    """
-    return LoadOptions(dtype=dtype).torch_dtype()
-
-
 def resolve_model_source(model: str | os.PathLike[str]) -> tuple[str, str]:
     """Map a preset alias, hub id or directory to where to load from and the id to record.
 
@@ -247,13 +219,18 @@ def resolve_model_source(model: str | os.PathLike[str]) -> tuple[str, str]:
         for bundled models).
 
     Raises:
+        InvalidInputError: ``model`` is not a non-empty string or path.
         ModelNotAvailableError: A path that is not a model directory.
     """
     if isinstance(model, os.PathLike):
-        return _local_dir(Path(model))
-    text = str(model).strip()
-    if not text:
-        raise ValueError("model must be a preset alias, a hub id or a local directory, got an empty string")
+        return _local_dir(Path(os.fspath(model)))
+    if not isinstance(model, str) or not model.strip():
+        shown = "an empty string" if isinstance(model, str) else repr(model)[:80]
+        raise InvalidInputError(
+            f"model must be a preset alias (mmrag.list_models()), a hub id such as 'openai/clip-vit-base-patch32' "
+            f"or a local directory (a str or os.PathLike), got {shown}"
+        )
+    text = model.strip()
     preset = get_preset(text.removeprefix("mmrag/"))
     if preset is not None and (preset.bundled or not text.startswith("mmrag/")):
         local = preset.local_path()
@@ -284,6 +261,11 @@ def _local_dir(path: Path) -> tuple[str, str]:
 def load_model_config(source: str, *, revision: str | None, local_files_only: bool) -> PretrainedConfig:
     """Load a checkpoint's config, turning hub and offline failures into clear mmrag errors.
 
+    The raw ``config.json`` is read first and its ``model_type`` checked
+    against the config classes transformers ships (:func:`config_model_type`),
+    so an unknown or remote-code architecture is refused before any config
+    class is built; no code shipped with a checkpoint ever runs here.
+
     Args:
         source: Hub id or local directory.
         revision: Hub revision.
@@ -293,24 +275,71 @@ def load_model_config(source: str, *, revision: str | None, local_files_only: bo
         The config.
 
     Raises:
-        ModelNotAvailableError: Not local and not downloadable.
-        UnsupportedModelError: An architecture transformers does not ship.
+        ModelNotAvailableError: Not local and not downloadable, or not readable.
+        UnsupportedModelError: No ``model_type``, or one transformers does not
+            ship (unknown to the installed version, or defined by the
+            checkpoint's own code).
     """
-    from transformers import AutoConfig
+    from transformers import AutoConfig, PretrainedConfig
 
     try:
-        # Only configs the transformers library itself defines are read here:
-        # a checkpoint asking for remote code fails with a clear message below.
-        return AutoConfig.from_pretrained(source, revision=revision, local_files_only=local_files_only)
-    except ValueError as exc:
-        if "trust_remote_code" in str(exc) or "does not recognize this architecture" in str(exc):
-            raise UnsupportedModelError(
-                f"model {source!r} uses an architecture transformers does not ship; mmrag supports model types: "
-                f"{', '.join(sorted(_FAMILY_LOADERS))}"
-            ) from exc
-        raise model_not_available_error(source, source, exc, use_safetensors=True) from exc
+        config_dict, _unused = PretrainedConfig.get_config_dict(
+            source, revision=revision, local_files_only=local_files_only
+        )
     except Exception as exc:  # hub clients raise OSError, httpx and socket errors alike
         raise model_not_available_error(source, source, exc, use_safetensors=True) from exc
+    config_model_type(config_dict, source)
+    try:
+        config: PretrainedConfig = AutoConfig.from_pretrained(
+            source, revision=revision, local_files_only=local_files_only, trust_remote_code=False
+        )
+    except Exception as exc:  # the same files were just read: a malformed config or a vanished cache
+        raise model_not_available_error(source, source, exc, use_safetensors=True) from exc
+    return config
+
+
+def config_model_type(config_dict: Mapping[str, Any], model: str) -> str:
+    """The ``model_type`` of a raw ``config.json``, if transformers ships its config class.
+
+    Args:
+        config_dict: The parsed ``config.json``.
+        model: The model's name, for messages.
+
+    Returns:
+        The ``model_type``.
+
+    Raises:
+        UnsupportedModelError: No ``model_type``, a ``model_type`` whose
+            config class comes from code shipped with the checkpoint
+            (``auto_map``), or one the installed transformers does not know;
+            the message names it and the model types mmrag loads.
+    """
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    model_type = config_dict.get("model_type")
+    supported = f"mmrag encoders load model types {', '.join(supported_model_types())}{_RERANK_NOTE}"
+    if not isinstance(model_type, str) or not model_type:
+        raise UnsupportedModelError(
+            f"model {model!r} has no model_type in its config.json, so its architecture is unknown; {supported}"
+        )
+    if model_type in CONFIG_MAPPING:
+        return model_type
+    auto_map = config_dict.get("auto_map")
+    if isinstance(auto_map, Mapping) and "AutoConfig" in auto_map:
+        raise UnsupportedModelError(
+            f"model {model!r} has model_type {model_type!r}, defined by Python code shipped with the checkpoint "
+            f"(auto_map AutoConfig {auto_map['AutoConfig']!r}); mmrag never runs a checkpoint's code to read "
+            f"its config. {supported}"
+        )
+    import transformers
+
+    raise UnsupportedModelError(
+        f"model {model!r} has model_type {model_type!r}, which the installed transformers "
+        f"{transformers.__version__} does not know (a newer transformers may); {supported}"
+    )
+
+
+_RERANK_NOTE = "; load_reranker also takes BLIP / BLIP-2 retrieval and *ForSequenceClassification checkpoints"
 
 
 def model_not_available_error(
@@ -369,7 +398,8 @@ def _load_transformers_dual(request: LoadRequest) -> Encoder:
         **request.hub_kwargs(),
     )  # fmt: skip
     model = model.to(request.device).eval()
-    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())
+    # AutoProcessor.from_pretrained is unannotated in transformers:
+    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]
     return TransformersDualEncoder(
         model,
         processor,
