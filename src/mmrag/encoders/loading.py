@@ -398,8 +398,7 @@ def _load_transformers_dual(request: LoadRequest) -> Encoder:
         **request.hub_kwargs(),
     )  # fmt: skip
     model = model.to(request.device).eval()
-    # AutoProcessor.from_pretrained is unannotated in transformers:
-    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]
+    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
     return TransformersDualEncoder(
         model,
         processor,

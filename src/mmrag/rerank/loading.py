@@ -498,7 +498,7 @@ def _load_blip_itm(request: LoadRequest) -> RerankBackend:
     from transformers import AutoProcessor, BlipForImageTextRetrieval
 
     model = _from_pretrained(BlipForImageTextRetrieval, request)
-    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # untyped upstream
+    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
     return BlipItmBackend(model, processor, model_id=request.model_id)
 
 
@@ -506,7 +506,7 @@ def _load_blip2_itm(request: LoadRequest) -> RerankBackend:
     from transformers import AutoProcessor, Blip2ForImageTextRetrieval
 
     model = _from_pretrained(Blip2ForImageTextRetrieval, request)
-    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # untyped upstream
+    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
     return Blip2ItmBackend(model, processor, model_id=request.model_id)
 
 

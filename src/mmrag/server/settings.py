@@ -114,13 +114,13 @@ class ServerSettings:
             if not root.is_dir():
                 raise ValueError(f"--allow-local-root {self.allow_local_root!r} is not a directory")
             object.__setattr__(self, "allow_local_root", os.path.realpath(root))
-        policy = {
-            "allow_private_urls": self.allow_private_urls,
-            "allow_local_paths": self.allow_local_root is not None,
-            "local_root": self.allow_local_root,
-        }
-        given = self.load_options.image_limits
-        limits = dataclasses.replace(given, **policy) if given is not None else ImageLimits(**policy)
+        given = self.load_options.image_limits or ImageLimits()
+        limits = dataclasses.replace(
+            given,
+            allow_private_urls=self.allow_private_urls,
+            allow_local_paths=self.allow_local_root is not None,
+            local_root=self.allow_local_root,
+        )
         batch_size = self.load_options.batch_size or DEFAULT_BATCH_SIZE
         object.__setattr__(self, "load_options", self.load_options.replace(batch_size=batch_size, image_limits=limits))
 
