@@ -18,15 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard, Union
 
 from mmrag.encoders.base import Encoder
-from mmrag.encoders.loading import (
-    LoadRequest,
-    load_encoder,
-    load_model_config,
-    model_not_available_error,
-    pick_dtype,
-    resolve_model_source,
-    supported_model_types,
-)
+from mmrag.encoders.loading import LoadRequest, load_encoder, pick_dtype, supported_model_types
+from mmrag.encoders.sources import load_model_config, model_not_available_error, resolve_model_source
 from mmrag.errors import InvalidInputError, UnsupportedModelError
 from mmrag.options import LoadOptions, LoadOverrides
 from mmrag.rerank.base import ALL_PAIRS, Calibration, PairKey, RerankBackend
