@@ -654,6 +654,27 @@ def test_server_flags_decide_the_image_policy_of_given_options() -> None:
         ServerSettings(load_options={"device": "cpu"})  # type: ignore[arg-type]
 
 
+def test_device_and_batch_size_are_shorthands_for_the_load_options() -> None:
+    import dataclasses
+
+    from mmrag import LoadOptions
+    from mmrag.errors import InvalidInputError
+    from mmrag.server import ServerSettings
+
+    settings = ServerSettings(device="cpu", batch_size=8, load_options=LoadOptions(device="cuda", dtype="fp16"))
+    assert (settings.load_options.device, settings.load_options.batch_size, settings.load_options.dtype) == (
+        "cpu", 8, "fp16",
+    )  # fmt: skip
+    assert (settings.device, settings.batch_size) == ("cpu", 8)
+    assert "device" not in {field.name for field in dataclasses.fields(settings)}  # one copy: load_options
+    moved = dataclasses.replace(settings, load_options=LoadOptions(device="mps"))
+    assert (moved.device, moved.batch_size) == ("mps", 64)
+    assert dataclasses.replace(settings, device="cuda:1").load_options.device == "cuda:1"
+    assert dataclasses.replace(settings, port=9000) == dataclasses.replace(settings, port=9000)
+    with pytest.raises(InvalidInputError, match="batch_size must be an integer of at least 1, got 0"):
+        ServerSettings(batch_size=0)
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [

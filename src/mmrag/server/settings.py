@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,7 +35,7 @@ DEFAULT_MAX_ITEMS = 2048
 DEFAULT_MAX_QUEUE = 4096
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ServerSettings:
     """How one ``mmrag serve`` process runs.
 
@@ -46,12 +46,7 @@ class ServerSettings:
         collection: Logical store name inside ``db``.
         host: Interface to bind (loopback by default: there is no auth).
         port: TCP port; ``0`` picks a free one (printed at startup).
-        load_options: How the model is loaded (:class:`~mmrag.LoadOptions`:
-            device, dtype, batch size, revision, offline ...). Its
-            ``batch_size`` (default 64) is also the most items per forward
-            pass of the batching queue; its ``image_limits`` keep their sizes,
-            but whether server files and private URLs may be read is always
-            decided by ``allow_local_root`` and ``allow_private_urls``.
+        device: Shorthand for ``load_options.device`` (given, it wins).
         allow_local_root: Directory below which image fields may name server
             files; ``None`` (the default) never reads server files.
         allow_private_urls: Fetch image URLs on loopback/private networks.
@@ -60,6 +55,7 @@ class ServerSettings:
         max_queue: Most items admitted (being decoded or waiting for the
             model) at once; beyond it requests get 429 with ``Retry-After``
             (a request larger than this is admitted only into an empty queue).
+        batch_size: Shorthand for ``load_options.batch_size`` (given, it wins).
         max_wait_ms: How long the batching queue waits for more requests to
             join a batch that is not yet full.
         graceful_timeout: Seconds that requests in flight get to finish after
@@ -68,6 +64,13 @@ class ServerSettings:
             requests.
         access_log: Log one line per request.
         log_level: uvicorn log level.
+        load_options: How the model is loaded (:class:`~mmrag.LoadOptions`:
+            device, dtype, batch size, revision, offline ...), the one object
+            the server keeps. Its ``batch_size`` (default 64) is also the most
+            items per forward pass of the batching queue; its
+            ``image_limits`` keep their sizes, but whether server files and
+            private URLs may be read is always decided by
+            ``allow_local_root`` and ``allow_private_urls``.
 
     Raises:
         ValueError: A limit is not positive, the port is out of range, or
@@ -79,27 +82,64 @@ class ServerSettings:
         >>> load_encoder(settings.model, options=settings.load_options)  # what the server loads
     """
 
-    model: str | None = None
-    db: str | None = None
-    collection: str = "mmrag"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    load_options: LoadOptions = field(default_factory=LoadOptions)
-    allow_local_root: str | None = None
-    allow_private_urls: bool = False
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    max_items: int = DEFAULT_MAX_ITEMS
-    max_queue: int = DEFAULT_MAX_QUEUE
-    max_wait_ms: float = 5.0
-    graceful_timeout: float = 30.0
-    resolve_workers: int = 8
-    access_log: bool = True
-    log_level: str = "info"
+    model: str | None
+    db: str | None
+    collection: str
+    host: str
+    port: int
+    allow_local_root: str | None
+    allow_private_urls: bool
+    max_body_bytes: int
+    max_items: int
+    max_queue: int
+    max_wait_ms: float
+    graceful_timeout: float
+    resolve_workers: int
+    access_log: bool
+    log_level: str
+    load_options: LoadOptions
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        db: str | None = None,
+        collection: str = "mmrag",
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        device: str | torch.device | None = None,
+        allow_local_root: str | None = None,
+        allow_private_urls: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_items: int = DEFAULT_MAX_ITEMS,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        batch_size: int | None = None,
+        max_wait_ms: float = 5.0,
+        graceful_timeout: float = 30.0,
+        resolve_workers: int = 8,
+        access_log: bool = True,
+        log_level: str = "info",
+        load_options: LoadOptions | None = None,
+    ) -> None:
+        """Store the settings (``device`` and ``batch_size`` go into ``load_options``) and validate them."""
+        if load_options is not None and not isinstance(load_options, LoadOptions):
+            raise TypeError(f"load_options must be a mmrag.LoadOptions, got {type(load_options).__name__}")
+        shorthands = {
+            name: value for name, value in (("device", device), ("batch_size", batch_size)) if value is not None
+        }
+        fields = {
+            "model": model, "db": db, "collection": collection, "host": host, "port": port,
+            "allow_local_root": allow_local_root, "allow_private_urls": allow_private_urls,
+            "max_body_bytes": max_body_bytes, "max_items": max_items, "max_queue": max_queue,
+            "max_wait_ms": max_wait_ms, "graceful_timeout": graceful_timeout, "resolve_workers": resolve_workers,
+            "access_log": access_log, "log_level": log_level,
+            "load_options": LoadOptions.merge(load_options, shorthands),
+        }  # fmt: skip
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+        self._validate()
+
+    def _validate(self) -> None:
         """Validate limits, normalise ``allow_local_root`` and complete ``load_options``."""
-        if not isinstance(self.load_options, LoadOptions):
-            raise TypeError(f"load_options must be a mmrag.LoadOptions, got {type(self.load_options).__name__}")
         for name in ("max_body_bytes", "max_items", "max_queue", "resolve_workers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -142,7 +182,7 @@ class ServerSettings:
             ``allow_local_root`` is set (and then confined to it), and
             private-address URLs refused unless ``allow_private_urls``.
         """
-        assert self.load_options.image_limits is not None  # set by __post_init__
+        assert self.load_options.image_limits is not None  # set by _validate
         return self.load_options.image_limits
 
     @property
