@@ -87,3 +87,17 @@ def test_models_lists_presets(tmp_path) -> None:
     assert "clip-vit-b-32" in result.stdout and "default: siglip2-base-224" in result.stdout
     presets = json.loads(mmrag_cmd("models", "--json", cwd=tmp_path).stdout)
     assert {"alias", "hub_id", "family", "dim", "languages", "license", "notes"} <= set(presets[0])
+
+
+def test_loading_options_reach_the_encoder(indexed) -> None:
+    root, _ = indexed
+    found = mmrag_cmd(
+        "search", "a note about red things", "--db", "db", "--k", "1", "--json",
+        "--device", "cpu", "--dtype", "fp32", "--batch-size", "2", "--local-files-only", cwd=root,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)[0]["text"] == "a note about red things"
+    wrong_device = mmrag_cmd("search", "x", "--db", "db", "--device", "gpu", cwd=root)
+    assert wrong_device.returncode == 2 and "mmrag: error: unknown device 'gpu'" in wrong_device.stderr
+    zero = mmrag_cmd("index", "photos", "--db", "db", "--batch-size", "0", cwd=root)
+    assert zero.returncode == 2 and "argument --batch-size: must be at least 1, got 0" in zero.stderr

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import mmrag
-from mmrag.errors import ImageInputError, ModelNotAvailableError, UnsupportedModelError
+from mmrag.errors import ImageInputError, InvalidInputError, ModelNotAvailableError, UnsupportedModelError
 from mmrag.rerank import (
     Calibration,
     DualEncoderBackend,
@@ -392,6 +392,41 @@ def test_routing_errors(all_dirs, rerankers) -> None:
     with pytest.raises(UnsupportedPairError, match=r"text->text pairs \(candidates 1, 3\)"):
         blip.score("a cat", [_images()[0], "a dog", _images()[1], "a bird"])
     assert blip.forward_count == before  # refused before any work
+
+
+def test_bad_model_arguments_are_named(all_dirs, tmp_path) -> None:
+    for model, needle in (
+        (None, "model must be one reranker model (a name, a path, an Encoder or a RerankBackend)"),
+        (42, "a list of them or a {pair: model} mapping, got 42"),
+        ("", "model must be a preset alias"),
+        ([all_dirs["blip"], None], "a reranker model must be a name, a path, an Encoder or a RerankBackend, got None"),
+        ({"text->text": 3.5}, "got 3.5"),
+    ):
+        with pytest.raises(InvalidInputError) as info:
+            load_reranker(model, device="cpu")
+        assert needle in str(info.value)
+    with pytest.raises(InvalidInputError, match="unknown pair") as info:
+        load_reranker({"text->video": all_dirs["blip"]}, device="cpu")
+    assert info.value.code == "invalid_input"
+
+
+def test_unknown_loading_option_lists_the_fields(all_dirs) -> None:
+    with pytest.raises(TypeError, match=r"unknown loading option\(s\) 'batchsize'; LoadOptions takes device, dtype"):
+        load_reranker(all_dirs["bert_ce"], batchsize=4)
+    options = mmrag.LoadOptions(device="cpu", batch_size=2)
+    reranker = load_reranker(all_dirs["bert_ce"], options=options)
+    assert reranker.batch_size == 2
+    assert load_reranker(all_dirs["bert_ce"], options=options, batch_size=5).batch_size == 5
+
+
+def test_remote_code_checkpoint_is_refused_by_its_config(tmp_path) -> None:
+    target = tmp_path / "remote_reranker"
+    target.mkdir()
+    (target / "config.json").write_text(
+        '{"model_type": "fancy_ranker", "auto_map": {"AutoConfig": "configuration_fancy.FancyConfig"}}'
+    )
+    with pytest.raises(UnsupportedModelError, match="model_type 'fancy_ranker'.*shipped with the checkpoint"):
+        load_reranker(target, trust_remote_code=True)
 
 
 # --------------------------------------------------------------- modalities

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -34,6 +35,16 @@ import pytest
 from PIL import Image
 from server_helpers import CanaryServer, ServerProcess, error_of, send, serving
 
+from mmrag.batching import QueueFullError
+from mmrag.errors import (
+    ImageInputError,
+    InvalidFilterError,
+    MmragError,
+    ModelNotAvailableError,
+    NotASequenceError,
+    TextInputError,
+)
+from mmrag.server.errors import ServerDependencyError
 from mmrag.store import MultimodalStore
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (30, 60, 220)}
@@ -190,7 +201,7 @@ def test_bad_images_are_400_naming_the_item(client: httpx.Client, image: str, re
     response = client.post("/embed", json={"image": image, "text": "x"})
     assert response.status_code == 400
     error = error_of(response)
-    assert error["type"] == "invalid_image" and reason in error["message"]
+    assert error["type"] == error["code"] == "invalid_image" and reason in error["message"]
     assert error["message"].startswith("image (")
     assert len(error["message"]) < 300 and image[:60] not in error["message"]
 
@@ -467,6 +478,7 @@ def test_body_limit_413_by_content_length_and_while_streaming(client: httpx.Clie
     big = b'{"text": "' + b"x" * 1_200_000 + b'"}'
     declared = client.post("/embed", content=big, headers={"content-type": "application/json"})
     assert declared.status_code == 413 and error_of(declared)["type"] == "payload_too_large"
+    assert error_of(declared)["code"] == "payload_too_large"
 
     def chunks() -> Iterator[bytes]:
         yield b'{"text": "'
@@ -520,6 +532,7 @@ def test_error_shapes_for_framework_errors(client: httpx.Client) -> None:
     ]
     for response, status, kind in cases:
         assert (response.status_code, error_of(response)["type"]) == (status, kind), response.text
+        assert error_of(response)["code"] == kind
     assert "Content-Type: application/json" in error_of(cases[6][0])["message"]
     details = error_of(cases[0][0])["details"]
     assert details == [{"loc": "text", "msg": "Input should be a valid string", "type": "string_type"}]
@@ -528,6 +541,153 @@ def test_error_shapes_for_framework_errors(client: httpx.Client) -> None:
 def test_huge_validation_input_is_not_echoed(client: httpx.Client) -> None:
     response = client.post("/similarity", json={"query": "x", "candidates": "A" * 100_000})
     assert response.status_code == 422 and len(response.content) < 2_000
+
+
+# ----------------------------------------------------------------- error codes -> HTTP
+class _NewFilterError(InvalidFilterError):
+    """An error class the table does not know: it answers as its parent does."""
+
+    code = "filter_too_deep"
+
+
+@pytest.fixture(scope="module")
+def raising_client() -> Iterator[Any]:
+    """A bare app with the service's error handlers whose routes raise mmrag errors."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from mmrag.server.errors import install_error_handlers
+
+    raised = {
+        "not-a-sequence": NotASequenceError("texts must be a list of items, not a single str; wrap it in a list"),
+        "filter": InvalidFilterError("where: unknown operator '$near' in {'colour': {'$near': 'red'}}"),
+        "text": TextInputError("a text must be a string, got int", index=2),
+        "image": ImageInputError(
+            "local file paths are disabled (ImageLimits.allow_local_paths=False)", index=1, item="'a.png'"
+        ),
+        "queue": QueueFullError("the batcher holds 8 items (limit 8)"),
+        "subclass": _NewFilterError("where: nested 40 levels deep"),
+        "model": ModelNotAvailableError("model '/srv/secret/model' is not available offline"),
+        "base": MmragError("something mmrag-specific"),
+    }
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/raise/{name}")
+    async def raise_it(name: str) -> None:
+        raise raised[name]
+
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "kind", "code", "index", "needle"),
+    [
+        ("not-a-sequence", 400, "invalid_request", "not_a_sequence", None, "wrap it in a list"),
+        ("filter", 400, "invalid_request", "invalid_filter", None, "unknown operator '$near'"),
+        ("text", 400, "invalid_request", "invalid_text", 2, "text 2: a text must be a string"),
+        ("image", 400, "invalid_image", "invalid_image", 1, "image 1 ('a.png'): local file paths are disabled on this"),
+        ("queue", 429, "overloaded", "overloaded", None, "(limit 8); retry later"),
+        ("subclass", 400, "invalid_request", "filter_too_deep", None, "nested 40 levels"),
+        ("model", 503, "unavailable", "model_not_available", None, "temporarily unavailable"),
+        ("base", 500, "internal_error", "mmrag_error", None, "internal server error"),
+    ],
+)
+def test_mmrag_errors_answer_by_code(raising_client, name, status, kind, code, index, needle) -> None:
+    response = raising_client.get(f"/raise/{name}")
+    error = error_of(response)
+    assert (response.status_code, error["type"], error["code"], error.get("index")) == (status, kind, code, index)
+    assert needle in error["message"]
+    assert ("retry-after" in response.headers) == (status in (429, 503))
+
+
+def test_server_errors_do_not_leak_their_message(raising_client) -> None:
+    error = error_of(raising_client.get("/raise/model"))
+    assert "/srv/secret" not in error["message"]
+
+
+def test_error_mapping_walks_the_class_hierarchy() -> None:
+    from mmrag.server.errors import ERROR_MAPPINGS, error_mapping
+
+    assert error_mapping(_NewFilterError) is ERROR_MAPPINGS["invalid_filter"]
+    assert error_mapping(QueueFullError("full")) is ERROR_MAPPINGS["overloaded"]
+    assert error_mapping(ServerDependencyError) is ERROR_MAPPINGS["missing_dependency"]
+    assert ERROR_MAPPINGS["overloaded"].status == 429
+
+
+# ----------------------------------------------------------------- settings
+def test_one_load_options_object_from_the_command_line(tmp_path: Path) -> None:
+    import argparse
+
+    from mmrag.server.settings import add_server_arguments, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    add_server_arguments(parser)
+    args = parser.parse_args(
+        ["--device", "cpu", "--dtype", "bf16", "--batch-size", "8", "--revision", "v2", "--local-files-only",
+         "--allow-local-root", str(tmp_path), "--allow-private-urls"]
+    )  # fmt: skip
+    settings = settings_from_args(args)
+    options = settings.load_options
+    assert (options.device, options.dtype, options.batch_size, options.revision) == ("cpu", "bf16", 8, "v2")
+    assert options.local_files_only and options.use_safetensors and not options.trust_remote_code
+    assert (settings.device, settings.batch_size) == ("cpu", 8)
+    limits = settings.image_limits()
+    assert limits is options.image_limits
+    assert (limits.allow_local_paths, limits.local_root, limits.allow_private_urls) == (True, str(tmp_path), True)
+    defaults = settings_from_args(parser.parse_args([]))
+    assert defaults.load_options.batch_size == 64 and defaults.load_options.device is None
+    assert not defaults.image_limits().allow_local_paths and not defaults.image_limits().allow_private_urls
+
+
+def test_server_flags_decide_the_image_policy_of_given_options() -> None:
+    from mmrag import ImageLimits, LoadOptions
+    from mmrag.server import ServerSettings
+
+    given = LoadOptions(device="cpu", image_limits=ImageLimits(max_bytes=1000, allow_local_paths=True))
+    settings = ServerSettings(load_options=given)
+    assert settings.image_limits().max_bytes == 1000  # sizes kept
+    assert not settings.image_limits().allow_local_paths  # no --allow-local-root: server files stay closed
+    assert settings.batch_size == 64 and given.batch_size is None
+    with pytest.raises(TypeError, match="load_options must be a mmrag.LoadOptions"):
+        ServerSettings(load_options={"device": "cpu"})  # type: ignore[arg-type]
+
+
+def test_device_and_batch_size_are_shorthands_for_the_load_options() -> None:
+    import dataclasses
+
+    from mmrag import LoadOptions
+    from mmrag.errors import InvalidInputError
+    from mmrag.server import ServerSettings
+
+    settings = ServerSettings(device="cpu", batch_size=8, load_options=LoadOptions(device="cuda", dtype="fp16"))
+    assert (settings.load_options.device, settings.load_options.batch_size, settings.load_options.dtype) == (
+        "cpu", 8, "fp16",
+    )  # fmt: skip
+    assert (settings.device, settings.batch_size) == ("cpu", 8)
+    assert "device" not in {field.name for field in dataclasses.fields(settings)}  # one copy: load_options
+    moved = dataclasses.replace(settings, load_options=LoadOptions(device="mps"))
+    assert (moved.device, moved.batch_size) == ("mps", 64)
+    assert dataclasses.replace(settings, device="cuda:1").load_options.device == "cuda:1"
+    assert dataclasses.replace(settings, port=9000) == dataclasses.replace(settings, port=9000)
+    with pytest.raises(InvalidInputError, match="batch_size must be an integer of at least 1, got 0"):
+        ServerSettings(batch_size=0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+        (["--dtype", "int8"], "argument --dtype: invalid choice: 'int8'"),
+    ],
+)
+def test_bad_load_flags_are_usage_errors(argv, needle, capsys: pytest.CaptureFixture[str]) -> None:
+    from mmrag.server.main import main as server_main
+
+    with pytest.raises(SystemExit) as info:
+        server_main(argv)
+    assert info.value.code == 2 and needle in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------- process level

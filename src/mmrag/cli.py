@@ -12,7 +12,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from mmrag.server.settings import add_load_arguments, load_options_from_args
 
 if TYPE_CHECKING:
     from mmrag.store import Hit, MultimodalStore
@@ -96,7 +98,7 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", help="model alias, hub id or directory (default: the store's model, else siglip2-base-224)"
     )
-    parser.add_argument("--device", help="cuda, mps or cpu (default: best available)")
+    add_load_arguments(parser)
 
 
 def _positive_int(text: str) -> int:
@@ -116,7 +118,7 @@ def _open_store(args: argparse.Namespace, *, must_exist: bool) -> MultimodalStor
     model = args.model or MultimodalStore.recorded_model(path=db, collection=args.collection)
     if must_exist and model is None and not args.model:
         raise FileNotFoundError(f"collection {args.collection!r} in {str(db)!r} is empty; run `mmrag index` first")
-    encoder = mmrag.load_encoder(model or mmrag.DEFAULT_MODEL, device=args.device)
+    encoder = mmrag.load_encoder(model or mmrag.DEFAULT_MODEL, options=load_options_from_args(args))
     return MultimodalStore(encoder, path=db, collection=args.collection)
 
 
@@ -141,7 +143,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if (args.query is None) == (args.image is None):
         raise ValueError('give either a text query or --image PATH_OR_URL, e.g. mmrag search "a red circle"')
     with _open_store(args, must_exist=True) as store:
-        query_type = "image" if args.image is not None else "text"
+        query_type: Literal["image", "text"] = "image" if args.image is not None else "text"
         hits = store.search(args.image or args.query, k=args.k, modality=args.modality, query_type=query_type)
     if args.json:
         print(json.dumps([_hit_json(rank, hit) for rank, hit in enumerate(hits, 1)], ensure_ascii=False, indent=2))

@@ -189,8 +189,14 @@ def error_codes() -> dict[str, type[MmragError]]:
     """Every error code mmrag defines, with its class.
 
     Returns:
-        ``{code: class}`` for :class:`MmragError` and all its subclasses
-        (those defined outside this module included, once imported).
+        ``{code: class}``, sorted by code, for :class:`MmragError` and all
+        its subclasses (those defined outside this module included, once
+        imported; a subclass that keeps its parent's code is not listed
+        separately).
+
+    Example:
+        >>> error_codes()["invalid_image"]
+        <class 'mmrag.errors.ImageInputError'>
     """
     found: dict[str, type[MmragError]] = {}
     pending: list[type[MmragError]] = [MmragError]
@@ -198,4 +204,4 @@ def error_codes() -> dict[str, type[MmragError]]:
         cls = pending.pop()
         found.setdefault(cls.code, cls)
         pending.extend(cls.__subclasses__())
-    return found
+    return dict(sorted(found.items()))

@@ -10,10 +10,11 @@ arguments given beside ``options=`` override its fields.
 from __future__ import annotations
 
 import dataclasses
-import os
+import operator
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, SupportsIndex, TypedDict
 
 from mmrag.errors import InvalidInputError
 
@@ -92,20 +93,35 @@ class LoadOptions:
     image_limits: ImageLimits | None = None
 
     def __post_init__(self) -> None:
-        """Check the fields that can be checked without importing torch."""
-        if self.batch_size is not None and (
-            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1
-        ):
-            raise InvalidInputError(f"batch_size must be an integer of at least 1, got {self.batch_size!r}")
-        if isinstance(self.dtype, str) and self.dtype.lower().removeprefix("torch.") not in DTYPE_NAMES:
-            raise InvalidInputError(f"unknown dtype {self.dtype!r}; use one of float32, float16, bfloat16")
+        """Check every field (without importing torch: a torch object can only exist once torch is imported)."""
+        if self.batch_size is not None:
+            object.__setattr__(self, "batch_size", _batch_size(self.batch_size))
+        if not (self.device is None or isinstance(self.device, str) or _is_torch(self.device, "device")):
+            raise InvalidInputError(
+                f"device must be a device name such as 'cpu', 'cuda' or 'cuda:1', or a torch.device, "
+                f"got {_shown(self.device)}"
+            )
+        if isinstance(self.dtype, str):
+            if _dtype_key(self.dtype) not in DTYPE_NAMES:
+                raise InvalidInputError(
+                    f"unknown dtype {self.dtype!r}; use one of float32, float16, bfloat16 (or fp32, fp16, bf16)"
+                )
+        elif not (self.dtype is None or _is_torch(self.dtype, "dtype")):
+            raise InvalidInputError(
+                f"dtype must be a name such as 'float16' or a torch.dtype, got {_shown(self.dtype)}"
+            )
         for name in ("local_files_only", "use_safetensors", "trust_remote_code"):
             if not isinstance(getattr(self, name), bool):
-                raise InvalidInputError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.revision is not None and not isinstance(self.revision, str):
-            raise InvalidInputError(f"revision must be a string, got {type(self.revision).__name__}")
-        if isinstance(self.device, os.PathLike):
-            raise InvalidInputError(f"device must be a device name such as 'cpu' or 'cuda', got {self.device!r}")
+                raise InvalidInputError(f"{name} must be True or False, got {_shown(getattr(self, name))}")
+        if self.revision is not None and (not isinstance(self.revision, str) or not self.revision.strip()):
+            raise InvalidInputError(
+                f"revision must be a branch, tag or commit name (a non-empty string), got {_shown(self.revision)}"
+            )
+        if self.image_limits is not None:
+            from mmrag.inputs import ImageLimits
+
+            if not isinstance(self.image_limits, ImageLimits):
+                raise InvalidInputError(f"image_limits must be a mmrag.ImageLimits, got {_shown(self.image_limits)}")
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -200,9 +216,7 @@ class LoadOptions:
 
         if self.dtype is None or isinstance(self.dtype, torch.dtype):
             return self.dtype
-        if not isinstance(self.dtype, str):
-            raise InvalidInputError(f"dtype must be a name or a torch.dtype, got {type(self.dtype).__name__}")
-        dtype: torch.dtype = getattr(torch, DTYPE_NAMES[self.dtype.lower().removeprefix("torch.")])
+        dtype: torch.dtype = getattr(torch, DTYPE_NAMES[_dtype_key(self.dtype)])
         return dtype
 
     def hub_kwargs(self) -> dict[str, Any]:
@@ -221,16 +235,48 @@ class LoadOptions:
         """A JSON-friendly view of the non-default fields (for logs and adapters' records).
 
         Returns:
-            ``{name: value}`` with devices and dtypes as strings.
+            ``{name: value}`` with devices as strings (``"cuda:1"``) and dtypes
+            by their canonical name (``"fp16"`` and ``torch.float16`` both
+            become ``"float16"``).
+
+        Example:
+            >>> LoadOptions(device="cpu", dtype="fp16", batch_size=8).describe()
+            {'device': 'cpu', 'dtype': 'float16', 'batch_size': 8}
         """
         described: dict[str, Any] = {}
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             if value == item.default:
                 continue
-            if item.name in ("device", "dtype"):
-                value = str(value).removeprefix("torch.")
+            if item.name == "device":
+                value = str(value)
+            elif item.name == "dtype":
+                value = DTYPE_NAMES.get(_dtype_key(str(value)), str(value).removeprefix("torch."))
             elif item.name == "image_limits":
                 value = repr(value)
             described[item.name] = value
         return described
+
+
+def _dtype_key(name: str) -> str:
+    return name.strip().lower().removeprefix("torch.")
+
+
+def _is_torch(value: object, kind: str) -> bool:
+    """Whether ``value`` is a ``torch.<kind>`` (``device`` or ``dtype``); torch is not imported for it."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, getattr(torch, kind))
+
+
+def _batch_size(value: object) -> int:
+    size = operator.index(value) if isinstance(value, SupportsIndex) and not isinstance(value, bool) else 0
+    if size < 1:
+        raise InvalidInputError(f"batch_size must be an integer of at least 1, got {_shown(value)}")
+    return size
+
+
+def _shown(value: object) -> str:
+    """``repr`` for scalars, the type name for anything else (never a long repr)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)[:80]
+    return f"a {type(value).__name__}"

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import mmrag
-from mmrag.encoders.loading import pick_dtype
-from mmrag.errors import ModelNotAvailableError, UnsupportedModelError
+from mmrag.encoders.loading import pick_dtype, supported_model_types
+from mmrag.errors import InvalidInputError, ModelNotAvailableError, UnsupportedModelError
 
 
 def test_local_directory_loads_and_records_absolute_path(tiny_model_dirs, monkeypatch) -> None:
@@ -45,6 +45,82 @@ def test_unknown_model_type_lists_supported_ones(tmp_path) -> None:
     with pytest.raises(UnsupportedModelError, match="model_type 'bert'.*clip") as info:
         mmrag.load_encoder(target)
     assert "siglip2" in str(info.value)
+
+
+def _config_dir(tmp_path, name: str, config: dict) -> object:
+    target = tmp_path / name
+    target.mkdir()
+    (target / "config.json").write_text(json.dumps(config))
+    return target
+
+
+def test_remote_code_architecture_is_refused_without_running_its_code(tmp_path) -> None:
+    marker = tmp_path / "remote_code_ran"
+    target = _config_dir(
+        tmp_path,
+        "remote",
+        {"model_type": "my_dual_arch", "auto_map": {"AutoConfig": "configuration_my.MyConfig"}},
+    )
+    (target / "configuration_my.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nfrom transformers import PretrainedConfig\n"
+        "class MyConfig(PretrainedConfig):\n    model_type = 'my_dual_arch'\n"
+    )
+    for trust in (False, True):
+        with pytest.raises(UnsupportedModelError) as info:
+            mmrag.load_encoder(target, trust_remote_code=trust)
+        message = str(info.value)
+        assert "model_type 'my_dual_arch'" in message and "code shipped with the checkpoint" in message
+        assert ", ".join(supported_model_types()) in message
+    assert not marker.exists()
+
+
+def test_model_type_unknown_to_transformers_is_named(tmp_path) -> None:
+    import transformers
+
+    target = _config_dir(tmp_path, "future", {"model_type": "clip_v9000"})
+    with pytest.raises(UnsupportedModelError) as info:
+        mmrag.load_encoder(target)
+    message = str(info.value)
+    assert "model_type 'clip_v9000'" in message and f"transformers {transformers.__version__}" in message
+    assert "chinese_clip, clip, siglip, siglip2" in message
+    with pytest.raises(UnsupportedModelError, match="no model_type"):
+        mmrag.load_encoder(_config_dir(tmp_path, "untyped", {"hidden_size": 8}))
+
+
+def test_unreadable_config_is_not_available(tmp_path) -> None:
+    target = tmp_path / "broken"
+    target.mkdir()
+    (target / "config.json").write_text("{not json")
+    with pytest.raises(ModelNotAvailableError, match="cannot load model from directory"):
+        mmrag.load_encoder(target)
+
+
+@pytest.mark.parametrize(
+    ("model", "shown"),
+    [(None, "got None"), (123, "got 123"), ("", "got an empty string"), ("   ", "got an empty string")],
+)
+def test_model_must_be_a_name_or_a_path(model, shown) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        mmrag.load_encoder(model)
+    message = str(info.value)
+    assert message.startswith("model must be a preset alias") and "local directory" in message
+    assert message.endswith(shown)
+
+
+def test_unknown_loading_option_lists_the_fields(tiny_model_dirs) -> None:
+    with pytest.raises(TypeError, match=r"unknown loading option\(s\) 'devise'; LoadOptions takes device, dtype"):
+        mmrag.load_encoder(tiny_model_dirs["clip"], devise="cpu")
+    with pytest.raises(TypeError, match="options must be a mmrag.LoadOptions, got dict"):
+        mmrag.load_encoder(tiny_model_dirs["clip"], options={"device": "cpu"})
+
+
+def test_options_object_and_overrides(tiny_model_dirs) -> None:
+    options = mmrag.LoadOptions(device="cpu", dtype="bf16", batch_size=3)
+    encoder = mmrag.load_encoder(tiny_model_dirs["clip"], options=options)
+    assert (encoder.dtype, encoder.batch_size, str(encoder.device)) == (torch.bfloat16, 3, "cpu")
+    override = mmrag.load_encoder(tiny_model_dirs["clip"], options=options, dtype=None, batch_size=5)
+    assert (override.dtype, override.batch_size) == (torch.float32, 5)  # float32: the CPU default
+    assert options.batch_size == 3  # the shared object is unchanged
 
 
 def test_pickle_weights_are_refused_by_default(tmp_path, tiny_model_dirs) -> None:

@@ -4,7 +4,8 @@ The family layer is one small seam: a table from a config's ``model_type`` to a
 *family loader*, a function that builds an :class:`~mmrag.Encoder` from a
 :class:`LoadRequest`. Dispatch looks only at ``model_type``, never at names.
 Later families (BLIP-2 features, Visualized-BGE) register their own loader
-with :func:`register_family`.
+with :func:`register_family`. Resolving the source and reading the config
+live in :mod:`mmrag.encoders.sources` (re-exported here).
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrag.encoders.presets import DEFAULT_MODEL, get_preset
-from mmrag.errors import ModelNotAvailableError, UnsupportedModelError
+from mmrag.encoders.presets import DEFAULT_MODEL
+from mmrag.encoders.sources import (
+    config_model_type,
+    load_model_config,
+    model_not_available_error,
+    resolve_model_source,
+)
+from mmrag.errors import UnsupportedModelError
 from mmrag.options import LoadOptions, LoadOverrides
 
 if TYPE_CHECKING:
@@ -30,11 +36,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "LoadRequest",
+    "config_model_type",
     "load_encoder",
     "load_model_config",
     "model_not_available_error",
-    "parse_dtype",
-    "pick_device",
     "pick_dtype",
     "register_family",
     "resolve_model_source",
@@ -183,18 +188,6 @@ def load_encoder(
         raise model_not_available_error(str(model), source, exc, use_safetensors=opts.use_safetensors) from exc
 
 
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """The device to run on: the one asked for, else CUDA, else MPS, else CPU.
-
-    Args:
-        device: An explicit device, or ``None`` to choose.
-
-    Returns:
-        A ``torch.device``.
-    """
-    return LoadOptions(device=device).torch_device()
-
-
 def pick_dtype(requested: torch.dtype | None, device: torch.device, gpu_dtype: torch.dtype) -> torch.dtype:
     """The dtype to load weights in.
 
@@ -218,129 +211,6 @@ def pick_dtype(requested: torch.dtype | None, device: torch.device, gpu_dtype: t
     if device.type == "mps":
         return torch.float16
     return torch.float32
-
-
-def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """Parse a dtype name (``"fp16"``, ``"bfloat16"``, ...) or pass a torch dtype through.
-
-    Args:
-        dtype: A name, a ``torch.dtype`` or ``None``.
-
-    Returns:
-        The torch dtype, or ``None``.
-
-    Raises:
-        ValueError: Unknown name.
-    """
-    return LoadOptions(dtype=dtype).torch_dtype()
-
-
-def resolve_model_source(model: str | os.PathLike[str]) -> tuple[str, str]:
-    """Map a preset alias, hub id or directory to where to load from and the id to record.
-
-    Args:
-        model: What the user passed to a loader.
-
-    Returns:
-        ``(source, model_id)``: a hub id or absolute directory, and the id an
-        encoder records (the hub id, the absolute path, or ``mmrag/<alias>``
-        for bundled models).
-
-    Raises:
-        ModelNotAvailableError: A path that is not a model directory.
-    """
-    if isinstance(model, os.PathLike):
-        return _local_dir(Path(model))
-    text = str(model).strip()
-    if not text:
-        raise ValueError("model must be a preset alias, a hub id or a local directory, got an empty string")
-    preset = get_preset(text.removeprefix("mmrag/"))
-    if preset is not None and (preset.bundled or not text.startswith("mmrag/")):
-        local = preset.local_path()
-        if local is not None:
-            return _local_dir(Path(local))[0], f"mmrag/{preset.alias}"
-        return preset.hub_id, preset.hub_id
-    path = Path(text).expanduser()
-    if path.exists() or text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1:
-        return _local_dir(path)
-    return text, text
-
-
-def _local_dir(path: Path) -> tuple[str, str]:
-    path = path.expanduser().resolve()
-    if not path.is_dir():
-        raise ModelNotAvailableError(
-            f"model directory {str(path)!r} does not exist; pass a preset alias (mmrag.list_models()), "
-            "a hub id, or a directory written by save_pretrained"
-        )
-    if not (path / "config.json").is_file():
-        raise ModelNotAvailableError(
-            f"{str(path)!r} has no config.json; point at a directory written by model.save_pretrained "
-            "and processor.save_pretrained"
-        )
-    return str(path), str(path)
-
-
-def load_model_config(source: str, *, revision: str | None, local_files_only: bool) -> PretrainedConfig:
-    """Load a checkpoint's config, turning hub and offline failures into clear mmrag errors.
-
-    Args:
-        source: Hub id or local directory.
-        revision: Hub revision.
-        local_files_only: Never use the network.
-
-    Returns:
-        The config.
-
-    Raises:
-        ModelNotAvailableError: Not local and not downloadable.
-        UnsupportedModelError: An architecture transformers does not ship.
-    """
-    from transformers import AutoConfig
-
-    try:
-        # Only configs the transformers library itself defines are read here:
-        # a checkpoint asking for remote code fails with a clear message below.
-        return AutoConfig.from_pretrained(source, revision=revision, local_files_only=local_files_only)
-    except ValueError as exc:
-        if "trust_remote_code" in str(exc) or "does not recognize this architecture" in str(exc):
-            raise UnsupportedModelError(
-                f"model {source!r} uses an architecture transformers does not ship; mmrag supports model types: "
-                f"{', '.join(sorted(_FAMILY_LOADERS))}"
-            ) from exc
-        raise model_not_available_error(source, source, exc, use_safetensors=True) from exc
-    except Exception as exc:  # hub clients raise OSError, httpx and socket errors alike
-        raise model_not_available_error(source, source, exc, use_safetensors=True) from exc
-
-
-def model_not_available_error(
-    model: str, source: str, exc: BaseException, *, use_safetensors: bool
-) -> ModelNotAvailableError:
-    """The error to raise when ``from_pretrained`` failed: names the fix (download, directory, safetensors).
-
-    Args:
-        model: What the user asked for.
-        source: Where it was loaded from.
-        exc: The underlying error.
-        use_safetensors: Whether pickle weights were refused.
-
-    Returns:
-        A :class:`ModelNotAvailableError` to raise ``from exc``.
-    """
-    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
-    if use_safetensors and "safetensors" in str(exc).lower():
-        return ModelNotAvailableError(
-            f"model {model!r} has no safetensors weights ({reason}). mmrag loads safetensors only by default; "
-            "if you trust this checkpoint, pass use_safetensors=False to load its pickle (.bin) weights"
-        )
-    if os.path.isdir(source):
-        return ModelNotAvailableError(f"cannot load model from directory {source!r}: {reason}")
-    return ModelNotAvailableError(
-        f"model {model!r} is not available offline and could not be downloaded ({reason}). "
-        f"Download it once where the Hugging Face hub is reachable (`hf download {source}`, then reuse that "
-        "HF_HOME cache or set HF_ENDPOINT to a mirror), or save it with save_pretrained and pass the local "
-        "directory: mmrag.load_encoder('/path/to/model')"
-    )
 
 
 _BUILTINS_REGISTERED = False
@@ -369,7 +239,7 @@ def _load_transformers_dual(request: LoadRequest) -> Encoder:
         **request.hub_kwargs(),
     )  # fmt: skip
     model = model.to(request.device).eval()
-    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())
+    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
     return TransformersDualEncoder(
         model,
         processor,

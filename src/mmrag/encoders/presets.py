@@ -50,7 +50,7 @@ class ModelPreset:
             return None
         from importlib.resources import files
 
-        return str(files("mmrag").joinpath("models", self.hub_id))
+        return str(files("mmrag") / "models" / self.hub_id)
 
 
 def _preset(

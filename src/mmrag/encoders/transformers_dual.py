@@ -195,7 +195,7 @@ def pooled_features(output: Any) -> torch.Tensor:
     """
     if isinstance(output, torch.Tensor):
         return output
-    pooled = getattr(output, "pooler_output", None)
+    pooled: torch.Tensor | None = getattr(output, "pooler_output", None)
     if pooled is None:
         raise TypeError(f"cannot find features in {type(output).__name__}: no pooler_output")
     return pooled

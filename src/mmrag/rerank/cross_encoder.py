@@ -100,7 +100,7 @@ class CrossEncoderBackend(RerankBackend):
         Returns:
             Shape ``(n,)``.
         """
-        logits = self.model(**move_batch(batch, self.device)).logits.float()
+        logits: torch.Tensor = self.model(**move_batch(batch, self.device)).logits.float()
         return logits[:, 0] if self.num_labels == 1 else logits[:, 1] - logits[:, 0]
 
 

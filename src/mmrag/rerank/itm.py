@@ -132,11 +132,13 @@ class _ItmBackend(RerankBackend):
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     def _preprocess(self, images: list[Image.Image]) -> torch.Tensor:
-        return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        pixel_values: torch.Tensor = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        return pixel_values
 
     def _image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
         pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
-        return self.model.vision_model(pixel_values=pixel_values).last_hidden_state
+        hidden: torch.Tensor = self.model.vision_model(pixel_values=pixel_values).last_hidden_state
+        return hidden
 
 
 class BlipItmBackend(_ItmBackend):
@@ -164,7 +166,8 @@ class BlipItmBackend(_ItmBackend):
             encoder_hidden_states=image_embeds,
             encoder_attention_mask=image_mask,
         ).last_hidden_state
-        return self.model.itm_head(hidden[:, 0, :])
+        logits: torch.Tensor = self.model.itm_head(hidden[:, 0, :])
+        return logits
 
 
 class Blip2ItmBackend(_ItmBackend):
@@ -202,4 +205,5 @@ class Blip2ItmBackend(_ItmBackend):
             encoder_attention_mask=image_mask,
         ).last_hidden_state
         hidden = hidden.to(dtype=model.itm_head.weight.dtype)
-        return model.itm_head(hidden[:, :n_queries, :]).mean(dim=1)
+        logits: torch.Tensor = model.itm_head(hidden[:, :n_queries, :]).mean(dim=1)
+        return logits

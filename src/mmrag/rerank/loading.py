@@ -15,19 +15,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard, Union
 
 from mmrag.encoders.base import Encoder
-from mmrag.encoders.loading import (
-    LoadRequest,
-    load_encoder,
-    load_model_config,
-    model_not_available_error,
-    pick_dtype,
-    resolve_model_source,
-    supported_model_types,
-)
-from mmrag.errors import UnsupportedModelError
+from mmrag.encoders.loading import LoadRequest, load_encoder, pick_dtype, supported_model_types
+from mmrag.encoders.sources import load_model_config, model_not_available_error, resolve_model_source
+from mmrag.errors import InvalidInputError, UnsupportedModelError
 from mmrag.options import LoadOptions, LoadOverrides
 from mmrag.rerank.base import ALL_PAIRS, Calibration, PairKey, RerankBackend
 from mmrag.rerank.cross_encoder import CrossEncoderBackend
@@ -231,8 +224,10 @@ def load_reranker(
             has no safetensors weights.
         UnsupportedModelError: A checkpoint is none of the supported kinds, or
             lacks weights of its scoring head.
-        ValueError: Bad route keys, a model named for a pair it cannot
-            score, a listed model left unused, or an empty list.
+        InvalidInputError: ``model`` is none of the forms above, bad route
+            keys, a model named for a pair it cannot score, a listed model
+            left unused, or an empty list (a ``ValueError``).
+        TypeError: An override that is not a :class:`~mmrag.LoadOptions` field.
 
     Example:
         >>> rr = mmrag.load_reranker(["blip-itm-base-coco", "bge-reranker-base"], device="cpu")
@@ -244,10 +239,7 @@ def load_reranker(
     if isinstance(model, Mapping):
         plans, assigned = _explicit_routes(model, resolved)
     else:
-        specs = [model] if _is_single_spec(model) else list(model)  # type: ignore[arg-type]
-        if not specs:
-            raise ValueError("load_reranker needs at least one model")
-        plans = _unique_plans(specs, resolved)
+        plans = _unique_plans(_spec_list(model), resolved)
         assigned = _default_routes(plans)
     loaded = {id(plan): plan.load() for plan in plans}
     routes = {pair: loaded[id(plan)] for pair, plan in assigned.items()}
@@ -339,8 +331,29 @@ class _Plan:
         return self.kind != "dual"
 
 
-def _is_single_spec(model: object) -> bool:
+_SPEC_KINDS = "a name, a path, an Encoder or a RerankBackend"
+
+
+def _is_single_spec(model: object) -> TypeGuard[RerankerSpec]:
     return isinstance(model, (str, os.PathLike, Encoder, RerankBackend))
+
+
+def _spec_list(model: RerankerSpec | Sequence[RerankerSpec]) -> list[RerankerSpec]:
+    """One spec or a list of specs, as a list; anything else is named in the error."""
+    if _is_single_spec(model):
+        return [model]
+    if not isinstance(model, Sequence):
+        raise InvalidInputError(
+            f"model must be one reranker model ({_SPEC_KINDS}), a list of them or a {{pair: model}} mapping, "
+            f"got {_shown(model)}"
+        )
+    if not model:
+        raise InvalidInputError("load_reranker needs at least one model")
+    return list(model)
+
+
+def _shown(value: object) -> str:
+    return repr(value)[:80] if value is None or isinstance(value, (int, float)) else f"a {type(value).__name__}"
 
 
 def _spec_key(spec: RerankerSpec) -> tuple[str, object]:
@@ -366,7 +379,7 @@ def _plan(spec: RerankerSpec, options: _Options) -> _Plan:
     if isinstance(spec, Encoder):
         return _Plan(f"dual({spec.model_id})", "dual", lambda: DualEncoderBackend(spec))
     if not isinstance(spec, (str, os.PathLike)):
-        raise TypeError(f"a reranker model must be a name, a path, an Encoder or a RerankBackend, got {spec!r}")
+        raise InvalidInputError(f"a reranker model must be {_SPEC_KINDS}, got {_shown(spec)}")
     preset = get_reranker_preset(spec) if isinstance(spec, str) else None
     target: str | os.PathLike[str] = preset.hub_id if preset else spec
     source, model_id = resolve_model_source(target)
@@ -395,7 +408,7 @@ def _default_routes(plans: Sequence[_Plan]) -> dict[PairKey, _Plan]:
             routes[pair] = preferred[0]
     for plan in plans:
         if not any(chosen is plan for chosen in routes.values()):
-            raise ValueError(
+            raise InvalidInputError(
                 f"model {plan.label!r} ({plan.kind}) would serve no pair: every pair it can score "
                 f"({', '.join(sorted(plan.pairs))}) is taken by a model listed earlier or by a joint scorer; "
                 "drop it, or name pairs explicitly with a mapping: load_reranker({'text->text': ...})"
@@ -407,7 +420,7 @@ def _explicit_routes(
     mapping: Mapping[str, RerankerSpec], options: _Options
 ) -> tuple[list[_Plan], dict[PairKey, _Plan]]:
     if not mapping:
-        raise ValueError("load_reranker needs at least one pair->model entry")
+        raise InvalidInputError("load_reranker needs at least one pair->model entry")
     plans: dict[tuple[str, object], _Plan] = {}
     routes: dict[PairKey, _Plan] = {}
     for key, spec in mapping.items():
@@ -418,12 +431,12 @@ def _explicit_routes(
         plan = plans[spec_key]
         for pair in pairs:
             if pair not in plan.pairs:
-                raise ValueError(
+                raise InvalidInputError(
                     f"model {plan.label!r} is a {plan.kind} reranker and cannot score {pair} pairs; "
                     f"it scores {', '.join(sorted(plan.pairs))}"
                 )
             if pair in routes:
-                raise ValueError(f"pair {pair} is named twice")
+                raise InvalidInputError(f"pair {pair} is named twice")
             routes[pair] = plan
     return list(plans.values()), routes
 
@@ -433,8 +446,8 @@ def _route_pairs(key: str) -> tuple[PairKey, ...]:
     if text in _ROUTE_KEY_ALIASES:
         return _ROUTE_KEY_ALIASES[text]
     if text in ALL_PAIRS:
-        return (text,)  # type: ignore[return-value]
-    raise ValueError(f"unknown pair {key!r}; use {', '.join(ALL_PAIRS)} or 'text<->image'")
+        return (text,)
+    raise InvalidInputError(f"unknown pair {key!r}; use {', '.join(ALL_PAIRS)} or 'text<->image'")
 
 
 # ------------------------------------------------------------------- loading
@@ -478,7 +491,7 @@ def _load_blip_itm(request: LoadRequest) -> RerankBackend:
     from transformers import AutoProcessor, BlipForImageTextRetrieval
 
     model = _from_pretrained(BlipForImageTextRetrieval, request)
-    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())
+    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
     return BlipItmBackend(model, processor, model_id=request.model_id)
 
 
@@ -486,7 +499,7 @@ def _load_blip2_itm(request: LoadRequest) -> RerankBackend:
     from transformers import AutoProcessor, Blip2ForImageTextRetrieval
 
     model = _from_pretrained(Blip2ForImageTextRetrieval, request)
-    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())
+    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
     return Blip2ItmBackend(model, processor, model_id=request.model_id)
 
 

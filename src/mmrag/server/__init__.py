@@ -27,9 +27,12 @@ Endpoints (JSON in, JSON out):
   until the model is loaded), ``GET /metrics`` (forward passes, queue depth,
   requests served).
 
-Errors are ``{"error": {"type", "message"}}`` with a 4xx status for every
-input problem (see :mod:`mmrag.server.errors` for the table); overload is
-429 with ``Retry-After``. Image fields never read server files unless
+Errors are ``{"error": {"type", "code", "message"}}`` with a 4xx status for
+every input problem; an mmrag error's status comes from its ``code`` (see
+:mod:`mmrag.server.errors` for the table); overload is 429 with
+``Retry-After``. The model is loaded with one :class:`~mmrag.LoadOptions`
+(``--device``, ``--dtype``, ``--batch-size``, ``--revision``,
+``--local-files-only``): :attr:`ServerSettings.load_options`. Image fields never read server files unless
 ``--allow-local-root DIR`` is given (and then only below DIR), and URLs on
 loopback or private networks are refused before any connection unless
 ``--allow-private-urls``. There is no authentication: keep the default
@@ -48,7 +51,9 @@ from mmrag.server.errors import ServerDependencyError, require_server_dependenci
 from mmrag.server.main import add_serve_command, main, run_server, serve_main
 from mmrag.server.settings import (
     ServerSettings,
+    add_load_arguments,
     add_server_arguments,
+    load_options_from_args,
     settings_from_args,
 )
 
@@ -58,9 +63,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ServerDependencyError",
     "ServerSettings",
+    "add_load_arguments",
     "add_serve_command",
     "add_server_arguments",
     "create_app",
+    "load_options_from_args",
     "main",
     "run_server",
     "serve_main",

@@ -10,6 +10,8 @@ import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from mmrag.server.errors import error_payload
+
 __all__ = ["Admission", "BodyLimitMiddleware"]
 
 Scope = MutableMapping[str, Any]
@@ -81,7 +83,7 @@ class BodyLimitMiddleware:
 
     @staticmethod
     async def _refuse(send: Send, message: str) -> None:
-        body = json.dumps({"error": {"type": "payload_too_large", "message": message}}).encode()
+        body = json.dumps(error_payload("payload_too_large", message)).encode()
         await send(
             {
                 "type": "http.response.start",

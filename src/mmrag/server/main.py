@@ -43,7 +43,9 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
     Returns:
         The ``serve`` subparser (its handler is :func:`serve_main`).
     """
-    parser = subparsers.add_parser("serve", help="serve embeddings over HTTP", description=_DESCRIPTION)
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve", help="serve embeddings over HTTP", description=_DESCRIPTION
+    )
     add_server_arguments(parser)
     parser.set_defaults(handler=serve_main)
     return parser
