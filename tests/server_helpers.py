@@ -256,11 +256,11 @@ def _install_guard() -> None:
 
     trusted = os.environ.get("MMRAG_TEST_TRUSTED_IP")
     if trusted:
-        from mmrag import inputs
+        from mmrag.inputs import fetch
 
-        real_check = inputs._blocked_reason
+        real_check = fetch._blocked_reason
         trusted_ip = ipaddress.ip_address(trusted)
-        inputs._blocked_reason = lambda ip: None if ip == trusted_ip else real_check(ip)  # type: ignore[assignment]  # test-only patch
+        fetch._blocked_reason = lambda ip: None if ip == trusted_ip else real_check(ip)  # type: ignore[assignment]  # test-only patch
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,3 +69,61 @@ def test_queue_is_bounded(encoder) -> None:
 def test_empty_request(encoder) -> None:
     batcher = EmbeddingBatcher(encoder)
     assert batcher.embed_texts([]).shape == (0, encoder.dim)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: Path("a.jpg"), id="Path"),
+        pytest.param(lambda: "a.jpg", id="str"),
+        pytest.param(lambda: b"\x89PNG", id="bytes"),
+        pytest.param(lambda: Image.new("RGB", (8, 8)), id="PIL"),
+        pytest.param(lambda: np.zeros((8, 8, 3), dtype=np.uint8), id="ndarray"),
+        pytest.param(lambda: io.BytesIO(b"\x89PNG"), id="BytesIO"),
+    ],
+)
+def test_a_single_item_is_refused_at_submit(make, encoder) -> None:
+    batcher = EmbeddingBatcher(encoder)
+    item = make()
+    message = f"images must be a list of items, not a single {type(item).__name__}; wrap it in a list"
+    for call in (
+        lambda: batcher.submit("image", item),
+        lambda: batcher.embed_images(item),
+        lambda: asyncio.run(batcher.aembed_images(item)),
+    ):
+        with pytest.raises(mmrag.NotASequenceError) as excinfo:
+            call()
+        assert str(excinfo.value) == message
+    with pytest.raises(mmrag.NotASequenceError, match="texts must be a list of items, not a single str"):
+        batcher.embed_texts("a single text")
+    with pytest.raises(mmrag.NotASequenceError, match=r"not a set \(order undefined\)"):
+        batcher.submit("text", {"a", "b"})
+    assert batcher.pending_items == 0
+    batcher.close()
+
+
+def test_bad_texts_are_refused_at_submit_naming_the_item(encoder) -> None:
+    batcher = EmbeddingBatcher(encoder)
+    with pytest.raises(mmrag.TextInputError, match="^text 1: expected str, got int$"):
+        batcher.submit("text", ["fine", 3])
+    with pytest.raises(mmrag.TextInputError, match=r"^text 0: not valid Unicode: lone surrogate U\+DC00"):
+        asyncio.run(batcher.aembed_texts(["\udc00"]))
+    with pytest.raises(ValueError, match="kind must be 'text' or 'image'"):
+        batcher.submit("video", ["x"])  # type: ignore[arg-type]
+    assert batcher.pending_items == 0
+    assert batcher.embed_texts(("a", "b")).shape == (2, encoder.dim)
+    batcher.close()
+
+
+def test_images_resolved_by_the_caller_are_not_resolved_again(encoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmrag.inputs import decode
+
+    batcher = EmbeddingBatcher(encoder)
+    resolved = mmrag.resolve_images(_images(3))
+    expected = encoder.embed_images(resolved)
+    copies: list[object] = []
+    real = decode.from_pil
+    monkeypatch.setattr(decode, "from_pil", lambda *args: copies.append(args) or real(*args))
+    np.testing.assert_allclose(batcher.embed_images(resolved), expected, atol=1e-6)
+    assert copies == []
+    batcher.close()

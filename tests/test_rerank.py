@@ -580,3 +580,47 @@ def test_long_texts_are_truncated_not_fatal(rerankers) -> None:
         ("xlmr_ce2", long_text, [long_text, "a cat"]),
     ):
         assert np.isfinite(rerankers[name].score(query, candidates)).all()
+
+
+# ------------------------------------------------------- single-item candidates
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: Path("a.jpg"), id="Path"),
+        pytest.param(lambda: "a dog", id="str"),
+        pytest.param(lambda: b"\x89PNG", id="bytes"),
+        pytest.param(lambda: Image.new("RGB", (8, 8)), id="PIL"),
+        pytest.param(lambda: np.zeros((8, 8, 3), dtype=np.uint8), id="ndarray"),
+        pytest.param(lambda: io.BytesIO(b"\x89PNG"), id="BytesIO"),
+    ],
+)
+def test_a_single_candidate_is_refused_the_same_way(make, combined) -> None:
+    item = make()
+    message = f"candidates must be a list of items, not a single {type(item).__name__}; wrap it in a list"
+    before = combined.forward_count
+    for method in (combined.score, combined.log_odds, combined.rerank):
+        with pytest.raises(mmrag.NotASequenceError) as info:
+            method("a cat", item)
+        assert str(info.value) == message
+    assert combined.forward_count == before
+
+
+def test_unordered_candidates_are_refused(combined) -> None:
+    with pytest.raises(mmrag.NotASequenceError, match=r"candidates must be a list of items, not a set \(order"):
+        combined.rerank("a cat", {"a dog", "a bird"})
+    ranked = combined.rerank("a cat", (text for text in ("a dog", "a bird")))  # any ordered iterable works
+    assert sorted(item.candidate for item in ranked) == ["a bird", "a dog"]
+
+
+def test_resolved_candidate_images_are_not_resolved_again(combined, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmrag.inputs import decode
+
+    resolved = mmrag.resolve_images(_images()[:3])
+    expected = combined.log_odds("a cat", _images()[:3])
+    expected_query = combined.log_odds(_images()[0], ["a cat", _images()[1]])
+    copies: list[object] = []
+    real = decode.from_pil
+    monkeypatch.setattr(decode, "from_pil", lambda *args: copies.append(args) or real(*args))
+    np.testing.assert_allclose(combined.log_odds("a cat", resolved), expected, atol=ATOL)
+    np.testing.assert_allclose(combined.log_odds(resolved[0], ["a cat", resolved[1]]), expected_query, atol=ATOL)
+    assert copies == []

@@ -20,15 +20,15 @@ import asyncio
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from mmrag.errors import ImageInputError, OverloadedError
-from mmrag.inputs import ImageInput, ImageLimits, resolve_image
+from mmrag.inputs import ImageInput, ImageLimits, as_items, as_texts, resolve_image
 
 if TYPE_CHECKING:
     from mmrag.encoders.base import Encoder
@@ -45,7 +45,7 @@ class QueueFullError(OverloadedError):
 @dataclass
 class _Request:
     kind: Kind
-    items: list[object]
+    items: list[Any]  # checked texts (kind "text") or image inputs (kind "image")
     limits: ImageLimits | None
     future: Future[np.ndarray] = field(default_factory=Future)
 
@@ -88,12 +88,16 @@ class EmbeddingBatcher:
         self._closed = False
 
     # ---------------------------------------------------------------- submit
-    def submit(self, kind: Kind, items: Sequence[object], *, limits: ImageLimits | None = None) -> Future[np.ndarray]:
+    def submit(self, kind: Kind, items: Iterable[object], *, limits: ImageLimits | None = None) -> Future[np.ndarray]:
         """Queue a request; the future resolves to its ``(len(items), dim)`` vectors.
+
+        Texts are checked here, before anything is queued; images are
+        resolved on the worker thread (an image already resolved by
+        :func:`mmrag.resolve_image` is used as it is).
 
         Args:
             kind: ``"text"`` or ``"image"``.
-            items: Texts, or image inputs.
+            items: A list of texts, or of image inputs.
             limits: Image limits for this request (default: the encoder's).
 
         Returns:
@@ -102,12 +106,23 @@ class EmbeddingBatcher:
             this request).
 
         Raises:
+            mmrag.NotASequenceError: ``items`` is a single item, a set or a
+                mapping (see :func:`mmrag.inputs.as_items`).
+            mmrag.TextInputError: A text is not a string or not valid
+                Unicode (the message names its index within this request).
+            ValueError: ``kind`` is neither ``"text"`` nor ``"image"``.
             QueueFullError: Too many items are already waiting.
             RuntimeError: The batcher is closed.
         """
         if self._closed:
             raise RuntimeError("the batcher is closed")
-        request = _Request(kind, list(items), limits)
+        if kind == "text":
+            listed: list[Any] = as_texts(items)
+        elif kind == "image":
+            listed = as_items(items, "images")
+        else:
+            raise ValueError(f"kind must be 'text' or 'image', got {kind!r}")
+        request = _Request(kind, listed, limits)
         if not request.items:
             request.future.set_result(np.zeros((0, self.encoder.dim), dtype=np.float32))
             return request.future
@@ -121,7 +136,7 @@ class EmbeddingBatcher:
         self._queue.put(request)
         return request.future
 
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+    def embed_texts(self, texts: Iterable[str]) -> np.ndarray:
         """Embed texts through the shared queue, blocking until done.
 
         Args:
@@ -132,7 +147,7 @@ class EmbeddingBatcher:
         """
         return self.submit("text", texts).result()
 
-    def embed_images(self, images: Sequence[ImageInput], *, limits: ImageLimits | None = None) -> np.ndarray:
+    def embed_images(self, images: Iterable[ImageInput], *, limits: ImageLimits | None = None) -> np.ndarray:
         """Embed images through the shared queue, blocking until done.
 
         Args:
@@ -144,7 +159,7 @@ class EmbeddingBatcher:
         """
         return self.submit("image", images, limits=limits).result()
 
-    async def aembed_texts(self, texts: Sequence[str]) -> np.ndarray:
+    async def aembed_texts(self, texts: Iterable[str]) -> np.ndarray:
         """Embed texts without blocking the event loop; concurrent calls share forward passes.
 
         Args:
@@ -155,7 +170,7 @@ class EmbeddingBatcher:
         """
         return await asyncio.wrap_future(self.submit("text", texts))
 
-    async def aembed_images(self, images: Sequence[ImageInput], *, limits: ImageLimits | None = None) -> np.ndarray:
+    async def aembed_images(self, images: Iterable[ImageInput], *, limits: ImageLimits | None = None) -> np.ndarray:
         """Embed images without blocking the event loop; concurrent calls share forward passes.
 
         Args:
@@ -214,28 +229,18 @@ class EmbeddingBatcher:
                 self._pending_items -= count
 
     def _run_group(self, kind: Kind, group: list[_Request]) -> None:
-        runnable: list[tuple[_Request, list[object]]] = []
+        runnable: list[tuple[_Request, list[Any]]] = []
         for request in group:
             if request.future.done():  # cancelled by its caller while waiting
                 continue
+            payload = request.items  # texts were checked by submit()
             if kind == "image":
                 try:
                     limits = request.limits or self.encoder.image_limits
-                    payload: list[object] = [
-                        resolve_image(item, limits=limits, index=i)  # type: ignore[arg-type]
-                        for i, item in enumerate(request.items)
-                    ]
+                    payload = [resolve_image(item, limits=limits, index=i) for i, item in enumerate(request.items)]
                 except ImageInputError as exc:
                     _fail(request.future, exc)
                     continue
-            else:
-                bad = next((i for i, item in enumerate(request.items) if not isinstance(item, str)), None)
-                if bad is not None:
-                    _fail(
-                        request.future, TypeError(f"text {bad}: expected str, got {type(request.items[bad]).__name__}")
-                    )
-                    continue
-                payload = request.items
             runnable.append((request, payload))
         if not runnable:
             return

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -125,9 +128,10 @@ def test_fused_is_normalized_sum(clip_encoder) -> None:
 
 
 def test_bad_text_items_are_named(clip_encoder) -> None:
-    with pytest.raises(TypeError, match="text 1: expected str, got int"):
+    with pytest.raises(mmrag.TextInputError, match="text 1: expected str, got int") as excinfo:
         clip_encoder.embed_texts(["ok", 3])
-    with pytest.raises(TypeError, match="wrap it in a list"):
+    assert isinstance(excinfo.value, TypeError) and excinfo.value.index == 1
+    with pytest.raises(mmrag.NotASequenceError, match="texts must be a list of items, not a single str; wrap it"):
         clip_encoder.embed_texts("a single string")
 
 
@@ -146,3 +150,62 @@ def test_concurrent_calls_are_safe(clip_encoder) -> None:
         results = list(pool.map(lambda _: clip_encoder.embed_texts(texts), range(4)))
     for result in results:
         np.testing.assert_allclose(result, expected, atol=1e-5)
+
+
+# ------------------------------------------------------------ one input layer
+SINGLE_IMAGES = [
+    pytest.param(lambda: Path("a.jpg"), id="Path"),
+    pytest.param(lambda: "a.jpg", id="str"),
+    pytest.param(lambda: b"\x89PNG", id="bytes"),
+    pytest.param(lambda: Image.new("RGB", (8, 8)), id="PIL"),
+    pytest.param(lambda: np.zeros((8, 8, 3), dtype=np.uint8), id="ndarray"),
+    pytest.param(lambda: io.BytesIO(b"\x89PNG"), id="BytesIO"),
+]
+
+
+@pytest.mark.parametrize("make", SINGLE_IMAGES)
+def test_a_single_image_is_refused_the_same_way_everywhere(make, clip_encoder) -> None:
+    item = make()
+    message = f"images must be a list of items, not a single {type(item).__name__}; wrap it in a list"
+    before = clip_encoder.forward_count
+    for call in (lambda: clip_encoder.embed_images(item), lambda: clip_encoder.embed_fused(item, ["a text"])):
+        with pytest.raises(mmrag.NotASequenceError) as excinfo:
+            call()
+        assert str(excinfo.value) == message
+    assert clip_encoder.forward_count == before
+
+
+def test_unordered_batches_are_refused(clip_encoder) -> None:
+    with pytest.raises(mmrag.NotASequenceError, match=r"texts must be a list of items, not a set \(order undefined\)"):
+        clip_encoder.embed_texts({"a red circle", "a blue square"})
+    with pytest.raises(
+        mmrag.NotASequenceError, match=r"images must be a list of items, not a dict \(order undefined\)"
+    ):
+        clip_encoder.embed_images({"a.png": 1})
+    # Any ordered iterable is fine.
+    np.testing.assert_allclose(
+        clip_encoder.embed_texts(t for t in ("a", "b")), clip_encoder.embed_texts(["a", "b"]), atol=1e-6
+    )
+
+
+def test_text_items_are_checked_before_the_tokenizer(clip_encoder) -> None:
+    with pytest.raises(mmrag.TextInputError, match=r"^text 2: not valid Unicode: lone surrogate U\+D800") as excinfo:
+        clip_encoder.embed_texts(["fine", "also fine", "a\ud800b"])
+    assert excinfo.value.index == 2 and excinfo.value.code == "invalid_text"
+    with pytest.raises(mmrag.TextInputError, match="^text 0: expected str, got bytes$"):
+        clip_encoder.embed_fused(_images()[:1], [b"bytes"])
+
+
+def test_resolved_images_are_not_resolved_again(clip_encoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmrag.inputs import decode
+
+    resolved = mmrag.resolve_images(_images()[:3])
+    expected = clip_encoder.embed_images(_images()[:3])
+    calls: list[str] = []
+    for name in ("decode_image", "from_pil", "from_array"):
+        real = getattr(decode, name)
+        monkeypatch.setattr(decode, name, lambda *args, real=real, name=name: calls.append(name) or real(*args))
+    np.testing.assert_allclose(clip_encoder.embed_images(resolved), expected, atol=1e-6)
+    assert calls == []
+    clip_encoder.embed_images(_images()[:1])  # a caller's own image is still resolved (copied)
+    assert calls == ["from_pil"]

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from mmrag.inputs import ImageInput, ImageLimits, resolve_image
+from mmrag.inputs import ImageInput, ImageLimits, as_items, as_texts, resolve_image
 from mmrag.prefetch import Prefetcher
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.maximum(norms, np.float32(1e-12))
+    normalized: np.ndarray = vectors / np.maximum(norms, np.float32(1e-12))
+    return normalized
 
 
 class Encoder(ABC):
@@ -148,32 +149,32 @@ class Encoder(ABC):
         """
 
     # ------------------------------------------------------------- public API
-    def embed_texts(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+    def embed_texts(self, texts: Iterable[str], *, batch_size: int | None = None) -> np.ndarray:
         """Embed texts.
 
         Texts longer than the model's text length (``max_text_length``
         tokens: 77 for CLIP, 64 for SigLIP) are truncated.
 
         Args:
-            texts: The texts. A single ``str`` is refused (wrap it in a list).
+            texts: The texts, in order (a list or tuple). A single ``str`` is
+                refused (wrap it in a list), and so is a set.
             batch_size: Override the encoder's ``batch_size`` for this call.
 
         Returns:
             Float32 array of shape ``(len(texts), dim)``, L2-normalised rows.
 
         Raises:
-            TypeError: ``texts`` is a single string or an item is not a string
-                (the message names the item's index).
+            mmrag.NotASequenceError: ``texts`` is a single item, a set or a
+                mapping (see :func:`mmrag.inputs.as_items`).
+            mmrag.TextInputError: An item is not a string or holds a lone
+                surrogate; the message names its index (also a ``TypeError``).
 
         Example:
             >>> vecs = enc.embed_texts(["a red circle", "红色的圆形"])
             >>> vecs.shape
             (2, 768)
         """
-        items = _as_list(texts, "texts")
-        for index, text in enumerate(items):
-            if not isinstance(text, str):
-                raise TypeError(f"text {index}: expected str, got {type(text).__name__}")
+        items = as_texts(texts)
         # Batch texts of similar length together so little of each batch is padding;
         # rows go back to input order afterwards (padding never changes a vector).
         order = sorted(range(len(items)), key=lambda i: len(items[i]), reverse=True)
@@ -186,7 +187,7 @@ class Encoder(ABC):
 
     def embed_images(
         self,
-        images: Sequence[ImageInput],
+        images: Iterable[ImageInput],
         *,
         batch_size: int | None = None,
         limits: ImageLimits | None = None,
@@ -195,11 +196,13 @@ class Encoder(ABC):
 
         Decoding and preprocessing of the next batch overlap the forward pass
         of the current one. A batch with one bad item raises for that item and
-        returns nothing.
+        returns nothing. Images already resolved by :func:`mmrag.resolve_image`
+        are used as they are (not copied or decoded again).
 
         Args:
-            images: Paths, URLs, data URIs, base64 strings, bytes, file-like
-                objects, PIL images or HWC uint8 arrays, mixed sizes allowed.
+            images: A list of paths, URLs, data URIs, base64 strings, bytes,
+                file-like objects, PIL images or HWC uint8 arrays, mixed sizes
+                allowed.
             batch_size: Override the encoder's ``batch_size`` for this call.
             limits: Override the encoder's ``image_limits`` for this call.
 
@@ -207,6 +210,9 @@ class Encoder(ABC):
             Float32 array of shape ``(len(images), dim)``, L2-normalised rows.
 
         Raises:
+            mmrag.NotASequenceError: ``images`` is a single item (a path, a
+                string, bytes, a PIL image, an array, a file object), a set or
+                a mapping (see :func:`mmrag.inputs.as_items`).
             mmrag.ImageInputError: An item could not be resolved or decoded;
                 the message names its index and the reason.
 
@@ -214,7 +220,7 @@ class Encoder(ABC):
             >>> enc.embed_images(["photo.jpg", pil_image]).shape
             (2, 768)
         """
-        items = _as_list(images, "images")
+        items = as_items(images, "images")
         active = limits or self.image_limits
 
         def prepare(chunk: list[ImageInput], start: int) -> Batch:
@@ -224,7 +230,7 @@ class Encoder(ABC):
         return self._pipeline(items, prepare, self.forward_images, batch_size)
 
     def embed_fused(
-        self, images: Sequence[ImageInput], texts: Sequence[str], *, batch_size: int | None = None
+        self, images: Iterable[ImageInput], texts: Iterable[str], *, batch_size: int | None = None
     ) -> FusedEmbeddings:
         """Embed image-text pairs and fuse each pair into one vector.
 
@@ -238,7 +244,10 @@ class Encoder(ABC):
             arrays, where ``fused = normalize(image + text)``.
 
         Raises:
+            mmrag.NotASequenceError: ``images`` or ``texts`` is a single item,
+                a set or a mapping.
             ValueError: ``images`` and ``texts`` differ in length.
+            mmrag.TextInputError: A text is not a string or not valid Unicode.
             mmrag.ImageInputError: An image could not be resolved.
 
         Example:
@@ -246,8 +255,8 @@ class Encoder(ABC):
             >>> pair.fused.shape
             (1, 768)
         """
-        image_items = _as_list(images, "images")
-        text_items = _as_list(texts, "texts")
+        image_items = as_items(images, "images")
+        text_items = as_texts(texts)
         if len(image_items) != len(text_items):
             raise ValueError(
                 f"embed_fused needs one text per image: got {len(image_items)} images and {len(text_items)} texts"
@@ -307,10 +316,3 @@ class Encoder(ABC):
         with self._count_lock:
             self.forward_count += 1
         return features.cpu().numpy().astype(np.float32, copy=False)
-
-
-def _as_list(items: Sequence[_Item], name: str) -> list[_Item]:
-    single = isinstance(items, (str, bytes, bytearray)) or (isinstance(items, np.ndarray) and items.ndim < 4)
-    if single or type(items).__module__.startswith("PIL."):
-        raise TypeError(f"{name} must be a sequence of items, not a single {type(items).__name__}; wrap it in a list")
-    return list(items)

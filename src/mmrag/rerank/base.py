@@ -15,7 +15,8 @@ implements three small hooks:
 
 :meth:`RerankBackend.log_odds` owns the rest: splitting candidates into
 batches of at most ``batch_size`` pairs, decoding candidate images with
-:func:`mmrag.resolve_image` (errors name the candidate's index), preparing
+:func:`mmrag.resolve_image` (errors name the candidate's index; an image it
+already resolved, e.g. in a store or a service, is used as is), preparing
 batch *i+1* on a worker thread while batch *i* runs, ``torch.inference_mode``
 and counting model calls in :attr:`RerankBackend.forward_count`.
 """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from mmrag.errors import ImageInputError
-from mmrag.inputs import ImageInput, ImageLimits, Modality, QueryType, is_image_query, resolve_image
+from mmrag.inputs import ImageInput, ImageLimits, Modality, QueryType, as_items, is_image_query, resolve_image
 from mmrag.rerank.base import (
     ALL_PAIRS,
     Calibration,
@@ -128,7 +128,7 @@ class Reranker:
     def score(
         self,
         query: str | ImageInput,
-        candidates: Sequence[str | ImageInput],
+        candidates: Iterable[str | ImageInput],
         *,
         query_type: InputType = "auto",
         candidate_type: InputType = "auto",
@@ -157,8 +157,10 @@ class Reranker:
                 (nothing is scored).
             mmrag.ImageInputError: The query or a candidate image could not be
                 resolved (the message names the candidate's index).
-            TypeError: ``candidates`` is a single item, or a text query or
-                candidate is not a string.
+            mmrag.NotASequenceError: ``candidates`` is a single item (a
+                string, a path, bytes, a PIL image ...), a set or a mapping
+                (a ``TypeError``).
+            TypeError: A text query or candidate is not a string.
 
         Example:
             >>> rr = mmrag.load_reranker("blip-itm-base-coco")
@@ -171,7 +173,7 @@ class Reranker:
     def log_odds(
         self,
         query: str | ImageInput,
-        candidates: Sequence[str | ImageInput],
+        candidates: Iterable[str | ImageInput],
         *,
         query_type: InputType = "auto",
         candidate_type: InputType = "auto",
@@ -195,6 +197,7 @@ class Reranker:
         Raises:
             UnsupportedPairError: As in :meth:`score`.
             mmrag.ImageInputError: As in :meth:`score`.
+            mmrag.NotASequenceError: As in :meth:`score`.
             TypeError: As in :meth:`score`.
         """
         return self._evaluate(query, candidates, query_type, candidate_type, batch_size).log_odds
@@ -202,7 +205,7 @@ class Reranker:
     def rerank(
         self,
         query: str | ImageInput,
-        candidates: Sequence[str | ImageInput],
+        candidates: Iterable[str | ImageInput],
         top_n: int | None = None,
         *,
         query_type: InputType = "auto",
@@ -227,6 +230,7 @@ class Reranker:
             ValueError: ``top_n`` is negative.
             UnsupportedPairError: As in :meth:`score`.
             mmrag.ImageInputError: As in :meth:`score`.
+            mmrag.NotASequenceError: As in :meth:`score`.
             TypeError: As in :meth:`score`.
 
         Example:
@@ -236,7 +240,7 @@ class Reranker:
         """
         if top_n is not None and top_n < 0:
             raise ValueError(f"top_n must be None or >= 0, got {top_n}")
-        items = _as_candidates(candidates)
+        items = as_items(candidates, "candidates")
         scored = self._evaluate(query, items, query_type, candidate_type, batch_size)
         order = sorted(range(len(items)), key=lambda i: (-scored.log_odds[i], i))
         probabilities = _sigmoid(scored.log_odds)
@@ -277,12 +281,12 @@ class Reranker:
     def _evaluate(
         self,
         query: str | ImageInput,
-        candidates: Sequence[str | ImageInput],
+        candidates: Iterable[str | ImageInput],
         query_type: InputType,
         candidate_type: InputType,
         batch_size: int | None,
     ) -> _Scored:
-        items = _as_candidates(candidates)
+        items = as_items(candidates, "candidates")
         query_modality = _modality(query, query_type, "query")
         modalities = [_modality(item, candidate_type, f"candidate {i}") for i, item in enumerate(items)]
         groups = {m: [(i, items[i]) for i in range(len(items)) if modalities[i] == m] for m in _MODALITY_ORDER}
@@ -338,17 +342,6 @@ _SUGGESTIONS: dict[str, str] = {
 }
 
 
-def _as_candidates(candidates: Sequence[Any]) -> list[Any]:
-    single = isinstance(candidates, (str, bytes, bytearray, memoryview)) or (
-        isinstance(candidates, np.ndarray) and candidates.ndim < 4
-    )
-    if single or type(candidates).__module__.startswith("PIL.") or hasattr(candidates, "read"):
-        raise TypeError(
-            f"candidates must be a sequence of items, not a single {type(candidates).__name__}; wrap it in a list"
-        )
-    return list(candidates)
-
-
 def _modality(item: Any, input_type: InputType, what: str) -> Modality:
     if input_type not in ("auto", "text", "image"):
         raise ValueError(f"{what.split()[0]}_type must be 'auto', 'text' or 'image', got {input_type!r}")
@@ -399,7 +392,7 @@ def rerank_known_modalities(
     """
     kinds = set(modalities)
     if len(kinds) <= 1 or all(is_image_query(item) == (kind == "image") for item, kind in zip(items, modalities)):
-        candidate_type: InputType = kinds.pop() if len(kinds) == 1 else "auto"  # type: ignore[assignment]
+        candidate_type: InputType = kinds.pop() if len(kinds) == 1 else "auto"
         return reranker.rerank(
             query, items, top_n, query_type=query_type, candidate_type=candidate_type, batch_size=batch_size
         )

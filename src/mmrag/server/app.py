@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import FastAPI
@@ -30,6 +30,9 @@ from mmrag.server.schemas import (
 )
 from mmrag.server.settings import ServerSettings
 from mmrag.server.tokens import TokenCounter
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["create_app"]
 
@@ -125,14 +128,14 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
             query_image = None
             if body.query_type == "image":
                 query_image = (await _decode_or_400(runtime, [body.query], lambda _i: "query"))[0]
-            candidate_images: list[Any] = []
+            candidate_images: list[Image.Image] = []
             valid = list(range(len(candidates)))
             if body.candidate_type == "image":
                 decoded, errors = await runtime.resolve_images(candidates, label=lambda i: f"candidate {i}")
                 if errors and not body.skip_invalid:
                     raise ApiError(400, "invalid_image", errors[0].message, index=errors[0].index)
                 valid = [i for i, image in enumerate(decoded) if image is not None]
-                candidate_images = [decoded[i] for i in valid]
+                candidate_images = [image for image in decoded if image is not None]
             query_vecs, candidate_vecs = await asyncio.gather(
                 runtime.embed_images([query_image]) if query_image is not None else runtime.embed_texts([body.query]),
                 runtime.embed_images(candidate_images)
@@ -258,12 +261,13 @@ class RequestStatsMiddleware:
             runtime.statuses[status] += 1
 
 
-async def _decode_or_400(runtime: Runtime, items: Sequence[str], label: Any) -> list[Any]:
+async def _decode_or_400(runtime: Runtime, items: Sequence[str], label: Callable[[int], str]) -> list[Image.Image]:
+    """Decode every item (once; the result goes to the model as it is), or answer 400 for the first bad one."""
     images, errors = await runtime.resolve_images(items, label=label)
     if errors:
         first = errors[0]
         raise ApiError(400, "invalid_image", first.message, index=first.index if len(items) > 1 else None)
-    return images
+    return [image for image in images if image is not None]
 
 
 def _openai_inputs(value: str | list[Any]) -> list[str]:

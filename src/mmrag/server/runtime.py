@@ -6,7 +6,9 @@ when it is done. Request handlers use its helpers, which keep every blocking
 step off the event loop:
 
 * images are decoded (and URLs fetched, under the SSRF guard) on a small
-  thread pool shared by all requests;
+  thread pool shared by all requests, once each: the decoded images pass
+  through the batcher and the encoder unchanged, because
+  :func:`mmrag.inputs.resolve_image` returns an image it produced as it is;
 * every vector comes from the one :class:`~mmrag.EmbeddingBatcher`, which
   coalesces concurrent requests into shared forward passes;
 * Chroma queries run on a dedicated store thread.
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from mmrag.errors import ImageInputError
-from mmrag.inputs import resolve_image
+from mmrag.inputs import ImageLimits, resolve_image
 from mmrag.server.errors import ApiError, server_wording
 from mmrag.server.limits import Admission
 from mmrag.server.settings import ServerSettings
@@ -228,7 +230,10 @@ class Runtime:
         return vectors
 
     async def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Vectors for decoded images, through the shared batching queue."""
+        """Vectors for images decoded by :meth:`resolve_images`, through the shared batching queue.
+
+        The images are not decoded or copied again on the way to the model.
+        """
         _encoder, batcher = self.require_ready()
         vectors = await batcher.aembed_images(list(images), limits=self.limits)
         self.items_embedded["image"] += len(images)
@@ -282,7 +287,7 @@ class Runtime:
             self.encoder.close()
 
 
-def _resolve_one(item: str, limits: Any, index: int) -> Image.Image | ImageInputError:
+def _resolve_one(item: str, limits: ImageLimits, index: int) -> Image.Image | ImageInputError:
     try:
         return resolve_image(item, limits=limits, index=index)
     except ImageInputError as exc:
