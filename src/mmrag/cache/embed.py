@@ -11,8 +11,11 @@ from mmrag.cache.embedding_cache import EmbeddingCache
 from mmrag.cache.keys import image_key, text_key
 from mmrag.errors import InvalidInputError
 from mmrag.inputs import ImageInput, ImageLimits, as_items, as_texts
+from mmrag.logs import logger
 
 __all__ = ["CacheableEncoder", "EmbedKind", "embed_with_cache"]
+
+_log = logger("cache")
 
 EmbedKind = Literal["text", "image"]
 """What the items are."""
@@ -102,6 +105,7 @@ def embed_with_cache(
         if vector is None and key not in todo:
             todo[key] = len(todo_payloads)
             todo_payloads.append(payload)
+    _log.debug("%d %ss: %d cached, %d to embed", len(keys), kind, len(keys) - len(todo_payloads), len(todo_payloads))
     out = np.empty((len(keys), encoder.dim), dtype=np.float32)
     fresh = out[:0]
     if todo_payloads:
