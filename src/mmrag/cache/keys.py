@@ -17,16 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
 from mmrag.errors import InvalidInputError
 from mmrag.inputs import ImageInput, ImageLimits, read_image_bytes, resolve_image
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
 
 __all__ = ["HasSignature", "encoder_identity", "image_key", "text_key"]
 
@@ -126,8 +123,3 @@ def pixel_key(image: Image.Image) -> str:
     digest = hashlib.sha256(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
     digest.update(image.tobytes())
     return "p:" + digest.hexdigest()
-
-
-def text_keys(texts: Iterable[str]) -> list[str]:
-    """:func:`text_key` of every text, in order."""
-    return [text_key(text) for text in texts]
