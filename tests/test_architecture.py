@@ -34,6 +34,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "core": (
         "mmrag.encoders", "mmrag.inputs", "mmrag.store", "mmrag.rerank", "mmrag.errors", "mmrag.options",
         "mmrag.prefetch", "mmrag.batching", "mmrag.components", "mmrag._version",
+        "mmrag.cache", "mmrag.progress", "mmrag.logs",
     ),
     "adapter": ("mmrag.llama_index", "mmrag.langchain", "mmrag.chroma"),
     "application": ("mmrag.server", "mmrag.cli", "mmrag.__main__", "mmrag.demo", "mmrag.demo_data"),

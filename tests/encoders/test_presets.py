@@ -28,3 +28,18 @@ def test_rows_are_complete() -> None:
     for preset in mmrag.list_models():
         assert preset.dim > 0 and preset.family in {"clip", "siglip", "siglip2", "chinese_clip"}
         assert preset.languages and preset.license
+
+
+def test_names_from_other_libraries_point_at_real_presets() -> None:
+    from mmrag.encoders.names import OPEN_CLIP_WEIGHTS, OPENAI_CLIP_NAMES
+
+    for alias in OPENAI_CLIP_NAMES.values():
+        preset = get_preset(alias)
+        assert preset is not None and preset.family == "clip"
+    for row in OPEN_CLIP_WEIGHTS:
+        preset = get_preset(row.model)
+        if preset is None:  # a hub id of a transformers-format copy
+            assert row.model.startswith("laion/CLIP-") and row.model.count("/") == 1
+        else:  # SigLIP weights are SigLIP presets, OpenAI weights CLIP presets
+            assert preset.family == ("siglip" if "SigLIP" in row.architecture else "clip")
+        assert row.pretrained == row.pretrained.lower().replace("-", "_")  # OpenCLIP's normalised tag

@@ -3,7 +3,9 @@
 In the style of open_clip's pretrained tables, each preset maps an alias to a
 hub id plus the facts a user needs to choose one: architecture family,
 embedding dimension, languages and licence notes. ``load_encoder`` accepts an
-alias, a hub id or a local directory; only aliases are looked up here.
+alias, a hub id or a local directory; only aliases are looked up here (names
+from other libraries, such as OpenAI CLIP's ``"ViT-B/32"``, are mapped to these
+presets by :mod:`mmrag.encoders.names`).
 
 The ``family`` column is the *architecture* the checkpoint loads as (its
 config's ``model_type``). The fixed-resolution SigLIP 2 checkpoints are SigLIP

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmrag.encoders.names import resolve_model_alias
 from mmrag.encoders.presets import get_preset
 from mmrag.errors import InvalidInputError, ModelNotAvailableError, UnsupportedModelError
 
@@ -33,6 +34,13 @@ __all__ = [
 def resolve_model_source(model: str | os.PathLike[str]) -> tuple[str, str]:
     """Map a preset alias, hub id or directory to where to load from and the id to record.
 
+    Names from other libraries are translated first (an existing directory
+    of that name wins): OpenAI CLIP's ``"ViT-B/32"`` is the preset
+    ``clip-vit-b-32``, OpenCLIP's ``"ViT-B-32:laion2b_s34b_b79k"`` the hub id
+    ``laion/CLIP-ViT-B-32-laion2B-s34B-b79K`` (see
+    :func:`mmrag.encoders.names.resolve_model_alias`). The recorded id is the
+    translated model's, so an encoder loaded by either name has one identity.
+
     Args:
         model: What the user passed to a loader.
 
@@ -44,6 +52,10 @@ def resolve_model_source(model: str | os.PathLike[str]) -> tuple[str, str]:
     Raises:
         InvalidInputError: ``model`` is not a non-empty string or path.
         ModelNotAvailableError: A path that is not a model directory.
+        UnsupportedModelError: A CLIP name from another library that mmrag
+            cannot load (a ResNet CLIP, an OpenCLIP model without its
+            pretrained tag or without a transformers copy); the message
+            lists the names that work.
     """
     if isinstance(model, os.PathLike):
         return _local_dir(Path(os.fspath(model)))
@@ -61,6 +73,10 @@ def resolve_model_source(model: str | os.PathLike[str]) -> tuple[str, str]:
             return _local_dir(Path(local))[0], f"mmrag/{preset.alias}"
         return preset.hub_id, preset.hub_id
     path = Path(text).expanduser()
+    if not path.exists():
+        alias = resolve_model_alias(text)  # "ViT-B/32", "ViT-B-32:laion2b_s34b_b79k", "hf-hub:..."
+        if alias is not None:
+            return resolve_model_source(alias)
     if path.exists() or text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1:
         return _local_dir(path)
     return text, text
