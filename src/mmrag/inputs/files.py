@@ -18,7 +18,7 @@ __all__: list[str] = []
 _READ_CHUNK = 1 << 16
 
 
-class PathRefused(ImageInputError):
+class _PathRefused(ImageInputError):
     """A path that is disabled, outside ``local_root`` or missing (never raised publicly)."""
 
 
@@ -30,17 +30,17 @@ def checked_real_path(path: str, limits: ImageLimits) -> str:
     looking.
 
     Raises:
-        PathRefused: If local paths are disabled, the path leaves
+        _PathRefused: If local paths are disabled, the path leaves
             ``local_root``, or nothing exists there.
     """
     if not limits.allow_local_paths:
-        raise PathRefused(f"local file paths are disabled (ImageLimits.allow_local_paths=False): {shorten(path)}")
+        raise _PathRefused(f"local file paths are disabled (ImageLimits.allow_local_paths=False): {shorten(path)}")
     real = os.path.realpath(local_path(path))
     if limits.local_root is not None and not _is_inside(real, limits.local_root):
         root = os.fspath(limits.local_root)
-        raise PathRefused(f"path is outside ImageLimits.local_root ({root}): {shorten(path)}")
+        raise _PathRefused(f"path is outside ImageLimits.local_root ({root}): {shorten(path)}")
     if not os.path.exists(real):
-        raise PathRefused(f"file not found: {shorten(path)}")
+        raise _PathRefused(f"file not found: {shorten(path)}")
     return real
 
 

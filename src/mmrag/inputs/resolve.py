@@ -21,7 +21,7 @@ from PIL import Image
 from mmrag.errors import ImageInputError
 from mmrag.inputs import decode
 from mmrag.inputs.fetch import fetch_url
-from mmrag.inputs.files import PathRefused, checked_real_path, read_capped, read_file
+from mmrag.inputs.files import _PathRefused, checked_real_path, read_capped, read_file
 from mmrag.inputs.items import as_items
 from mmrag.inputs.limits import DEFAULT_LIMITS, ImageLimits, capped_bytes
 from mmrag.inputs.strings import (
@@ -297,11 +297,11 @@ def _string_bytes(text: str, limits: ImageLimits) -> bytes:
         return data_uri_bytes(stripped, limits)
     if branch != "local":  # "url", or "other-scheme", which the fetcher refuses by name
         return fetch_url(stripped, limits)
-    path_error: PathRefused | None = None
+    path_error: _PathRefused | None = None
     if could_be_path(stripped):
         try:
             real = checked_real_path(stripped, limits)
-        except PathRefused as exc:  # not usable as a path; it may still be base64
+        except _PathRefused as exc:  # not usable as a path; it may still be base64
             path_error = exc
         else:
             return read_file(real, limits)
