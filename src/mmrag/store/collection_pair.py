@@ -17,6 +17,7 @@ import numpy as np
 
 from mmrag.errors import StoreMismatchError
 from mmrag.inputs import Modality
+from mmrag.store.embedded import storage_errors
 from mmrag.store.records import INTERNAL_PREFIX, MODALITIES, Hit, Pending, Record, to_hit, to_record
 
 if TYPE_CHECKING:
@@ -26,13 +27,6 @@ __all__: list[str] = []  # internal to mmrag.store
 
 FORMAT_VERSION = 1
 _MAX_WRITE_BATCH = 1024
-
-
-def chroma_settings() -> Any:
-    """Settings for an embedded Chroma client: no telemetry, no reset."""
-    from chromadb.config import Settings
-
-    return Settings(anonymized_telemetry=False, allow_reset=False)
 
 
 def recorded_model_id(client: Any, name: str) -> str | None:
@@ -66,7 +60,9 @@ class CollectionPair:
         self.name = name
         self._encoder = encoder
         self._path = path
-        self._collections = {modality: self._open(client, modality) for modality in MODALITIES}
+        with storage_errors(path, "open the store"):
+            opened = {modality: self._open(client, modality) for modality in MODALITIES}
+        self._collections = {modality: _Guarded(collection, path) for modality, collection in opened.items()}
         self.write_batch = max(1, min(int(client.get_max_batch_size()), _MAX_WRITE_BATCH))
 
     def __getitem__(self, modality: Modality) -> Any:
@@ -178,3 +174,26 @@ class CollectionPair:
         """Number of records of one modality, or of both."""
         modalities = MODALITIES if modality is None else (modality,)
         return sum(self[m].count() for m in modalities)
+
+
+_WRITES = frozenset({"add", "upsert", "update", "delete", "modify"})
+
+
+class _Guarded:
+    """A Chroma collection whose calls report a full disk or a read-only folder clearly (see ``storage_errors``)."""
+
+    def __init__(self, collection: Any, path: Path | None) -> None:
+        self._collection = collection
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._collection, name)
+        if not callable(attribute):
+            return attribute
+        doing = "write to the store" if name in _WRITES else "read the store"
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            with storage_errors(self._path, doing):
+                return attribute(*args, **kwargs)
+
+        return guarded
