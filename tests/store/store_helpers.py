@@ -35,3 +35,33 @@ def run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess[s
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+def raw_path(folder: Path, name: bytes) -> Path:
+    """``folder / name`` for a file name given as bytes (not necessarily UTF-8), as Python spells it."""
+    return Path(os.fsdecode(os.fsencode(folder) + b"/" + name))
+
+
+def records_by_source(store) -> dict[str, list[str]]:
+    """Every record in ``store`` read straight from Chroma: source -> record ids (more than one is a duplicate)."""
+    found: dict[str, list[str]] = {}
+    for modality in ("image", "text"):
+        got = store.client.get_collection(f"{store.name}_{modality}s").get(include=["metadatas"])
+        for record_id, meta in zip(got["ids"], got["metadatas"]):
+            found.setdefault(str((meta or {}).get("source")), []).append(record_id)
+    return found
+
+
+def assert_store_matches(store, expected: dict[str, str]) -> None:
+    """The store holds exactly one record per expected source (``source -> text``, ``""`` for images), no other,
+    and a search sees every one of them (not a stale index)."""
+    found = records_by_source(store)
+    duplicates = {source: ids for source, ids in found.items() if len(ids) > 1}
+    assert not duplicates, f"duplicate records: {duplicates}"
+    assert set(found) == set(expected), f"missing {set(expected) - set(found)}, extra {set(found) - set(expected)}"
+    assert store.count() == len(expected)
+    if expected:
+        hits = store.search("anything", k=len(expected) + 5)
+        assert {hit.source for hit in hits} == set(expected)
+        texts = {hit.source: hit.text for hit in hits if hit.modality == "text"}
+        assert texts == {source: text for source, text in expected.items() if text}

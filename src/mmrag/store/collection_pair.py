@@ -17,7 +17,7 @@ import numpy as np
 
 from mmrag.errors import StoreMismatchError
 from mmrag.inputs import Modality
-from mmrag.store.embedded import storage_errors
+from mmrag.store.embedded import server_address, storage_errors
 from mmrag.store.records import INTERNAL_PREFIX, MODALITIES, Hit, Pending, Record, to_hit, to_record
 
 if TYPE_CHECKING:
@@ -60,10 +60,12 @@ class CollectionPair:
         self.name = name
         self._encoder = encoder
         self._path = path
-        with storage_errors(path, "open the store"):
+        server = None if path is not None else server_address(client)
+        with storage_errors(path, "open the store", server):
             opened = {modality: self._open(client, modality) for modality in MODALITIES}
-        self._collections = {modality: _Guarded(collection, path) for modality, collection in opened.items()}
-        self.write_batch = max(1, min(int(client.get_max_batch_size()), _MAX_WRITE_BATCH))
+            max_batch = int(client.get_max_batch_size())
+        self._collections = {modality: _Guarded(c, path, server) for modality, c in opened.items()}
+        self.write_batch = max(1, min(max_batch, _MAX_WRITE_BATCH))
 
     def __getitem__(self, modality: Modality) -> Any:
         return self._collections[modality]
@@ -180,11 +182,12 @@ _WRITES = frozenset({"add", "upsert", "update", "delete", "modify"})
 
 
 class _Guarded:
-    """A Chroma collection whose calls report a full disk or a read-only folder clearly (see ``storage_errors``)."""
+    """A Chroma collection whose calls report a full disk, a read-only folder or a lost server clearly."""
 
-    def __init__(self, collection: Any, path: Path | None) -> None:
+    def __init__(self, collection: Any, path: Path | None, server: str | None) -> None:
         self._collection = collection
         self._path = path
+        self._server = server
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._collection, name)
@@ -193,7 +196,7 @@ class _Guarded:
         doing = "write to the store" if name in _WRITES else "read the store"
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            with storage_errors(self._path, doing):
+            with storage_errors(self._path, doing, self._server):
                 return attribute(*args, **kwargs)
 
         return guarded

@@ -12,7 +12,9 @@ Storage errors
     A full disk or a read-only folder surfaces from Chroma as an
     ``InternalError`` that names neither (``Failed to apply logs to the
     metadata segment``). :func:`storage_errors` turns such failures into an
-    :class:`OSError` (``ENOSPC`` or ``EROFS``) that names the path and what to do.
+    :class:`OSError` (``ENOSPC`` or ``EROFS``) that names the path and what to
+    do, and a Chroma server that went away (``httpx.ReadError: Connection
+    reset by peer``) into a :class:`ConnectionError` that names the server.
 """
 
 from __future__ import annotations
@@ -144,13 +146,53 @@ def storage_error(path: Path | None, exc: BaseException, doing: str) -> OSError 
     return None
 
 
+def unreachable_error(server: str | None, exc: BaseException, doing: str) -> ConnectionError | None:
+    """A clear :class:`ConnectionError` for a Chroma server that cannot be reached, else ``None``.
+
+    Args:
+        server: ``host:port`` of the server (``None`` for an embedded database).
+        exc: What the client raised.
+        doing: What was attempted, for the message.
+    """
+    if server is None:
+        return None
+    try:
+        import httpx
+
+        transport: tuple[type[BaseException], ...] = (ConnectionError, httpx.TransportError)
+    except ImportError:  # pragma: no cover - chromadb installs httpx
+        transport = (ConnectionError,)
+    if not any(isinstance(e, transport) for e in _chain(exc)):
+        return None
+    return ConnectionError(
+        f"cannot {doing}: the Chroma server at {server} cannot be reached ({type(exc).__name__}: {exc}). "
+        "Records it stored before are kept; run again once it is back (an interrupted index_folder finishes then)"
+    )
+
+
+def server_address(client: Any) -> str | None:
+    """``host:port`` of a Chroma HTTP client, or ``None`` for an embedded one."""
+    try:
+        settings = client.get_settings()
+    except Exception:  # not a Chroma client we know
+        return None
+    host = getattr(settings, "chroma_server_host", None)
+    return f"{host}:{getattr(settings, 'chroma_server_http_port', None)}" if host else None
+
+
 @contextmanager
-def storage_errors(path: Path | None, doing: str) -> Iterator[None]:
-    """Re-raise a full-disk or read-only failure as :func:`storage_error`'s clear :class:`OSError`."""
+def storage_errors(path: Path | None, doing: str, server: str | None = None) -> Iterator[None]:
+    """Re-raise a full disk, a read-only folder or a lost server as a clear :class:`OSError`.
+
+    Args:
+        path: The embedded database directory, or ``None``.
+        doing: What is attempted, for the message (``"write to the store"``).
+        server: ``host:port`` of a Chroma server, or ``None``.
+    """
     try:
         yield
     except Exception as exc:
-        clear = storage_error(path, exc, doing)
+        clear = storage_error(path, exc, doing) or unreachable_error(server, exc, doing)
         if clear is None:
             raise
         raise clear from exc

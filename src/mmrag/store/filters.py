@@ -15,7 +15,7 @@ The grammar is Chroma's, with two conveniences:
 Numbers must be finite (ints within 64 bits), filters at most
 :data:`MAX_DEPTH` levels deep. Anything else raises
 :class:`~mmrag.InvalidFilterError` (a ``ValueError``) naming the offending
-part, e.g. ``where['$and'][1]['year']: $gt needs a number, got 'x'``.
+part, e.g. ``where['$and'][1]['year']: $gt needs a number, got str 'x'``.
 """
 
 from __future__ import annotations

@@ -59,7 +59,11 @@ def path_key(path: str) -> str:
     """The exact, Chroma-safe key of a file name: the name, or ``"bytes:"`` and the hex of its bytes."""
     if is_utf8(path):
         return path
-    return BYTES_PREFIX + os.fsencode(path).hex()
+    try:
+        raw = os.fsencode(path)
+    except UnicodeEncodeError:  # a surrogate no OS name decodes to (a caller's own string): kept as is
+        raw = path.encode("utf-8", "surrogatepass")
+    return BYTES_PREFIX + raw.hex()
 
 
 def path_from_key(key: str) -> str:
