@@ -10,6 +10,8 @@ import pytest
 from mmrag.errors import InvalidInputError, TextInputError
 from mmrag.store import MultimodalStore
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one intra-op thread
+
 
 @pytest.fixture
 def filled(demo_store: MultimodalStore) -> MultimodalStore:

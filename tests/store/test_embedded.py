@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from store_helpers import COLOURS, assert_store_matches, image, run_python
+from store_helpers import assert_store_matches, image, run_python
 
 from mmrag.store import MultimodalStore
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one intra-op thread
 
 
 def _chroma_systems() -> dict:

@@ -11,6 +11,8 @@ from mmrag.errors import InvalidFilterError
 from mmrag.store import MultimodalStore, validate_where
 from mmrag.store.filters import MAX_DEPTH
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one intra-op thread
+
 
 @pytest.mark.parametrize(
     ("where", "expected"),
@@ -83,6 +85,4 @@ def test_the_store_refuses_bad_filters_and_applies_the_conveniences(demo_store: 
         demo_store.search_by_vector(demo_store.embed_query("x"), modality="image", where={"n": {"$in": []}})
     hits = demo_store.search("x", k=10, modality="image", where={"n": {"$gte": 1, "$lt": 3}, "colour": {"$ne": "x"}})
     assert sorted(h.metadata["n"] for h in hits) == [1, 2]
-    assert [h.metadata["colour"] for h in demo_store.search("x", k=10, where={"$or": [{"colour": "blue"}]})] == [
-        "blue"
-    ]
+    assert [h.metadata["colour"] for h in demo_store.search("x", k=10, where={"$or": [{"colour": "blue"}]})] == ["blue"]

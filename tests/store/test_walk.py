@@ -11,7 +11,10 @@ from store_helpers import COLOURS, image, records_by_source
 
 from mmrag.store import MultimodalStore
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="symbolic links and FIFOs need POSIX")
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="symbolic links and FIFOs need POSIX"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 LEAVES = "leaves the indexed folder (pass follow_links=True to follow it)"
 

@@ -36,7 +36,8 @@ class Record:
         modality: ``"image"`` or ``"text"``.
         source: The image's path or URL, or the text file's path; for texts
             added directly, the text itself. ``None`` for images given as
-            pixels or bytes.
+            pixels or bytes. Always valid UTF-8: bytes of a file name that
+            are not UTF-8 show as ``\\xNN`` (the store keeps the exact name).
         text: The text of a text record; ``None`` for images.
         metadata: The caller's metadata (without mmrag's own keys).
     """
