@@ -9,6 +9,7 @@ float, or fail with a message that names no item.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,20 @@ __all__: list[str] = []  # internal to mmrag.store
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FUSIONS = ("rrf", "score")
+_COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,54}[a-zA-Z0-9]$")
+
+
+def check_collection_name(name: object) -> None:
+    """Refuse a store name Chroma cannot make ``<name>_images`` and ``<name>_texts`` collections of.
+
+    Raises:
+        InvalidInputError: Not 3-56 letters, digits, ``.``, ``_`` or ``-``, starting and ending with a letter or digit.
+    """
+    if not isinstance(name, str) or not _COLLECTION_NAME.match(name) or ".." in name:
+        raise InvalidInputError(
+            f"invalid collection name {name!r}: use 3-56 letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit"
+        )
 
 
 def check_modality(modality: object) -> tuple[Modality, ...]:

@@ -10,7 +10,6 @@ at a time (:mod:`mmrag.store.lock`).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,7 +18,7 @@ import numpy as np
 
 from mmrag.errors import TextInputError
 from mmrag.inputs import ImageInput, Modality, QueryType, as_items, is_image_query
-from mmrag.store.checks import check_fusion, check_k, check_modality, query_vector
+from mmrag.store.checks import check_collection_name, check_fusion, check_k, check_modality, query_vector
 from mmrag.store.collection_pair import CollectionPair, recorded_model_id
 from mmrag.store.embedded import EmbeddedDatabase
 from mmrag.store.filters import validate_where
@@ -32,8 +31,6 @@ if TYPE_CHECKING:
     from mmrag.encoders.base import Encoder
 
 __all__ = ["MultimodalStore"]
-
-_COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,54}[a-zA-Z0-9]$")
 
 
 class MultimodalStore:
@@ -77,11 +74,7 @@ class MultimodalStore:
     ) -> None:
         self._database: EmbeddedDatabase | None = None  # the embedded path this store opened, closed by close()
         self.path: Path | None = None
-        if not _COLLECTION_NAME.match(collection) or ".." in collection:
-            raise ValueError(
-                f"invalid collection name {collection!r}: use 3-56 letters, digits, '.', '_' or '-', "
-                "starting and ending with a letter or digit"
-            )
+        check_collection_name(collection)
         self.encoder = encoder
         self.name = collection
         if client is None:
