@@ -176,3 +176,20 @@ def test_a_read_only_store_is_a_clear_error_and_nothing_is_lost(tmp_path, demo_e
         with MultimodalStore(demo_encoder, path=path) as store:
             assert store.index_folder(folder).skipped == len(expected)
             assert_store_matches(store, expected)
+
+
+def test_opening_on_a_full_disk_fails_clearly_and_works_once_there_is_space(tmp_path, demo_encoder) -> None:
+    """Chroma caches a path's System before starting it; a start that fails (full disk) left a broken one that
+    made every later open in the process fail with an unrelated AttributeError."""
+    if not _can_mount(tmp_path):
+        pytest.skip("needs a small tmpfs (root on Linux)")
+    with _tmpfs(tmp_path / "disk", "8m") as disk:
+        with MultimodalStore(demo_encoder, path=disk / "db") as store:
+            store.add_texts(["kept one", "kept two"])
+        filler = _fill(disk)
+        with pytest.raises(OSError, match="cannot open the store at .*: no space left on its device") as info:
+            MultimodalStore(demo_encoder, path=disk / "db")
+        assert info.value.errno == errno.ENOSPC
+        filler.unlink()
+        with MultimodalStore(demo_encoder, path=disk / "db") as store:
+            assert store.count() == 2 and store.search("kept one", k=1)[0].text == "kept one"
