@@ -1,4 +1,5 @@
-"""MultimodalStore on a `chroma run` server through chromadb.HttpClient (loopback only)."""
+"""MultimodalStore on a `chroma run` server through chromadb.HttpClient (loopback only), and that server restarted
+in the middle of an index run."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from store_helpers import COLOURS, image, make_folder
+from store_helpers import COLOURS, assert_store_matches, image, make_folder
 
 from mmrag.store import MultimodalStore
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one intra-op thread
 
 
 def _free_port() -> int:
@@ -21,11 +24,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def chroma_server(tmp_path_factory):
+def _start_server(data: Path, port: int) -> subprocess.Popen[bytes]:
     chroma = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
-    port = _free_port()
-    data = tmp_path_factory.mktemp("chroma_server")
     process = subprocess.Popen(
         [chroma, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
@@ -35,12 +35,17 @@ def chroma_server(tmp_path_factory):
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
+                return process
         except OSError:
             time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("chroma run did not start within 60 s")
+    process.kill()
+    pytest.fail("chroma run did not start within 60 s")
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory):
+    port = _free_port()
+    process = _start_server(tmp_path_factory.mktemp("chroma_server"), port)
     yield port
     process.terminate()
     process.wait(timeout=30)
@@ -61,3 +66,44 @@ def test_chroma_server_client(chroma_server, clip_encoder, tmp_path) -> None:
         clip_encoder, client=chromadb.HttpClient(host="127.0.0.1", port=chroma_server), collection="served"
     )
     assert again.index_folder(folder).skipped == 6
+
+
+@pytest.mark.slow
+def test_a_server_restarted_mid_run_is_a_clear_error_and_a_rerun_completes(tmp_path, demo_encoder, monkeypatch) -> None:
+    import chromadb
+
+    port, data = _free_port(), tmp_path / "server"
+    server = _start_server(data, port)
+    try:
+        folder = make_folder(tmp_path)
+        store = MultimodalStore(
+            demo_encoder, client=chromadb.HttpClient(host="127.0.0.1", port=port), collection="kept"
+        )
+        assert store.index_folder(folder).added == 6
+        for i in range(12):
+            image((20 * i, 90, 160), seed=20 + i).save(folder / f"more{i:02d}.png")
+        embed_images, calls = demo_encoder.embed_images, []
+
+        def server_dies(images):
+            calls.append(len(images))
+            if len(calls) == 2:  # chunk 1 is being written meanwhile
+                server.kill()
+                server.wait(timeout=30)
+            return embed_images(images)
+
+        monkeypatch.setattr(demo_encoder, "embed_images", server_dies)
+        with pytest.raises(ConnectionError, match=rf"the Chroma server at 127.0.0.1:{port} cannot be reached"):
+            store.index_folder(folder)
+        monkeypatch.undo()
+        server = _start_server(data, port)  # the same data, the same port: the client carries on
+        report = store.index_folder(folder)
+        assert report.skipped >= 6 and report.skipped + report.added == 18
+        expected = {
+            str(path): "" if path.suffix == ".png" else path.read_text(encoding="utf-8")
+            for path in folder.rglob("*")
+            if path.suffix in (".png", ".txt", ".md")
+        }
+        assert_store_matches(store, expected)  # nothing stored before was lost, nothing is there twice
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

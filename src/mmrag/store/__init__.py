@@ -29,17 +29,23 @@ Modules
     (records, hits, reports, checks, digests), :mod:`~mmrag.store.fusion`
     (``merge_ranked``), :mod:`~mmrag.store.upsert` (the add path),
     :mod:`~mmrag.store.folder` (``index_folder``),
-    :mod:`~mmrag.store.collection_pair` (the two Chroma collections) and
-    :mod:`~mmrag.store.lock` (one process per embedded path).
+    :mod:`~mmrag.store.collection_pair` (the two Chroma collections),
+    :mod:`~mmrag.store.embedded` (an on-disk database: open, close, clear
+    storage errors), :mod:`~mmrag.store.lock` (one process per embedded path),
+    :mod:`~mmrag.store.walk` (which folder entries are indexed; the links
+    policy), :mod:`~mmrag.store.names` (file names that are not UTF-8),
+    :mod:`~mmrag.store.checks` (argument checks) and
+    :mod:`~mmrag.store.filters` (``validate_where``).
 """
 
 from __future__ import annotations
 
 from mmrag.inputs import IMAGE_EXTENSIONS, Modality
-from mmrag.store.folder import TEXT_EXTENSIONS
+from mmrag.store.filters import validate_where
 from mmrag.store.fusion import merge_ranked
 from mmrag.store.records import Hit, IndexReport, Record
 from mmrag.store.store import MultimodalStore
+from mmrag.store.walk import TEXT_EXTENSIONS
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -50,4 +56,5 @@ __all__ = [
     "MultimodalStore",
     "Record",
     "merge_ranked",
+    "validate_where",
 ]

@@ -17,6 +17,7 @@ import numpy as np
 
 from mmrag.errors import StoreMismatchError
 from mmrag.inputs import Modality
+from mmrag.store.embedded import server_address, storage_errors
 from mmrag.store.records import INTERNAL_PREFIX, MODALITIES, Hit, Pending, Record, to_hit, to_record
 
 if TYPE_CHECKING:
@@ -26,13 +27,6 @@ __all__: list[str] = []  # internal to mmrag.store
 
 FORMAT_VERSION = 1
 _MAX_WRITE_BATCH = 1024
-
-
-def chroma_settings() -> Any:
-    """Settings for an embedded Chroma client: no telemetry, no reset."""
-    from chromadb.config import Settings
-
-    return Settings(anonymized_telemetry=False, allow_reset=False)
 
 
 def recorded_model_id(client: Any, name: str) -> str | None:
@@ -66,8 +60,12 @@ class CollectionPair:
         self.name = name
         self._encoder = encoder
         self._path = path
-        self._collections = {modality: self._open(client, modality) for modality in MODALITIES}
-        self.write_batch = max(1, min(int(client.get_max_batch_size()), _MAX_WRITE_BATCH))
+        server = None if path is not None else server_address(client)
+        with storage_errors(path, "open the store", server):
+            opened = {modality: self._open(client, modality) for modality in MODALITIES}
+            max_batch = int(client.get_max_batch_size())
+        self._collections = {modality: _Guarded(c, path, server) for modality, c in opened.items()}
+        self.write_batch = max(1, min(max_batch, _MAX_WRITE_BATCH))
 
     def __getitem__(self, modality: Modality) -> Any:
         return self._collections[modality]
@@ -178,3 +176,27 @@ class CollectionPair:
         """Number of records of one modality, or of both."""
         modalities = MODALITIES if modality is None else (modality,)
         return sum(self[m].count() for m in modalities)
+
+
+_WRITES = frozenset({"add", "upsert", "update", "delete", "modify"})
+
+
+class _Guarded:
+    """A Chroma collection whose calls report a full disk, a read-only folder or a lost server clearly."""
+
+    def __init__(self, collection: Any, path: Path | None, server: str | None) -> None:
+        self._collection = collection
+        self._path = path
+        self._server = server
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._collection, name)
+        if not callable(attribute):
+            return attribute
+        doing = "write to the store" if name in _WRITES else "read the store"
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            with storage_errors(self._path, doing, self._server):
+                return attribute(*args, **kwargs)
+
+        return guarded

@@ -1,26 +1,41 @@
 """``index_folder``: walk a folder, read what changed, embed and write it, and drop what is gone.
 
 Change detection
-    Every record written from a folder keeps the folder, its file's size and
-    modification time. A re-run skips files whose size and time are the same,
-    re-embeds changed ones (a new record replaces the old) and deletes the
-    records of files that are gone. An interrupted run, run again, finishes with
-    no duplicates: record ids derive from the content and the path.
+    Every record written from a folder keeps the folder, its file's exact
+    path, size and modification time. A re-run skips files whose size and time
+    are the same, re-embeds changed ones (a new record replaces the old) and
+    deletes the records of files that are gone.
+
+Reconciliation (crash safety)
+    A run finds every record of each (folder, file) and keeps exactly one: the
+    one that matches the file, or the new one it writes. Any other record of
+    that file is deleted, whatever left it there: a crash between writing a
+    changed file's new record and deleting its old one, or a kill at any other
+    point, leaves at most leftovers that the next run removes. Nothing is
+    deleted before its replacement is written.
+
+Failures
+    Every per-file problem is a ``failed`` entry naming the file (readably; see
+    :mod:`mmrag.store.names`) while the rest is indexed: an unreadable, corrupt
+    or empty file, text that is not UTF-8, a FIFO or device with an indexed
+    ending. A file that changed and can no longer be indexed loses its old
+    record (the store never answers with content the folder no longer has); a
+    file or folder that cannot be reached at all keeps its records. Links that
+    are not followed are listed in ``skipped_links`` (see :mod:`mmrag.store.walk`).
 
 Pipeline
     Files go in chunks of ``encoder.batch_size``, one modality per chunk. Two
     :class:`~mmrag.prefetch.Prefetcher` threads overlap the three stages:
     reading (and decoding) chunk ``i + 1`` runs while chunk ``i`` is embedded,
-    and chunk ``i - 1`` is written meanwhile; writes stay in order. A file that
-    cannot be read is a ``failed`` entry; an exception in embedding or writing
-    propagates once both threads have stopped.
+    and chunk ``i - 1`` is written meanwhile; writes stay in order. An
+    exception in embedding or writing propagates once both threads have stopped.
 """
 
 from __future__ import annotations
 
 import os
+import stat as stat_module
 import sys
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,18 +43,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmrag.errors import ImageInputError
-from mmrag.inputs import IMAGE_EXTENSIONS, Modality, resolve_image
+from mmrag.inputs import Modality, resolve_image
 from mmrag.prefetch import Prefetcher
 from mmrag.store.collection_pair import CollectionPair
+from mmrag.store.names import path_key, printable, recorded_path, source_metadata
 from mmrag.store.records import INTERNAL_PREFIX, MODALITIES, IndexReport, Pending, pixel_digest, record_id, text_digest
+from mmrag.store.walk import TEXT_EXTENSIONS, scan_folder
 
 if TYPE_CHECKING:
     from mmrag.encoders.base import Encoder
 
 __all__ = ["TEXT_EXTENSIONS"]
 
-TEXT_EXTENSIONS = frozenset({".txt", ".md"})
-"""File endings ``index_folder`` reads as texts (UTF-8)."""
+FOLDER_KEY = f"{INTERNAL_PREFIX}folder"
 
 
 @dataclass(frozen=True)
@@ -61,7 +77,7 @@ class _Todo:
     file: Path
     modality: Modality
     stat: os.stat_result
-    previous: FolderRecord | None
+    previous: tuple[FolderRecord, ...]  # every record of this file (of this modality) found before
 
 
 @dataclass(frozen=True)
@@ -75,7 +91,7 @@ class _Loaded:
 class _Embedded:
     items: list[Pending]
     vectors: dict[Modality, np.ndarray]  # row i of vectors[m] belongs to the i-th item of modality m
-    replaced: list[FolderRecord]  # records of changed files whose new record has another id
+    replaced: list[FolderRecord]  # records of changed files other than their new record: deleted after the write
 
 
 @dataclass(frozen=True)
@@ -92,29 +108,40 @@ class FolderIndexer:
     encoder: Encoder
     model_key: str
 
-    def index(self, root: Path, *, recursive: bool, show_progress: bool | None) -> IndexReport:
-        """Bring the store in sync with the folder ``root`` (an absolute directory)."""
-        files = sorted(walk(root, recursive), key=lambda entry: (entry[1], entry[0]))  # one modality per chunk
-        report = IndexReport()
+    def index(self, root: Path, *, recursive: bool, follow_links: bool, show_progress: bool | None) -> IndexReport:
+        """Bring the store in sync with the folder ``root`` (an absolute, resolved directory)."""
+        scan = scan_folder(root, recursive=recursive, follow_links=follow_links)
+        report = IndexReport(failed=list(scan.failed), skipped_links=list(scan.skipped_links))
+        files = sorted(scan.files, key=lambda entry: (entry[1], str(entry[0])))  # one modality per chunk
         known = self.known_files(root)
         on_disk = {str(file) for file, _ in files}
-        stale = [record for source, record in known.items() if source not in on_disk]
+        stale = [
+            record
+            for source, records in known.items()
+            if source not in on_disk and not scan.keeps(source)
+            for record in records
+        ]
         todo: list[_Todo] = []
         for file, modality in files:
+            records = known.get(str(file), [])
             try:
-                stat = file.stat()
-            except OSError as exc:
-                report.failed.append((str(file), f"cannot read: {exc.strerror or exc}"))
+                info = file.stat()
+            except OSError as exc:  # its records stay: the file may be reachable again next time
+                report.failed.append((printable(str(file)), f"cannot read: {exc.strerror or exc}"))
                 continue
-            record = known.get(str(file))
-            if record is not None and record.unchanged(stat) and record.modality == modality:
+            if not stat_module.S_ISREG(info.st_mode):
+                report.failed.append((printable(str(file)), f"not a regular file ({file_kind(info)})"))
+                stale += records
+                continue
+            same = [record for record in records if record.modality == modality]
+            stale += [record for record in records if record.modality != modality]
+            keep = next((record for record in same if record.unchanged(info)), None)
+            if keep is not None:
                 report.skipped += 1
-                report.ids.append(record.id)
+                report.ids.append(keep.id)
+                stale += [record for record in same if record is not keep]  # leftovers of an interrupted run
                 continue
-            if record is not None and record.modality != modality:
-                stale.append(record)
-                record = None
-            todo.append(_Todo(file, modality, stat, record))
+            todo.append(_Todo(file, modality, info, tuple(same)))
 
         size = self.encoder.batch_size
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
@@ -130,19 +157,21 @@ class FolderIndexer:
 
         for modality in MODALITIES:
             self.collections.delete(modality, [record.id for record in stale if record.modality == modality])
-        report.removed = len(stale)
+        report.removed += len(stale)
         return report
 
-    def known_files(self, root: Path) -> dict[str, FolderRecord]:
-        """The records indexed from ``root`` before, by file path."""
-        records: dict[str, FolderRecord] = {}
+    def known_files(self, root: Path) -> dict[str, list[FolderRecord]]:
+        """Every record indexed from ``root`` before, by its file's exact path (more than one after a crash)."""
+        records: dict[str, list[FolderRecord]] = {}
         for modality in MODALITIES:
-            for found_id, meta in self.collections.metadata_where(modality, {f"{INTERNAL_PREFIX}folder": str(root)}):
-                records[str(meta.get("source", ""))] = FolderRecord(
-                    found_id,
-                    modality,
-                    int(meta.get(f"{INTERNAL_PREFIX}mtime_ns", -1)),
-                    int(meta.get(f"{INTERNAL_PREFIX}size", -1)),
+            for found_id, meta in self.collections.metadata_where(modality, {FOLDER_KEY: path_key(str(root))}):
+                records.setdefault(recorded_path(meta), []).append(
+                    FolderRecord(
+                        found_id,
+                        modality,
+                        int(meta.get(f"{INTERNAL_PREFIX}mtime_ns", -1)),
+                        int(meta.get(f"{INTERNAL_PREFIX}size", -1)),
+                    )
                 )
         return records
 
@@ -163,15 +192,15 @@ class FolderIndexer:
                     document = payload
             except (ImageInputError, OSError, ValueError) as exc:  # ValueError: not UTF-8, or an empty text
                 reason = exc.reason if isinstance(exc, ImageInputError) else failure_reason(exc)
-                loaded.append(_Loaded(item, None, reason))
+                loaded.append(_Loaded(item, None, printable(reason)))
                 continue
             internal = {
-                "source": str(file),
-                f"{INTERNAL_PREFIX}folder": str(root),
+                **source_metadata(str(file)),
+                FOLDER_KEY: path_key(str(root)),
                 f"{INTERNAL_PREFIX}mtime_ns": int(stat.st_mtime_ns),
                 f"{INTERNAL_PREFIX}size": int(stat.st_size),
             }
-            new_id = record_id(self.model_key, modality, digest, str(file))
+            new_id = record_id(self.model_key, modality, digest, path_key(str(file)))
             loaded.append(_Loaded(item, Pending(new_id, modality, document, internal, {}, payload), None))
         return loaded
 
@@ -181,16 +210,17 @@ class FolderIndexer:
         for item in loaded:
             previous = item.todo.previous
             if item.pending is None:
-                report.failed.append((str(item.todo.file), item.error or "unreadable"))
+                report.failed.append((printable(str(item.todo.file)), item.error or "unreadable"))
+                replaced += previous  # it changed and cannot be indexed: its old content is gone
+                report.removed += len(previous)
                 continue
             items.append(item.pending)
             report.ids.append(item.pending.id)
-            if previous is None:
-                report.added += 1
-            else:
+            if previous:
                 report.updated += 1
-                if previous.id != item.pending.id:
-                    replaced.append(previous)
+            else:
+                report.added += 1
+            replaced += [record for record in previous if record.id != item.pending.id]
         vectors: dict[Modality, np.ndarray] = {}
         for modality in MODALITIES:
             payloads = [item.payload for item in items if item.modality == modality]
@@ -203,7 +233,7 @@ class FolderIndexer:
 
 
 def write_chunk(collections: CollectionPair, chunk: _Embedded) -> None:
-    """Write one embedded chunk, then delete the records its changed files replace."""
+    """Write one embedded chunk, then delete the records its changed files replace (never before)."""
     for modality, matrix in chunk.vectors.items():
         collections.upsert(modality, [item for item in chunk.items if item.modality == modality], matrix)
     for modality in MODALITIES:
@@ -212,18 +242,17 @@ def write_chunk(collections: CollectionPair, chunk: _Embedded) -> None:
             collections.delete(modality, replaced)
 
 
-def walk(root: Path, recursive: bool) -> Iterator[tuple[Path, Modality]]:
-    """The image and text files under ``root`` (hidden files and folders skipped)."""
-    entries: Iterable[Path] = root.rglob("*") if recursive else root.iterdir()
-    for entry in entries:
-        relative = entry.relative_to(root).parts
-        if any(part.startswith(".") for part in relative):
-            continue
-        suffix = entry.suffix.lower()
-        if suffix in IMAGE_EXTENSIONS and entry.is_file():
-            yield entry, "image"
-        elif suffix in TEXT_EXTENSIONS and entry.is_file():
-            yield entry, "text"
+def file_kind(info: os.stat_result) -> str:
+    """What a non-regular file is, in words (``"a FIFO"``, ``"a socket"``, ...)."""
+    mode = info.st_mode
+    kinds = (
+        (stat_module.S_ISFIFO, "a FIFO"),
+        (stat_module.S_ISSOCK, "a socket"),
+        (stat_module.S_ISCHR, "a character device"),
+        (stat_module.S_ISBLK, "a block device"),
+        (stat_module.S_ISDIR, "a folder"),
+    )
+    return next((name for check, name in kinds if check(mode)), "not a file")
 
 
 def read_text(file: Path) -> str:
@@ -241,7 +270,7 @@ def read_text(file: Path) -> str:
 def failure_reason(exc: BaseException) -> str:
     """A short reason for a file that could not be read."""
     if isinstance(exc, UnicodeDecodeError):
-        return "not UTF-8 text"
+        return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
     if isinstance(exc, OSError):
         return f"cannot read: {exc.strerror or exc}"
     return str(exc)

@@ -8,7 +8,7 @@ metadata. The keys ``modality``, ``source`` and ``mmrag_*`` belong to mmrag;
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,8 @@ class Record:
         modality: ``"image"`` or ``"text"``.
         source: The image's path or URL, or the text file's path; for texts
             added directly, the text itself. ``None`` for images given as
-            pixels or bytes.
+            pixels or bytes. Always valid UTF-8: bytes of a file name that
+            are not UTF-8 show as ``\\xNN`` (the store keeps the exact name).
         text: The text of a text record; ``None`` for images.
         metadata: The caller's metadata (without mmrag's own keys).
     """
@@ -68,10 +69,17 @@ class IndexReport:
         updated: Existing records rewritten (changed file, new metadata, or an
             explicit id given again).
         skipped: Items already stored unchanged (no embedding was computed).
-        removed: Records deleted because their file is gone.
-        failed: ``(source, reason)`` for every item that could not be stored.
+        removed: Records deleted because their file is gone (or changed and
+            can no longer be indexed), and leftovers of an interrupted run.
+        failed: ``(source, reason)`` for every item that could not be stored,
+            and every folder that could not be read.
         ids: The record id of every stored or skipped item, in input order.
         embedded: Items embedded by this call (``0`` on an unchanged re-run).
+        skipped_links: ``(link, reason)`` for every symbolic link
+            ``index_folder`` did not follow (leaving the folder, dangling, a loop).
+
+    Sources in ``failed`` and ``skipped_links`` are readable: bytes of a file
+    name that are not UTF-8 show as ``\\xNN``.
     """
 
     added: int = 0
@@ -81,13 +89,15 @@ class IndexReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     embedded: int = 0
+    skipped_links: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
-        """One line: ``added 3, updated 1, skipped 10, removed 0, failed 1``."""
-        return (
+        """One line: ``added 3, updated 1, skipped 10, removed 0, failed 1`` (and ``, skipped links 2`` if any)."""
+        line = (
             f"added {self.added}, updated {self.updated}, skipped {self.skipped}, "
             f"removed {self.removed}, failed {len(self.failed)}"
         )
+        return f"{line}, skipped links {len(self.skipped_links)}" if self.skipped_links else line
 
     def __str__(self) -> str:
         return self.summary()
@@ -122,55 +132,6 @@ def to_record(record_id: str, modality: Modality, meta: Mapping[str, Any], docum
 def to_hit(record_id: str, modality: Modality, meta: Mapping[str, Any], document: str | None, score: float) -> Hit:
     """A :class:`Hit` from what Chroma returned."""
     return Hit(record_id, modality, meta.get("source") or None, document, user_metadata(meta), score)
-
-
-def check_metadatas(metadatas: Sequence[Mapping[str, Any] | None] | None, n: int) -> list[dict[str, Any]]:
-    """One checked metadata dict per item (empty where ``None``).
-
-    Raises:
-        ValueError: Not one per item, a reserved or non-string key, or a value
-            that is not str, int, float or bool (the message names the item).
-    """
-    if metadatas is None:
-        return [{} for _ in range(n)]
-    metas = list(metadatas)
-    if len(metas) != n:
-        raise ValueError(f"got {len(metas)} metadatas for {n} items; pass one per item (or None)")
-    checked = []
-    for index, meta in enumerate(metas):
-        meta = dict(meta or {})
-        for key, value in meta.items():
-            if not isinstance(key, str) or key in RESERVED_KEYS or key.startswith(INTERNAL_PREFIX):
-                raise ValueError(
-                    f"metadata of item {index}: key {key!r} is reserved or not a string "
-                    "('modality', 'source' and 'mmrag_*' belong to mmrag)"
-                )
-            if not isinstance(value, (str, int, float, bool)):
-                raise ValueError(
-                    f"metadata of item {index}: value of {key!r} must be str, int, float or bool, "
-                    f"got {type(value).__name__}"
-                )
-        checked.append(meta)
-    return checked
-
-
-def check_ids(ids: Sequence[str] | None, n: int) -> list[str] | None:
-    """The caller's record ids, checked; ``None`` when none were given.
-
-    Raises:
-        ValueError: Not one per item, an empty or non-string id, or duplicates.
-    """
-    if ids is None:
-        return None
-    chosen = list(ids)
-    if len(chosen) != n:
-        raise ValueError(f"got {len(chosen)} ids for {n} items; pass one per item")
-    for index, record_id in enumerate(chosen):
-        if not isinstance(record_id, str) or not record_id:
-            raise ValueError(f"id of item {index} must be a non-empty string, got {record_id!r}")
-    if len(set(chosen)) != len(chosen):
-        raise ValueError("ids must be unique within one call")
-    return chosen
 
 
 def text_digest(text: str) -> str:

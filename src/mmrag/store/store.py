@@ -10,27 +10,27 @@ at a time (:mod:`mmrag.store.lock`).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from mmrag.errors import TextInputError
 from mmrag.inputs import ImageInput, Modality, QueryType, as_items, is_image_query
-from mmrag.store.collection_pair import CollectionPair, chroma_settings, recorded_model_id
+from mmrag.store.checks import check_collection_name, check_fusion, check_k, check_modality, query_vector
+from mmrag.store.collection_pair import CollectionPair, recorded_model_id
+from mmrag.store.embedded import EmbeddedDatabase
+from mmrag.store.filters import validate_where
 from mmrag.store.folder import FolderIndexer
 from mmrag.store.fusion import merge_ranked
-from mmrag.store.lock import PathLock
-from mmrag.store.records import MODALITIES, Hit, IndexReport, Record
+from mmrag.store.records import Hit, IndexReport, Record
 from mmrag.store.upsert import pending_images, pending_texts, write_pending
 
 if TYPE_CHECKING:
     from mmrag.encoders.base import Encoder
 
 __all__ = ["MultimodalStore"]
-
-_COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,54}[a-zA-Z0-9]$")
 
 
 class MultimodalStore:
@@ -42,7 +42,9 @@ class MultimodalStore:
         path: Directory of an embedded (on-disk) Chroma database. Used when no
             ``client`` is given; defaults to ``"./mmrag_db"``. One process at a
             time: a second process opening the same path fails at once with
-            :class:`~mmrag.StoreLockedError`.
+            :class:`~mmrag.StoreLockedError`. :meth:`close` the store (or use
+            ``with``) before another process writes to the path: a store
+            opened again afterwards sees what that process wrote.
         collection: Name of the logical store (3+ characters, letters, digits,
             ``.``, ``_``, ``-``); two Chroma collections are made from it.
         client: A Chroma client to use instead of an embedded one, e.g.
@@ -52,6 +54,7 @@ class MultimodalStore:
         StoreMismatchError: The collections were built with another model,
             dimension or preprocessing.
         StoreLockedError: Another process has the embedded path open.
+        OSError: The embedded path is read-only or its disk is full (the message says which).
         ValueError: The collection name is not valid.
 
     Example:
@@ -69,27 +72,15 @@ class MultimodalStore:
         collection: str = "mmrag",
         client: Any | None = None,
     ) -> None:
-        self._lock: PathLock | None = None
+        self._database: EmbeddedDatabase | None = None  # the embedded path this store opened, closed by close()
         self.path: Path | None = None
-        if not _COLLECTION_NAME.match(collection) or ".." in collection:
-            raise ValueError(
-                f"invalid collection name {collection!r}: use 3-56 letters, digits, '.', '_' or '-', "
-                "starting and ending with a letter or digit"
-            )
+        check_collection_name(collection)
         self.encoder = encoder
         self.name = collection
         if client is None:
-            import chromadb
-
             db_path = Path(path if path is not None else "./mmrag_db").expanduser().resolve()
-            db_path.mkdir(parents=True, exist_ok=True)
-            self._lock = PathLock.acquire(db_path)
-            try:
-                client = chromadb.PersistentClient(path=str(db_path), settings=chroma_settings())
-            except Exception:
-                self._lock.release()
-                raise
-            self.path = db_path
+            self._database = EmbeddedDatabase.open(db_path)
+            client, self.path = self._database.client, self._database.path
         self.client = client
         try:
             self._collections = CollectionPair(client, collection, encoder, self.path)
@@ -112,25 +103,28 @@ class MultimodalStore:
 
         Raises:
             StoreLockedError: Another process has the path open.
+            OSError: The folder is read-only or its disk is full.
         """
         db_path = Path(path).expanduser().resolve()
         if not db_path.is_dir():
             return None
-        import chromadb
-
-        lock = PathLock.acquire(db_path)
+        database = EmbeddedDatabase.open(db_path)
         try:
-            return recorded_model_id(
-                chromadb.PersistentClient(path=str(db_path), settings=chroma_settings()), collection
-            )
+            return recorded_model_id(database.client, collection)
         finally:
-            lock.release()
+            database.close()
 
     def close(self) -> None:
-        """Release the embedded path so another process may open it."""
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        """Close the embedded database this store opened and release its path (a second call does nothing).
+
+        Chroma keeps one in-memory index per path and process while any client
+        of it is open; closing the last one drops it, so a store opened on the
+        path later reads the database afresh, including what another process
+        wrote meanwhile. A ``client=`` passed in is left open (it is the
+        caller's).
+        """
+        if self._database is not None:
+            self._database.close()
 
     def __enter__(self) -> MultimodalStore:
         return self
@@ -207,6 +201,7 @@ class MultimodalStore:
         path: str | os.PathLike[str],
         *,
         recursive: bool = True,
+        follow_links: bool = False,
         show_progress: bool | None = None,
     ) -> IndexReport:
         """Index a folder's images and ``.txt``/``.md`` texts, keeping the store in sync with it.
@@ -214,17 +209,27 @@ class MultimodalStore:
         A re-run embeds only what changed: unchanged files (same size and
         modification time) are skipped, changed files are re-embedded and
         replaced, and records of deleted files are removed. Reading, embedding
-        and writing overlap. A file that cannot be read (or an empty text file)
-        is reported in ``failed`` while every good file is indexed. An
-        interrupted run, run again, finishes with no duplicates.
+        and writing overlap. Every file that cannot be indexed (unreadable,
+        corrupt, empty, not UTF-8, not a regular file) is a ``failed`` entry
+        naming it while every good file is indexed. An interrupted or killed
+        run, run again, finishes with one record per file and no leftovers.
+
+        Symbolic links are followed only within the folder: a link that
+        leaves it (``passwd.txt -> /etc/passwd``) is not read unless
+        ``follow_links=True``. Links not followed (and dangling links and link
+        loops) are listed in ``report.skipped_links`` with the reason. A file
+        name that is not UTF-8 is indexed, and shown with ``\\xNN`` escapes.
 
         Args:
             path: The folder.
             recursive: Walk sub-folders too (hidden ones are skipped).
+            follow_links: Also follow links to files and folders outside the
+                folder (a folder reached twice is walked once).
             show_progress: Show a progress bar; default: when stderr is a terminal.
 
         Returns:
-            An :class:`IndexReport` with added, updated, skipped, removed and failed.
+            An :class:`IndexReport` with added, updated, skipped, removed,
+            failed and skipped_links.
 
         Raises:
             NotADirectoryError: ``path`` is not a directory.
@@ -233,7 +238,7 @@ class MultimodalStore:
         if not root.is_dir():
             raise NotADirectoryError(f"not a folder: {str(path)!r}")
         indexer = FolderIndexer(self._collections, self.encoder, self._model_key)
-        return indexer.index(root, recursive=recursive, show_progress=show_progress)
+        return indexer.index(root, recursive=recursive, follow_links=follow_links, show_progress=show_progress)
 
     # ------------------------------------------------------------------- read
     def search(
@@ -257,21 +262,28 @@ class MultimodalStore:
             modality: ``"image"`` or ``"text"`` to search one modality; ``None``
                 for both, merged by reciprocal rank fusion (see ``fusion``).
             where: Chroma-style metadata filter on the caller's metadata, e.g.
-                ``{"album": "2024"}`` or ``{"year": {"$gte": 2020}}``.
+                ``{"album": "2024"}`` or ``{"year": {"$gte": 2020}}``; checked
+                by :func:`~mmrag.store.validate_where`.
             query_type: Force ``"text"`` or ``"image"`` instead of the rule above.
             fusion: How two modalities are merged: ``"rrf"`` (rank fusion, the
                 default) or ``"score"`` (raw cosine, where the higher-scale
-                modality tends to win).
+                modality tends to win). With a ``modality`` there is one list
+                and nothing to merge: ``fusion`` is then unused (but an
+                unknown value is still refused).
 
         Returns:
             Up to ``k`` hits, best first; ``hit.score`` is the cosine similarity.
 
         Raises:
-            ValueError: ``k`` < 1 or an unknown ``modality``.
+            mmrag.InvalidInputError: ``k`` is not an int >= 1, or an unknown
+                ``modality`` or ``fusion``.
+            mmrag.InvalidFilterError: ``where`` is malformed (the message names the part).
             mmrag.ImageInputError: An image query could not be resolved.
         """
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        check_k(k)
+        check_modality(modality)
+        check_fusion(fusion)
+        validate_where(where)
         return self.search_by_vector(
             self.embed_query(query, query_type=query_type), k=k, modality=modality, where=where, fusion=fusion
         )
@@ -291,24 +303,25 @@ class MultimodalStore:
             vector: A vector of length ``encoder.dim`` from this store's encoder.
             k: Most hits to return.
             modality: ``"image"``, ``"text"`` or ``None`` for both (merged).
-            where: Chroma-style metadata filter.
+            where: Chroma-style metadata filter (see :meth:`search`).
             fusion: ``"rrf"`` or ``"score"``; see :meth:`search`.
 
         Returns:
             Up to ``k`` hits, best first.
 
         Raises:
-            ValueError: Bad ``k``, ``modality`` or vector length.
+            mmrag.InvalidInputError: Bad ``k``, ``modality`` or ``fusion``; a
+                vector of the wrong length, with NaN or infinite entries, or
+                all zeros. (Its length does not matter otherwise: cosine
+                similarity ignores it.)
+            mmrag.InvalidFilterError: ``where`` is malformed.
         """
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        if modality not in (None, *MODALITIES):
-            raise ValueError(f"modality must be 'image', 'text' or None, got {modality!r}")
-        query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if query.shape[0] != self.encoder.dim:
-            raise ValueError(f"query vector has {query.shape[0]} dimensions; this store holds {self.encoder.dim}")
-        modalities = MODALITIES if modality is None else (modality,)
-        ranked = {m: self._collections.query(m, query, k, where) for m in modalities}
+        k = check_k(k)
+        modalities = check_modality(modality)
+        check_fusion(fusion)
+        checked_where = validate_where(where)
+        query = query_vector(vector, self.encoder.dim)
+        ranked = {m: self._collections.query(m, query, k, checked_where) for m in modalities}
         if modality is not None:
             return ranked[modality]
         return merge_ranked(list(ranked.values()), k, fusion=fusion)
@@ -328,7 +341,7 @@ class MultimodalStore:
         elif isinstance(query, str):
             vectors = self.encoder.embed_texts([query])
         else:
-            raise TypeError(f"a text query must be a string, got {type(query).__name__}")
+            raise TextInputError(f"a query must be a string or an image, got {type(query).__name__}")
         return np.asarray(vectors[0])
 
     def count(self, modality: Modality | None = None) -> int:
@@ -339,8 +352,11 @@ class MultimodalStore:
 
         Returns:
             The record count.
+
+        Raises:
+            mmrag.InvalidInputError: An unknown ``modality``.
         """
-        return self._collections.count(modality)
+        return sum(self._collections.count(m) for m in check_modality(modality))
 
     def get(self, ids: Sequence[str]) -> list[Record]:
         """Fetch records by id.

@@ -11,19 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mmrag.errors import TextInputError
 from mmrag.inputs import ImageInput, as_items, image_source, resolve_image
+from mmrag.store.checks import check_ids, check_metadatas
 from mmrag.store.collection_pair import CollectionPair
-from mmrag.store.records import (
-    MODALITIES,
-    IndexReport,
-    Pending,
-    check_ids,
-    check_metadatas,
-    pixel_digest,
-    record_id,
-    text_digest,
-    user_metadata,
-)
+from mmrag.store.names import is_utf8, path_key, printable
+from mmrag.store.records import MODALITIES, IndexReport, Pending, pixel_digest, record_id, text_digest, user_metadata
 
 if TYPE_CHECKING:
     from mmrag.encoders.base import Encoder
@@ -41,7 +34,9 @@ def pending_texts(
     items = as_items(texts, "texts")
     for index, text in enumerate(items):
         if not isinstance(text, str):
-            raise TypeError(f"text {index}: expected str, got {type(text).__name__}")
+            raise TextInputError(f"expected str, got {type(text).__name__}", index=index)
+        if not is_utf8(text):
+            raise TextInputError("holds a lone surrogate (not valid Unicode text)", index=index)
     user_meta = check_metadatas(metadatas, len(items))
     record_ids = check_ids(ids, len(items)) or [record_id(model_key, "text", text_digest(t), None) for t in items]
     return [
@@ -63,12 +58,12 @@ def pending_images(
     explicit = check_ids(ids, len(items))
     limits = encoder.image_limits
     decoded = [resolve_image(item, limits=limits, index=index) for index, item in enumerate(items)]
-    sources = [image_source(item) for item in items]
+    sources = [image_source(item) or "" for item in items]
     record_ids = explicit or [
-        record_id(model_key, "image", pixel_digest(image), source) for image, source in zip(decoded, sources)
+        record_id(model_key, "image", pixel_digest(image), path_key(source)) for image, source in zip(decoded, sources)
     ]
-    return [
-        Pending(item_id, "image", None, {"source": source or ""}, meta, image)
+    return [  # a path that is not UTF-8 is stored readably (see mmrag.store.names)
+        Pending(item_id, "image", None, {"source": printable(source)}, meta, image)
         for item_id, image, source, meta in zip(record_ids, decoded, sources, user_meta)
     ]
 
