@@ -14,6 +14,11 @@ this package without it raises :class:`mmrag.MissingDependencyError`.
   an :class:`mmrag.MultimodalStore`, for users who index with mmrag and query
   with LlamaIndex. Images come back as ``ImageNode`` (path or URL, never
   pixels), texts as ``TextNode`` (see :func:`hit_to_node`).
+* :func:`multimodal_index` builds a ``MultiModalVectorStoreIndex`` with one
+  :class:`LocalMultiModalEmbedding` for texts and images in one call (without
+  ``image_embed_model=`` LlamaIndex wants ``llama-index-embeddings-clip``).
+  :func:`filters_to_where` turns LlamaIndex ``MetadataFilters`` into a Chroma
+  ``where`` (the retriever takes either).
 * :class:`CrossModalReranker` is a ``BaseNodePostprocessor`` that rescores
   retrieved ``ImageNode`` and ``TextNode`` results with an mmrag
   :class:`~mmrag.Reranker` (BLIP / BLIP-2 ITM, bge cross-encoders, dual
@@ -43,6 +48,8 @@ except ImportError as exc:
 
 from mmrag.llama_index._nodes import hit_to_node
 from mmrag.llama_index.embeddings import LocalMultiModalEmbedding
+from mmrag.llama_index.filters import filters_to_where
+from mmrag.llama_index.index import multimodal_index
 from mmrag.llama_index.reranker import RETRIEVAL_SCORE_KEY, CrossModalReranker
 from mmrag.llama_index.retriever import MultimodalStoreRetriever
 
@@ -51,5 +58,7 @@ __all__ = [
     "CrossModalReranker",
     "LocalMultiModalEmbedding",
     "MultimodalStoreRetriever",
+    "filters_to_where",
     "hit_to_node",
+    "multimodal_index",
 ]
