@@ -26,7 +26,8 @@ __all__ = ["count_truncated", "warn_if_truncated"]
 
 logger = logging.getLogger("mmrag")
 
-_INTERNAL = frozenset({"mmrag", "llama_index", "asyncio", "concurrent", "threading", "contextlib", "functools"})
+_INTERNAL = frozenset({"mmrag", "asyncio", "concurrent", "threading", "contextlib", "functools", "wrapt", "tqdm"})
+_FRAMEWORKS = ("llama_index", "langchain")  # and their companion packages (llama_index_instrumentation...)
 _warned: set[tuple[str, int]] = set()
 _warned_lock = threading.Lock()
 
@@ -92,8 +93,8 @@ def _call_site() -> tuple[str, int]:
     frame: FrameType | None = sys._getframe(1)
     outermost = sys._getframe(1)
     while frame is not None:
-        module = str(frame.f_globals.get("__name__", ""))
-        if module.split(".")[0] not in _INTERNAL:
+        top = str(frame.f_globals.get("__name__", "")).split(".")[0]
+        if top not in _INTERNAL and not top.startswith(_FRAMEWORKS):
             return frame.f_code.co_filename, frame.f_lineno
         outermost = frame
         frame = frame.f_back
