@@ -385,3 +385,18 @@ def test_store_retriever_counts_filters_and_errors(both, folder: Path) -> None:
     with pytest.raises(mmrag.InvalidInputError, match="image_similarity_top_k must be at least 1"):
         plain.image_similarity_top_k = 0
     assert mmrag.InvalidFilterError("x").code == "invalid_filter"
+
+
+def test_filters_to_where_translates_what_chroma_has() -> None:
+    from mmrag.llama_index import filters_to_where
+
+    assert filters_to_where(None) is None and filters_to_where(MetadataFilters(filters=[])) is None
+    assert filters_to_where(FILTERS["eq"]) == {"parity": {"$eq": "even"}}  # one filter: no $and around it
+    assert filters_to_where(FILTERS["in_or_ne"]) == {"$or": [{"n": {"$in": [0, 5]}}, {"n": {"$lte": 2}}]}
+    assert filters_to_where(FILTERS["nested"]) == {
+        "$and": [{"n": {"$nin": [3]}}, {"$or": [{"n": {"$gt": 0}}, {"parity": {"$ne": "odd"}}]}]
+    }
+    with pytest.raises(mmrag.InvalidFilterError, match="a None value"):
+        filters_to_where(MetadataFilters(filters=[MetadataFilter(key="n", value=None)]))
+    with pytest.raises(mmrag.InvalidFilterError, match="pass a Chroma-style dict as where="):
+        filters_to_where({"n": 1})  # type: ignore[arg-type]

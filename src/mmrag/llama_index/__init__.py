@@ -28,12 +28,11 @@ The classes that load a model take ``options=`` (a :class:`mmrag.LoadOptions`)
 and any of its fields as keywords (``device="cpu"``, ``local_files_only=True``...).
 
 Example:
-    >>> from llama_index.core import SimpleDirectoryReader, StorageContext
-    >>> from llama_index.core.indices import MultiModalVectorStoreIndex
-    >>> from mmrag.llama_index import LocalMultiModalEmbedding
-    >>> embed = LocalMultiModalEmbedding(model="demo")
-    >>> docs = SimpleDirectoryReader("photos/").load_data()
-    >>> index = MultiModalVectorStoreIndex.from_documents(docs, embed_model=embed, image_embed_model=embed)
+    >>> from llama_index.core import SimpleDirectoryReader
+    >>> from mmrag.llama_index import LocalMultiModalEmbedding, multimodal_index
+    >>> embed = LocalMultiModalEmbedding(model="demo")  # or model_name=, as ClipEmbedding takes it
+    >>> docs = SimpleDirectoryReader("photos/").load_data()  # doctest: +SKIP
+    >>> index = multimodal_index(docs, embed_model=embed)  # embed_model and image_embed_model  # doctest: +SKIP
     >>> index.as_retriever().text_to_image_retrieve("a red circle")  # doctest: +SKIP
 """
 

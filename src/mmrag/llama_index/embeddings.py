@@ -43,8 +43,7 @@ class LocalMultiModalEmbedding(SharesModelWhenCopied, MultiModalEmbedding):
     are cut; a warning on the ``"mmrag"`` logger says so, once per call site.
 
     Copies (``copy.deepcopy``, ``model_copy``) share the loaded model; a pickle
-    holds the settings only, and the model loads again on first use after
-    unpickling.
+    holds the settings, and the model loads again on first use after unpickling.
 
     Args:
         model: A preset alias (see :func:`mmrag.list_models`), a hub id or a
@@ -220,21 +219,11 @@ class LocalMultiModalEmbedding(SharesModelWhenCopied, MultiModalEmbedding):
         Returns:
             ``nodes``.
         """
-        show = bool(kwargs.get("show_progress", False))
-        return embed_nodes(self, nodes, embed_file_path=self.embed_file_path, show_progress=show)
+        return embed_nodes(self, nodes, embed_file_path=self.embed_file_path, show_progress=_progress(kwargs))
 
     async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
-        """Async form of :meth:`__call__` (the model runs off the event loop).
-
-        Args:
-            nodes: The nodes; their ``embedding`` is set in place.
-            **kwargs: ``show_progress``; other keywords of the pipeline are ignored.
-
-        Returns:
-            ``nodes``.
-        """
-        show = bool(kwargs.get("show_progress", False))
-        return await aembed_nodes(self, nodes, embed_file_path=self.embed_file_path, show_progress=show)
+        """Async form of :meth:`__call__` (the model runs off the event loop); returns ``nodes``."""
+        return await aembed_nodes(self, nodes, embed_file_path=self.embed_file_path, show_progress=_progress(kwargs))
 
     # ------------------------------------------------------ copy and pickle
     def _fresh_private(self) -> dict[str, Any]:
@@ -301,3 +290,7 @@ class LocalMultiModalEmbedding(SharesModelWhenCopied, MultiModalEmbedding):
         images: list[ImageInput] = list(img_file_paths)
         vectors: list[Embedding] = (await self.batcher.aembed_images(images)).tolist()
         return vectors
+
+
+def _progress(kwargs: dict[str, Any]) -> bool:
+    return bool(kwargs.get("show_progress", False))
