@@ -9,7 +9,8 @@ What it does, in a temporary directory:
 3. builds a ``MultiModalVectorStoreIndex`` whose texts and images live in two
    Chroma collections (cosine space), embedded by one
    :class:`mmrag.llama_index.LocalMultiModalEmbedding` used as both
-   ``embed_model`` and ``image_embed_model``;
+   ``embed_model`` and ``image_embed_model`` (:func:`mmrag.llama_index.multimodal_index`,
+   which also keeps ``file_path`` out of the embedded caption text);
 4. persists it, loads it back, and retrieves text-to-image, image-to-image
    and text-to-text;
 5. indexes the same folder with :class:`mmrag.MultimodalStore` and queries it
@@ -33,13 +34,12 @@ from pathlib import Path
 import chromadb
 from chromadb.config import Settings
 from llama_index.core import SimpleDirectoryReader, StorageContext, load_index_from_storage
-from llama_index.core.indices import MultiModalVectorStoreIndex
 from llama_index.core.schema import ImageNode, NodeWithScore
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 import mmrag
 from mmrag.demo_data import write_sample_folder
-from mmrag.llama_index import LocalMultiModalEmbedding, MultimodalStoreRetriever
+from mmrag.llama_index import LocalMultiModalEmbedding, MultimodalStoreRetriever, multimodal_index
 
 COSINE = {"hnsw": {"space": "cosine"}}
 
@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         text_store, image_store = chroma_stores(client)
         storage = StorageContext.from_defaults(vector_store=text_store, image_store=image_store)
         documents = SimpleDirectoryReader(str(folder)).load_data()
-        index = MultiModalVectorStoreIndex.from_documents(
-            documents, storage_context=storage, embed_model=embed, image_embed_model=embed
-        )
+        index = multimodal_index(documents, embed_model=embed, storage_context=storage)
         storage.persist(persist_dir=str(root / "index"))
         print(f"indexed {len(documents)} documents into {root / 'chroma'}")
 

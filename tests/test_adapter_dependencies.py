@@ -31,9 +31,12 @@ PUBLIC = {
         "LocalMultiModalEmbedding",
         "MultimodalStoreRetriever",
         "RETRIEVAL_SCORE_KEY",
+        "filters_to_where",
         "hit_to_node",
+        "multimodal_index",
     },
     "mmrag.langchain": {
+        "CacheBackedMultiModalEmbeddings",
         "CrossModalReranker",
         "LocalMultiModalEmbeddings",
         "MultimodalStoreRetriever",
@@ -163,3 +166,25 @@ def test_adapters_import_only_the_cores_public_names(adapter: str) -> None:
             assert not [n for n in names if n not in public or n.startswith("_")], f"{path.name}: {module} {names}"
             used.add(module)
     assert {"mmrag.rerank", "mmrag.inputs", "mmrag.components"} <= used  # no private copies of the core's helpers
+
+
+def test_the_langchain_cache_needs_langchain_classic_only_when_used() -> None:
+    out = _run(
+        _blocking("langchain_classic")
+        + """
+import json, sys
+import mmrag
+import mmrag.langchain
+result = {"classic_loaded": "langchain_classic" in sys.modules}
+try:
+    from mmrag.langchain import CacheBackedMultiModalEmbeddings
+except mmrag.MissingDependencyError as exc:
+    result["error"] = [exc.code, str(exc)]
+print(json.dumps(result))
+"""
+    )
+    assert out["classic_loaded"] is False  # importing the adapter does not import langchain-classic
+    code, message = out["error"]
+    assert (
+        code == "missing_dependency" and 'pip install "mmrag[langchain]"' in message and "langchain_classic" in message
+    )

@@ -495,5 +495,6 @@ def test_example_runs_as_a_script_with_the_demo_model() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "model: mmrag/demo" in result.stdout and result.stdout.rstrip().endswith("done")
+    assert "were cut before embedding" not in result.stderr  # no caption lost to its file_path prefix
     similar = result.stdout.split("image -> image: shape_000.png")[1].splitlines()[1]
     assert "1.000" in similar and "shape_000.png" in similar

@@ -16,6 +16,10 @@ package without it raises :class:`mmrag.MissingDependencyError`.
   :class:`mmrag.MultimodalStore`, for text queries (``invoke("a red circle")``)
   and image queries (``invoke("", image="photo.png")``); results are
   documents made by :func:`hit_to_document`.
+* :class:`CacheBackedMultiModalEmbeddings`: LangChain's
+  ``CacheBackedEmbeddings`` (package ``langchain-classic``) with
+  ``embed_image``, so ``Chroma.add_images`` keeps using the cached model and
+  image vectors are cached too (imported on first use).
 * :class:`CrossModalReranker`: a LangChain
   :class:`~langchain_core.documents.BaseDocumentCompressor` that reranks
   retrieved text and image documents with an mmrag :class:`~mmrag.Reranker`,
@@ -42,9 +46,29 @@ try:
 except ImportError as exc:
     raise MissingDependencyError.for_extra("langchain", "mmrag.langchain", exc.name or "langchain_core") from exc
 
+from typing import TYPE_CHECKING, Any
+
 from mmrag.langchain._documents import hit_to_document
 from mmrag.langchain.embeddings import LocalMultiModalEmbeddings
 from mmrag.langchain.reranker import CrossModalReranker
 from mmrag.langchain.retriever import MultimodalStoreRetriever
 
-__all__ = ["CrossModalReranker", "LocalMultiModalEmbeddings", "MultimodalStoreRetriever", "hit_to_document"]
+if TYPE_CHECKING:
+    from mmrag.langchain.cache import CacheBackedMultiModalEmbeddings
+
+__all__ = [
+    "CacheBackedMultiModalEmbeddings",
+    "CrossModalReranker",
+    "LocalMultiModalEmbeddings",
+    "MultimodalStoreRetriever",
+    "hit_to_document",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """``CacheBackedMultiModalEmbeddings`` is imported on first use: it needs ``langchain-classic`` too."""
+    if name == "CacheBackedMultiModalEmbeddings":
+        from mmrag.langchain.cache import CacheBackedMultiModalEmbeddings
+
+        return CacheBackedMultiModalEmbeddings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

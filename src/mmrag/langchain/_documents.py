@@ -1,4 +1,4 @@
-"""Converters between mmrag values and LangChain documents."""
+"""Converters between mmrag values and LangChain ones: documents, vectors, query texts."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import base64
 import os
 from typing import Any
 
+import numpy as np
 from langchain_core.documents import Document
 
-from mmrag.errors import ImageInputError, InvalidInputError
+from mmrag.errors import ImageInputError, InvalidInputError, TextInputError
 from mmrag.inputs import ImageLimits, Modality, decode_base64_image, image_mime_type, image_reference, read_image_bytes
 from mmrag.store import Hit
 
@@ -78,3 +79,16 @@ def document_candidate(doc: Document, index: int) -> tuple[Any, Modality]:
         f"document {index}{name} is an image with no image_base64, source or page_content to read it from "
         "(images stored as pixels cannot be reranked: store them by path or URL)"
     )
+
+
+def query_text(text: object) -> str:
+    """A query text, refusing anything that is not a string (``TextInputError``, also a ``TypeError``)."""
+    if not isinstance(text, str):
+        raise TextInputError(f"must be a string, got {type(text).__name__}")
+    return text
+
+
+def vector_lists(vectors: np.ndarray) -> list[list[float]]:
+    """Vectors as LangChain wants them: lists of Python floats."""
+    lists: list[list[float]] = vectors.tolist()
+    return lists

@@ -7,21 +7,22 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from mmrag.batching import EmbeddingBatcher
 from mmrag.components import options_for, recorded_options
 from mmrag.encoders import DEFAULT_MODEL, Encoder, load_encoder
-from mmrag.errors import InvalidInputError, TextInputError
 from mmrag.inputs import ImageInput, as_items
+from mmrag.langchain._arguments import adopted_fields, model_from_open_clip_names
+from mmrag.langchain._documents import query_text, vector_lists
+from mmrag.langchain._state import SharesModelWhenCopied
 from mmrag.options import LoadOptions
 
 __all__ = ["LocalMultiModalEmbeddings"]
 
 
-class LocalMultiModalEmbeddings(BaseModel, Embeddings):
+class LocalMultiModalEmbeddings(SharesModelWhenCopied, BaseModel, Embeddings):
     """LangChain embeddings for texts and images from a local mmrag encoder.
 
     Texts and images share one vector space, so image vectors from
@@ -37,6 +38,13 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
     object loads again the same way. Pass ``encoder=`` to reuse an encoder
     you already loaded (its settings then fill ``model``, ``device``,
     ``dtype`` and ``batch_size``).
+
+    Coming from ``OpenCLIPEmbeddings``: its ``model_name`` and ``checkpoint``
+    are accepted; a pair with a known Hugging Face copy of its weights (e.g.
+    ``model_name="ViT-H-14", checkpoint="laion2b_s32b_b79k"``) loads that copy,
+    and ``model_name`` alone may be anything ``model`` takes. Copies
+    (``copy.deepcopy``, ``model_copy``) share the loaded model; a pickle holds
+    the settings only, and the model loads again on first use after unpickling.
 
     Example:
         >>> emb = LocalMultiModalEmbeddings(model="siglip2-base-224", batch_size=64)
@@ -79,18 +87,20 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
                 options cannot be passed with it; ``batch_size`` may only
                 repeat the encoder's own.
             options: How to load ``model`` (:class:`mmrag.LoadOptions`).
-            **data: The fields (``model``, ``batch_size``, ``batch_wait_ms``)
-                and any :class:`mmrag.LoadOptions` field (``device``,
-                ``dtype``, ``local_files_only``, ``revision``...), applied on
-                top of ``options``.
+            **data: The fields (``model``, ``batch_size``, ``batch_wait_ms``),
+                OpenCLIPEmbeddings' ``model_name`` and ``checkpoint`` (instead
+                of ``model``), and any :class:`mmrag.LoadOptions` field
+                (``device``, ``dtype``, ``revision``...), applied on top of ``options``.
 
         Raises:
             mmrag.InvalidInputError: Both ``encoder`` and loading options were
-                given, or an option is invalid.
+                given, an option is invalid, or ``model_name``/``checkpoint``
+                name OpenCLIP weights with no known Hugging Face copy.
             pydantic.ValidationError: A field is invalid or unknown.
             mmrag.ModelNotAvailableError: The model cannot be found or loaded.
             mmrag.UnsupportedModelError: The checkpoint's architecture has no family.
         """
+        data = model_from_open_clip_names(data)
         batch_size = data.pop("batch_size", None)  # a field and an option: the encoder's batch size
         opts = options_for("encoder", encoder, options, data)
         if encoder is None:
@@ -102,21 +112,14 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
             self._options = opts.replace(batch_size=self.batch_size)
             self._encoder = load_encoder(self.model, options=self._options)
             return
-        if "model" in data:
-            raise InvalidInputError(
-                f"pass either encoder= or model=, not both (got an encoder for {encoder.model_id!r} and "
-                f"model={data['model']!r}); the encoder is already loaded"
-            )
-        if batch_size is not None and batch_size != encoder.batch_size:
-            raise InvalidInputError(
-                f"batch_size={batch_size} differs from the encoder's batch_size={encoder.batch_size}; "
-                "load the encoder with the batch size you want, or leave batch_size out"
-            )
-        dtype = str(encoder.dtype).removeprefix("torch.")
-        super().__init__(
-            **data, model=encoder.model_id, device=str(encoder.device), dtype=dtype, batch_size=encoder.batch_size
-        )
+        super().__init__(**adopted_fields(encoder, data, batch_size))
         self._encoder = encoder
+
+    @model_validator(mode="before")
+    @classmethod
+    def _open_clip_names(cls, data: Any) -> Any:
+        """``model_name`` / ``checkpoint`` (OpenCLIPEmbeddings' names) also for ``model_validate``."""
+        return model_from_open_clip_names(data) if isinstance(data, dict) else data
 
     @field_validator("model", mode="before")
     @classmethod
@@ -127,10 +130,10 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
     @property
     def encoder(self) -> Encoder:
         """The mmrag encoder that computes the vectors (loaded on first use if needed)."""
-        if self._encoder is None:  # e.g. made by model_validate, which skips __init__
+        if self._encoder is None:
             with self._lock:
-                if self._encoder is None:
-                    self._options = self._field_options()
+                if self._encoder is None:  # made by model_validate, or unpickled
+                    self._options = self._options or self._field_options()
                     self._encoder = load_encoder(self.model, options=self._options)
         return self._encoder
 
@@ -140,6 +143,11 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
         if self._options is None and self._encoder is None:
             return self._field_options()
         return self._options
+
+    @property
+    def model_name(self) -> str:
+        """``model``, under the name OpenCLIPEmbeddings gives it (e.g. for a cache ``namespace``)."""
+        return self.model
 
     @property
     def dim(self) -> int:
@@ -160,7 +168,7 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
             mmrag.NotASequenceError: ``texts`` is a single string.
             mmrag.TextInputError: An item is not a string.
         """
-        return _to_lists(self.encoder.embed_texts(as_items(texts, "texts"), batch_size=self.batch_size))
+        return vector_lists(self.encoder.embed_texts(as_items(texts, "texts"), batch_size=self.batch_size))
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query text.
@@ -174,7 +182,7 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
         Raises:
             mmrag.TextInputError: ``text`` is not a string (also a ``TypeError``).
         """
-        return _to_lists(self.encoder.embed_texts([_text(text)]))[0]
+        return vector_lists(self.encoder.embed_texts([query_text(text)]))[0]
 
     def embed_image(self, uris: Sequence[ImageInput]) -> list[list[float]]:
         """Embed images, in forward passes of at most ``batch_size``.
@@ -195,7 +203,7 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
             mmrag.ImageInputError: An image could not be resolved; the message
                 names its index.
         """
-        return _to_lists(self.encoder.embed_images(as_items(uris, "uris"), batch_size=self.batch_size))
+        return vector_lists(self.encoder.embed_images(as_items(uris, "uris"), batch_size=self.batch_size))
 
     # ----------------------------------------------------------------- async
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -212,7 +220,7 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
             mmrag.TextInputError: An item is not a string.
             mmrag.QueueFullError: Too many items are already waiting.
         """
-        return _to_lists(await self._get_batcher().aembed_texts(as_items(texts, "texts")))
+        return vector_lists(await self._get_batcher().aembed_texts(as_items(texts, "texts")))
 
     async def aembed_query(self, text: str) -> list[float]:
         """Embed one query text without blocking the event loop.
@@ -226,7 +234,7 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
         Raises:
             mmrag.TextInputError: ``text`` is not a string (also a ``TypeError``).
         """
-        return _to_lists(await self._get_batcher().aembed_texts([_text(text)]))[0]
+        return vector_lists(await self._get_batcher().aembed_texts([query_text(text)]))[0]
 
     async def aembed_image(self, uris: Sequence[ImageInput]) -> list[list[float]]:
         """Embed images without blocking the event loop; concurrent calls share forward passes.
@@ -245,7 +253,7 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
             mmrag.ImageInputError: An image could not be resolved; the message
                 names its index within this call.
         """
-        return _to_lists(await self._get_batcher().aembed_images(as_items(uris, "uris")))
+        return vector_lists(await self._get_batcher().aembed_images(as_items(uris, "uris")))
 
     def close(self) -> None:
         """Stop the async batcher's worker thread (it restarts on the next async call).
@@ -256,6 +264,15 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
             batcher, self._batcher = self._batcher, None
         if batcher is not None:
             batcher.close()
+
+    def _fresh_private(self) -> dict[str, Any]:
+        return {"_batcher": None, "_lock": threading.Lock()}
+
+    def _pickled_private(self) -> dict[str, Any]:
+        options = self.options
+        if self._options is None and self._encoder is not None:  # adopted: what is known of how it was loaded
+            options = self._field_options().replace(image_limits=self._encoder.image_limits)
+        return {"_encoder": None, "_options": options}
 
     def _field_options(self) -> LoadOptions:
         """The options the fields describe (for an object made without ``__init__``, e.g. by ``model_validate``)."""
@@ -274,16 +291,3 @@ class LocalMultiModalEmbeddings(BaseModel, Embeddings):
                     )
                 batcher = self._batcher
         return batcher
-
-
-def _text(text: object) -> str:
-    """A query text, refusing anything that is not a string."""
-    if not isinstance(text, str):
-        raise TextInputError(f"must be a string, got {type(text).__name__}")
-    return text
-
-
-def _to_lists(vectors: np.ndarray) -> list[list[float]]:
-    """Vectors as LangChain wants them: lists of Python floats."""
-    lists: list[list[float]] = vectors.tolist()
-    return lists

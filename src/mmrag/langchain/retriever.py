@@ -8,7 +8,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, Callba
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever, LangSmithRetrieverParams
 from langchain_core.runnables.config import run_in_executor
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from mmrag.errors import InvalidInputError, TextInputError
 from mmrag.inputs import ImageInput, Modality
@@ -27,6 +27,8 @@ class MultimodalStoreRetriever(BaseRetriever):
     image query comes as the ``image`` keyword (``retriever.invoke("",
     image="photo.png")``). ``k``, ``modality`` and ``where`` can be changed per
     call the same way, or bound in a chain with ``retriever.bind(modality="image")``.
+    ``search_kwargs={"k": 4, "filter": {...}}`` works as on LangChain's own
+    ``vectorstore.as_retriever(search_kwargs=...)``.
 
     Each result is a :class:`~langchain_core.documents.Document` (see
     :func:`hit_to_document`): ``page_content`` is the text of a text record and
@@ -60,9 +62,20 @@ class MultimodalStoreRetriever(BaseRetriever):
     fusion: Literal["rrf", "score"] = "rrf"
     """How two modalities are merged when ``modality`` is ``None`` (see ``MultimodalStore.search``)."""
 
+    search_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Search arguments as LangChain's ``VectorStoreRetriever`` takes them: ``k``,
+    ``filter`` (or ``where``) and ``modality``. They win over the fields of the same
+    meaning; the arguments of one call win over both."""
+
     include_image_base64: bool = False
     """Also read each image hit's file or URL and put its bytes, base64-encoded, in
     ``metadata["image_base64"]`` (with ``metadata["image_mime_type"]``)."""
+
+    @field_validator("search_kwargs")
+    @classmethod
+    def _known_search_kwargs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _search_arguments(value)
+        return value
 
     def _get_relevant_documents(
         self,
@@ -146,13 +159,34 @@ class MultimodalStoreRetriever(BaseRetriever):
             raise InvalidInputError("pass either a text query or image=..., not both (use invoke('', image=...))")
         if image is None and not text:
             raise InvalidInputError("empty query: pass a text, or an image query as invoke('', image=...)")
+        given = _search_arguments(self.search_kwargs)
         hits = self.store.search(
             image if image is not None else query,
-            k=self.k if k is None else k,
-            modality=self.modality if modality is _UNSET else modality,
-            where=self.where if where is _UNSET else where,
+            k=given.get("k", self.k) if k is None else k,
+            modality=given.get("modality", self.modality) if modality is _UNSET else modality,
+            where=given.get("where", self.where) if where is _UNSET else where,
             query_type="image" if image is not None else self.query_type,
             fusion=self.fusion,
         )
         limits = self.store.encoder.image_limits
         return [hit_to_document(hit, include_image_base64=self.include_image_base64, limits=limits) for hit in hits]
+
+
+def _search_arguments(search_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``search_kwargs`` checked, with ``filter`` under mmrag's name ``where``."""
+    unknown = sorted(set(search_kwargs) - {"k", "filter", "where", "modality"})
+    if unknown:
+        raise InvalidInputError(
+            f"search_kwargs takes k, filter (or where) and modality; got {', '.join(map(repr, unknown))}"
+        )
+    if "filter" in search_kwargs and "where" in search_kwargs:
+        raise InvalidInputError("search_kwargs: pass filter or where (the same thing), not both")
+    given = dict(search_kwargs)
+    if "filter" in given:
+        given["where"] = given.pop("filter")
+    k = given.get("k")
+    if "k" in given and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise InvalidInputError(f"search_kwargs: k must be an int of at least 1, got {k!r}")
+    if given.get("modality") not in (None, "image", "text"):
+        raise InvalidInputError(f"search_kwargs: modality must be 'image', 'text' or None, got {given['modality']!r}")
+    return given

@@ -14,6 +14,11 @@ this package without it raises :class:`mmrag.MissingDependencyError`.
   an :class:`mmrag.MultimodalStore`, for users who index with mmrag and query
   with LlamaIndex. Images come back as ``ImageNode`` (path or URL, never
   pixels), texts as ``TextNode`` (see :func:`hit_to_node`).
+* :func:`multimodal_index` builds a ``MultiModalVectorStoreIndex`` with one
+  :class:`LocalMultiModalEmbedding` for texts and images in one call (without
+  ``image_embed_model=`` LlamaIndex wants ``llama-index-embeddings-clip``).
+  :func:`filters_to_where` turns LlamaIndex ``MetadataFilters`` into a Chroma
+  ``where`` (the retriever takes either).
 * :class:`CrossModalReranker` is a ``BaseNodePostprocessor`` that rescores
   retrieved ``ImageNode`` and ``TextNode`` results with an mmrag
   :class:`~mmrag.Reranker` (BLIP / BLIP-2 ITM, bge cross-encoders, dual
@@ -23,12 +28,11 @@ The classes that load a model take ``options=`` (a :class:`mmrag.LoadOptions`)
 and any of its fields as keywords (``device="cpu"``, ``local_files_only=True``...).
 
 Example:
-    >>> from llama_index.core import SimpleDirectoryReader, StorageContext
-    >>> from llama_index.core.indices import MultiModalVectorStoreIndex
-    >>> from mmrag.llama_index import LocalMultiModalEmbedding
-    >>> embed = LocalMultiModalEmbedding(model="demo")
-    >>> docs = SimpleDirectoryReader("photos/").load_data()
-    >>> index = MultiModalVectorStoreIndex.from_documents(docs, embed_model=embed, image_embed_model=embed)
+    >>> from llama_index.core import SimpleDirectoryReader
+    >>> from mmrag.llama_index import LocalMultiModalEmbedding, multimodal_index
+    >>> embed = LocalMultiModalEmbedding(model="demo")  # or model_name=, as ClipEmbedding takes it
+    >>> docs = SimpleDirectoryReader("photos/").load_data()  # doctest: +SKIP
+    >>> index = multimodal_index(docs, embed_model=embed)  # embed_model and image_embed_model  # doctest: +SKIP
     >>> index.as_retriever().text_to_image_retrieve("a red circle")  # doctest: +SKIP
 """
 
@@ -43,6 +47,8 @@ except ImportError as exc:
 
 from mmrag.llama_index._nodes import hit_to_node
 from mmrag.llama_index.embeddings import LocalMultiModalEmbedding
+from mmrag.llama_index.filters import filters_to_where
+from mmrag.llama_index.index import multimodal_index
 from mmrag.llama_index.reranker import RETRIEVAL_SCORE_KEY, CrossModalReranker
 from mmrag.llama_index.retriever import MultimodalStoreRetriever
 
@@ -51,5 +57,7 @@ __all__ = [
     "CrossModalReranker",
     "LocalMultiModalEmbedding",
     "MultimodalStoreRetriever",
+    "filters_to_where",
     "hit_to_node",
+    "multimodal_index",
 ]

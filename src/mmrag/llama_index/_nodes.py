@@ -106,32 +106,44 @@ def rerank_query(bundle: QueryBundle | None) -> tuple[str, InputType]:
 
 
 # --------------------------------------------------------------- candidates
+def node_image(node: BaseNode) -> ImageInput | None:
+    """The image a node carries, as an input the encoder and the reranker read; ``None`` for a text node.
+
+    An ``ImageNode``'s base64 ``image`` comes back as bytes, its ``image_path`` as
+    a ``Path``, its ``image_url`` as the URL; a ``Node``'s ``image_resource`` the
+    same way. An ``ImageNode`` with none of them counts as a text node.
+    """
+    if isinstance(node, ImageNode):
+        if node.image:
+            return decode_base64_image(node.image)
+        if node.image_path:
+            return Path(node.image_path)
+        if node.image_url:
+            return node.image_url
+        return None
+    resource = getattr(node, "image_resource", None)  # llama_index.core.schema.Node
+    if resource is not None and (resource.data or resource.path or resource.url):
+        if resource.data:
+            return decode_base64_image(resource.data)
+        if resource.path:
+            return Path(resource.path)
+        return str(resource.url)
+    return None
+
+
 def node_candidate(node: BaseNode, metadata_mode: MetadataMode) -> tuple[Any, Modality]:
     """What the reranker scores for a node, and as which modality.
 
     Images are returned as non-strings (``Path``, ``bytes``) or http(s)/data URLs,
     so the reranker's ``"auto"`` rule reads every one of them as an image.
     """
-    if isinstance(node, ImageNode):
-        image: Any = None
-        if node.image:
-            image = decode_base64_image(node.image)
-        elif node.image_path:
-            image = Path(node.image_path)
-        elif node.image_url:
-            image = node.image_url
-        if image is None:
-            raise InvalidInputError(
-                f"ImageNode {node.node_id!r} has no image, image_path or image_url: there is nothing to rerank"
-            )
+    image = node_image(node)
+    if image is not None:
         return image, "image"
-    resource = getattr(node, "image_resource", None)  # llama_index.core.schema.Node
-    if resource is not None and (resource.data or resource.path or resource.url):
-        if resource.data:
-            return decode_base64_image(resource.data), "image"
-        if resource.path:
-            return Path(resource.path), "image"
-        return str(resource.url), "image"
+    if isinstance(node, ImageNode):
+        raise InvalidInputError(
+            f"ImageNode {node.node_id!r} has no image, image_path or image_url: there is nothing to rerank"
+        )
     return node.get_content(metadata_mode=metadata_mode), "text"
 
 

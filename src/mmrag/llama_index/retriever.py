@@ -9,17 +9,19 @@ from typing import Any
 from llama_index.core.base.base_multi_modal_retriever import MultiModalRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType
+from llama_index.core.vector_stores.types import MetadataFilters
 
 from mmrag.batching import EmbeddingBatcher
 from mmrag.errors import InvalidInputError
 from mmrag.inputs import ImageInput, Modality
 from mmrag.llama_index._nodes import hit_to_node, image_of, query_of, text_of
-from mmrag.store import MultimodalStore
+from mmrag.llama_index._settings import RetrieverSettings
+from mmrag.store import Hit, MultimodalStore, merge_ranked
 
 __all__ = ["MultimodalStoreRetriever"]
 
 
-class MultimodalStoreRetriever(MultiModalRetriever):
+class MultimodalStoreRetriever(RetrieverSettings, MultiModalRetriever):
     """A LlamaIndex retriever over an :class:`mmrag.MultimodalStore`.
 
     Results are ``NodeWithScore`` objects whose node id is the store's record
@@ -32,14 +34,29 @@ class MultimodalStoreRetriever(MultiModalRetriever):
     ``QueryBundle`` with ``image_path``) and searches ``modality``. The
     direction-specific methods fix the modality themselves.
 
+    How many results come back takes LlamaIndex's own arguments too:
+    ``similarity_top_k`` texts and ``image_similarity_top_k`` images, each
+    settable after construction like on ``MultiModalVectorIndexRetriever``.
+    A search over both modalities merges at most that many of each by rank
+    fusion, and at most ``k`` in all when ``k`` is given.
+
     Args:
         store: The store to search.
-        k: Most results per query.
+        k: Most results per query: sets both ``similarity_top_k`` and
+            ``image_similarity_top_k`` (unless given) and, for a search over
+            both modalities, the total. Default 10, when neither of those two is given.
         modality: What :meth:`retrieve` searches: ``"image"``, ``"text"`` or
             ``None`` for both (merged by rank fusion, see
             :meth:`mmrag.MultimodalStore.search`).
+        similarity_top_k: Most text results (``text_retrieve``,
+            ``image_to_text_retrieve``, the texts of a mixed ``retrieve``).
+        image_similarity_top_k: Most image results (``text_to_image_retrieve``,
+            ``image_to_image_retrieve``, the images of a mixed ``retrieve``).
         where: Chroma-style metadata filter applied to every query, e.g.
             ``{"album": "2024"}``.
+        filters: LlamaIndex ``MetadataFilters`` applied to every query,
+            translated by :func:`filters_to_where` (together with ``where``
+            when both are given).
         batcher: An :class:`~mmrag.EmbeddingBatcher` over the store's encoder
             (e.g. ``LocalMultiModalEmbedding.batcher``). When given, the async
             methods embed their queries through it, so concurrent queries
@@ -48,26 +65,30 @@ class MultimodalStoreRetriever(MultiModalRetriever):
         callback_manager: LlamaIndex callback manager.
 
     Raises:
-        mmrag.InvalidInputError: ``k`` < 1, an unknown ``modality``, or a ``batcher`` for
+        mmrag.InvalidInputError: ``k`` or a top-k < 1, an unknown ``modality``, or a ``batcher`` for
             another model than the store's.
+        mmrag.InvalidFilterError: ``filters`` uses an operator Chroma has no equivalent for.
 
     Example:
         >>> retriever = MultimodalStoreRetriever(store, k=5)
         >>> [n.node.image_path for n in retriever.text_to_image_retrieve("a red circle")]  # doctest: +SKIP
+        >>> retriever = MultimodalStoreRetriever(store, similarity_top_k=3, image_similarity_top_k=2)
+        >>> retriever.similarity_top_k = 1  # honoured from the next query on
     """
 
     def __init__(
         self,
         store: MultimodalStore,
-        k: int = 10,
+        k: int | None = None,
         modality: Modality | None = None,
         *,
+        similarity_top_k: int | None = None,
+        image_similarity_top_k: int | None = None,
         where: Mapping[str, Any] | None = None,
+        filters: MetadataFilters | None = None,
         batcher: EmbeddingBatcher | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
-        if k < 1:
-            raise InvalidInputError(f"k must be at least 1, got {k}")
         if modality not in (None, "image", "text"):
             raise InvalidInputError(f"modality must be 'image', 'text' or None, got {modality!r}")
         if batcher is not None and batcher.encoder.signature != store.encoder.signature:
@@ -77,10 +98,11 @@ class MultimodalStoreRetriever(MultiModalRetriever):
             )
         super().__init__(callback_manager=callback_manager)
         self.store = store
-        self.k = k
         self.modality: Modality | None = modality
         self.where = dict(where) if where else None
         self.batcher = batcher
+        self._set_counts(k, similarity_top_k, image_similarity_top_k)
+        self.filters = filters
 
     # ------------------------------------------------------------- retrieval
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
@@ -200,7 +222,11 @@ class MultimodalStoreRetriever(MultiModalRetriever):
 
     # -------------------------------------------------------------- internals
     def _search(self, query: str | ImageInput, kind: Modality, modality: Modality | None) -> list[NodeWithScore]:
-        hits = self.store.search(query, k=self.k, modality=modality, where=self.where, query_type=kind)
+        if self._one_store_call(modality):
+            k = self.k if modality is None else self.top_k_for(modality)
+            hits = self.store.search(query, k=k, modality=modality, where=self.combined_where(), query_type=kind)
+        else:
+            hits = self._mixed_by_vector(self.store.embed_query(query, query_type=kind))
         return [hit_to_node(hit) for hit in hits]
 
     async def _asearch(self, query: str | ImageInput, kind: Modality, modality: Modality | None) -> list[NodeWithScore]:
@@ -216,11 +242,20 @@ class MultimodalStoreRetriever(MultiModalRetriever):
             vectors = await self.batcher.aembed_images([query], limits=self.store.encoder.image_limits)
         else:
             vectors = await self.batcher.aembed_texts([text_of(query)])
-        hits = await asyncio.to_thread(
-            self.store.search_by_vector,
-            vectors[0],
-            k=self.k,
-            modality=modality,
-            where=self.where,
-        )
+        hits = await asyncio.to_thread(self._by_vector, vectors[0], modality)
         return [hit_to_node(hit) for hit in hits]
+
+    def _by_vector(self, vector: Any, modality: Modality | None) -> list[Hit]:
+        if not self._one_store_call(modality):
+            return self._mixed_by_vector(vector)
+        k = self.k if modality is None else self.top_k_for(modality)
+        return self.store.search_by_vector(vector, k=k, modality=modality, where=self.combined_where())
+
+    def _mixed_by_vector(self, vector: Any) -> list[Hit]:
+        """Up to ``similarity_top_k`` texts and ``image_similarity_top_k`` images, rank-fused, at most ``k``."""
+        where = self.combined_where()
+        ranked = [
+            self.store.search_by_vector(vector, k=self.top_k_for(modality), modality=modality, where=where)
+            for modality in ("image", "text")
+        ]
+        return merge_ranked(ranked, self.k)
