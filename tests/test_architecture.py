@@ -33,7 +33,7 @@ PACKAGE = Path(__file__).parents[1] / "src" / "mmrag"
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": (
         "mmrag.encoders", "mmrag.inputs", "mmrag.store", "mmrag.rerank", "mmrag.errors", "mmrag.options",
-        "mmrag.prefetch", "mmrag.batching", "mmrag.components", "mmrag._version",
+        "mmrag.prefetch", "mmrag.batching", "mmrag.components", "mmrag.model_sharing", "mmrag._version",
         "mmrag.cache", "mmrag.progress", "mmrag.logs",
     ),
     "adapter": ("mmrag.llama_index", "mmrag.langchain", "mmrag.chroma"),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from mmrag.encoders.base import Encoder, FusedEmbeddings
 from mmrag.encoders.loading import LoadRequest, load_encoder, register_family, supported_model_types
+from mmrag.encoders.names import OPENAI_CLIP_NAMES, resolve_model_alias
 from mmrag.encoders.presets import DEFAULT_MODEL, PRESETS, ModelPreset, get_preset, list_models
 
 __all__ = [
     "DEFAULT_MODEL",
+    "OPENAI_CLIP_NAMES",
     "PRESETS",
     "Encoder",
     "FusedEmbeddings",
@@ -17,5 +19,6 @@ __all__ = [
     "list_models",
     "load_encoder",
     "register_family",
+    "resolve_model_alias",
     "supported_model_types",
 ]

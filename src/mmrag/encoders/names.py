@@ -68,7 +68,11 @@ OPEN_CLIP_WEIGHTS: tuple[OpenClipWeights, ...] = (
     *_weights("ViT-L-14-336", ("openai", "clip-vit-l-14-336")),
     *_weights("ViT-L-14-336-quickgelu", ("openai", "clip-vit-l-14-336")),
     *_weights("ViT-H-14", ("laion2b_s32b_b79k", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K")),
-    *_weights("ViT-g-14", ("laion2b_s12b_b42k", "laion/CLIP-ViT-g-14-laion2B-s12B-b42K")),
+    *_weights(
+        "ViT-g-14",
+        ("laion2b_s12b_b42k", "laion/CLIP-ViT-g-14-laion2B-s12B-b42K"),
+        ("laion2b_s34b_b88k", "laion/CLIP-ViT-g-14-laion2B-s34B-b88K"),
+    ),
     *_weights("ViT-bigG-14", ("laion2b_s39b_b160k", "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k")),
     *_weights("ViT-B-16-SigLIP", ("webli", "siglip-base-224")),
     *_weights("ViT-SO400M-14-SigLIP-384", ("webli", "siglip-so400m-384")),

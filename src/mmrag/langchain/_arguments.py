@@ -11,26 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmrag.encoders import Encoder
-from mmrag.errors import InvalidInputError
+from mmrag.encoders import Encoder, resolve_model_alias
+from mmrag.errors import InvalidInputError, UnsupportedModelError
 
-__all__ = ["OPEN_CLIP_CHECKPOINTS", "adopted_fields", "model_from_open_clip_names"]
-
-OPEN_CLIP_CHECKPOINTS: dict[tuple[str, str], str] = {
-    ("ViT-B-32", "openai"): "clip-vit-b-32",
-    ("ViT-B-16", "openai"): "clip-vit-b-16",
-    ("ViT-L-14", "openai"): "clip-vit-l-14",
-    ("ViT-L-14-336", "openai"): "clip-vit-l-14-336",
-    ("ViT-B-32", "laion2b_s34b_b79k"): "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
-    ("ViT-L-14", "laion2b_s32b_b82k"): "laion/CLIP-ViT-L-14-laion2B-s32B-b82K",
-    ("ViT-H-14", "laion2b_s32b_b79k"): "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
-    ("ViT-g-14", "laion2b_s34b_b88k"): "laion/CLIP-ViT-g-14-laion2B-s34B-b88K",
-    ("ViT-bigG-14", "laion2b_s39b_b160k"): "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
-}
-"""OpenCLIP ``(model_name, checkpoint)`` -> the mmrag preset or hub id holding the same weights."""
+__all__ = ["adopted_fields", "model_from_open_clip_names"]
 
 _DEFAULT_NAME, _DEFAULT_CHECKPOINT = "ViT-H-14", "laion2b_s32b_b79k"  # OpenCLIPEmbeddings' defaults
-_ARCHITECTURES = {name for name, _ in OPEN_CLIP_CHECKPOINTS}
 
 
 def model_from_open_clip_names(data: dict[str, Any]) -> dict[str, Any]:
@@ -57,17 +43,25 @@ def model_from_open_clip_names(data: dict[str, Any]) -> dict[str, Any]:
             f"got model={rest['model']!r} and OpenCLIPEmbeddings' model_name/checkpoint; they name the same "
             "thing: pass model= alone"
         )
-    if checkpoint is None and isinstance(name, str) and name not in _ARCHITECTURES:
-        return {**rest, "model": name}  # a preset alias, hub id or directory under OpenCLIP's keyword
+    if checkpoint is None and isinstance(name, str):
+        try:  # a preset alias, hub id or directory under OpenCLIP's keyword, or an OpenAI CLIP name
+            return {**rest, "model": resolve_model_alias(name) or name}
+        except UnsupportedModelError:
+            pass  # an OpenCLIP architecture without its tag: OpenCLIPEmbeddings' default checkpoint applies
     pair = (name or _DEFAULT_NAME, checkpoint or _DEFAULT_CHECKPOINT)
-    if pair in OPEN_CLIP_CHECKPOINTS:
-        return {**rest, "model": OPEN_CLIP_CHECKPOINTS[pair]}
-    known = ", ".join(f"{c!r}" for n, c in OPEN_CLIP_CHECKPOINTS if n == pair[0]) or "none"
-    raise InvalidInputError(
-        f"no Hugging Face copy is known of OpenCLIP model_name={pair[0]!r}, checkpoint={pair[1]!r} (known "
-        f"checkpoints of {pair[0]!r}: {known}); mmrag loads Hugging Face checkpoints: pass model= with a hub id "
-        "(e.g. model='laion/CLIP-ViT-H-14-laion2B-s32B-b79K') or a preset from mmrag.list_models()"
-    )
+    try:
+        model = resolve_model_alias(f"{pair[0]}:{pair[1]}")
+    except UnsupportedModelError as exc:
+        model, reason = None, str(exc)
+    else:
+        reason = "not an OpenCLIP name"
+    if model is None:
+        raise InvalidInputError(
+            f"no Hugging Face copy is known of OpenCLIP model_name={pair[0]!r}, checkpoint={pair[1]!r} ({reason}); "
+            "mmrag loads Hugging Face checkpoints: pass model= with a hub id (e.g. "
+            "model='laion/CLIP-ViT-H-14-laion2B-s32B-b79K') or a preset from mmrag.list_models()"
+        )
+    return {**rest, "model": model}
 
 
 def adopted_fields(encoder: Encoder, data: dict[str, Any], batch_size: int | None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from mmrag.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from mmrag.inputs import ImageInput, as_items
 from mmrag.langchain._arguments import adopted_fields, model_from_open_clip_names
 from mmrag.langchain._documents import query_text, vector_lists
-from mmrag.langchain._state import SharesModelWhenCopied
+from mmrag.model_sharing import SharesModelWhenCopied
 from mmrag.options import LoadOptions
 
 __all__ = ["LocalMultiModalEmbeddings"]

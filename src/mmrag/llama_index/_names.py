@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import os
 
-from mmrag.encoders import Encoder, get_preset
-from mmrag.errors import InvalidInputError
+from mmrag.encoders import OPENAI_CLIP_NAMES, Encoder, get_preset, resolve_model_alias
+from mmrag.errors import InvalidInputError, UnsupportedModelError
 
 __all__ = ["CLIP_NAMES", "check_model_name", "model_from_name"]
 
-CLIP_NAMES: dict[str, str] = {
-    "ViT-B/32": "clip-vit-b-32",
-    "ViT-B/16": "clip-vit-b-16",
-    "ViT-L/14": "clip-vit-l-14",
-    "ViT-L/14@336px": "clip-vit-l-14-336",
-}
+CLIP_NAMES = OPENAI_CLIP_NAMES
 """OpenAI CLIP names (``ClipEmbedding(model_name=...)``) -> the mmrag preset with the same weights."""
-
-_RESNETS = ("RN50", "RN101", "RN50x4", "RN50x16", "RN50x64")
 
 
 def model_from_name(model_name: str) -> str:
@@ -31,16 +24,17 @@ def model_from_name(model_name: str) -> str:
         The preset for an OpenAI CLIP name, else ``model_name`` itself.
 
     Raises:
-        mmrag.InvalidInputError: ``model_name`` is one of OpenAI's ResNet CLIPs,
-            which have no Hugging Face checkpoint; the message names ``model=``.
+        mmrag.InvalidInputError: ``model_name`` is a CLIP name mmrag cannot load
+            (e.g. one of OpenAI's ResNet CLIPs); the message names ``model=``.
     """
-    if model_name in _RESNETS:
+    try:
+        alias = resolve_model_alias(model_name)
+    except UnsupportedModelError as exc:
         raise InvalidInputError(
-            f"model_name={model_name!r} is an OpenAI ResNet CLIP, which has no Hugging Face transformers "
-            "checkpoint mmrag can load; pass model= with a preset from mmrag.list_models() (e.g. "
+            f"model_name={model_name!r}: {exc}; pass model= with a preset from mmrag.list_models() (e.g. "
             "model='clip-vit-b-32', the weights of ClipEmbedding's default 'ViT-B/32') or a hub id"
-        )
-    return CLIP_NAMES.get(model_name, model_name)
+        ) from exc
+    return alias or model_name
 
 
 def check_model_name(model_name: str | None, model: str | os.PathLike[str] | None, encoder: Encoder) -> None:

@@ -17,9 +17,9 @@ from mmrag.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from mmrag.errors import InvalidInputError
 from mmrag.inputs import ImageInput
 from mmrag.llama_index._names import check_model_name, model_from_name
-from mmrag.llama_index._state import SharesModelWhenCopied
 from mmrag.llama_index._transform import aembed_nodes, embed_nodes
 from mmrag.llama_index._truncation import warn_if_truncated
+from mmrag.model_sharing import SharesModelWhenCopied
 from mmrag.options import LoadOptions
 
 __all__ = ["Embedding", "LocalMultiModalEmbedding"]

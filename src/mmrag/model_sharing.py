@@ -1,4 +1,4 @@
-"""Pickling and copying a pydantic component that holds a loaded model.
+"""Pickling and copying a pydantic component that holds a loaded model (the adapters' embeddings).
 
 A copy (``copy.copy``, ``copy.deepcopy``, ``model_copy``) shares the loaded
 model with the original: encoders are thread-safe and their weights never
