@@ -142,7 +142,7 @@ def synthetic_jpegs(n: int, size: tuple[int, int], *, seed: int) -> list[bytes]:
     out = []
     for _ in range(n):
         channels = [127 + 90 * np.sin(rng.uniform(0.002, 0.02) * x + rng.uniform(0.002, 0.02) * y + rng.uniform(0, 6))
-                    for _ in range(3)]  # fmt: skip
+                    for _ in range(3)]  # fmt: skip  # aligned by hand
         pixels = np.clip(np.stack(channels, -1) + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
@@ -188,7 +188,7 @@ def naive_log_odds(backend: Any, query: Any, candidates: Sequence[Any], pair: st
         for candidate in candidates:
             if backend.kind == "cross_encoder":
                 inputs = backend.tokenizer(query, candidate, truncation=True, max_length=backend.max_length,
-                                           return_tensors="pt")  # fmt: skip
+                                           return_tensors="pt")  # fmt: skip  # aligned by hand
                 logits = backend.model(**_moved(inputs, backend)).logits.float()
             else:
                 picture, text = (image(candidate), query) if pair == "text->image" else (image(query), candidate)

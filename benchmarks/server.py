@@ -125,7 +125,7 @@ class _Server:
             sys.executable, "-m", "mmrag.server", "--model", model, "--host", "127.0.0.1", "--port", "0",
             "--batch-size", str(args.batch_size), "--max-wait-ms", str(args.max_wait_ms),
             "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
+        ]  # fmt: skip  # aligned by hand
         if args.device:
             self.command += ["--device", args.device]
         self.log_path = log_path

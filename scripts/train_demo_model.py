@@ -462,7 +462,7 @@ def make_processor(tokenizer: Any) -> Any:
     image_processor = getattr(transformers, name)(
         size={"shortest_edge": n}, crop_size={"height": n, "width": n},
         image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD),
-    )  # fmt: skip
+    )  # fmt: skip  # aligned by hand
     return CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
@@ -566,7 +566,7 @@ def neutral_cosine(embed_texts: Any, embed_images: Any, samples: list[ShapeSampl
     img = embed_images(images)
     combos = list(itertools.product(COLOURS, SHAPES))
     captions = [ShapeSample(c.name, s.name, "small", "left").caption(lang, "colour_shape")
-                for lang in LANGUAGES for c, s in combos]  # fmt: skip
+                for lang in LANGUAGES for c, s in combos]  # fmt: skip  # aligned by hand
     cos = img @ embed_texts(captions).T
     match = np.array([[(x.colour, x.shape) == (c.name, s.name) for _ in LANGUAGES for c, s in combos] for x in samples])
     grid = np.round(np.arange(0.0, 1.0, 0.01), 2)
@@ -635,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
         lr=args.lr, betas=(0.9, 0.98), eps=1e-6,
-    )  # fmt: skip
+    )  # fmt: skip  # aligned by hand
     steps = args.steps
     warmup = max(1, steps // 20)
 

@@ -72,7 +72,7 @@ def _run(code: str) -> dict[str, object]:
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=240,
         env={**os.environ, "PYTHONPATH": str(SRC)},
-    )  # fmt: skip
+    )  # fmt: skip  # aligned by hand
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 

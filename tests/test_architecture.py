@@ -39,7 +39,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "adapter": ("mmrag.llama_index", "mmrag.langchain", "mmrag.chroma"),
     "application": ("mmrag.server", "mmrag.cli", "mmrag.__main__", "mmrag.demo", "mmrag.demo_data"),
     "support": ("mmrag.testing", "mmrag.plotting"),
-}  # fmt: skip
+}  # fmt: skip  # aligned by hand
 TOP_LAYER = "core"  # the package itself: mmrag/__init__.py
 FORBIDDEN: dict[str, frozenset[str]] = {  # importer layer -> layers it may not import
     "core": frozenset({"adapter", "application", "support"}),

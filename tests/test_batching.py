@@ -109,7 +109,7 @@ def test_bad_texts_are_refused_at_submit_naming_the_item(encoder) -> None:
     with pytest.raises(mmrag.TextInputError, match=r"^text 0: not valid Unicode: lone surrogate U\+DC00"):
         asyncio.run(batcher.aembed_texts(["\udc00"]))
     with pytest.raises(ValueError, match="kind must be 'text' or 'image'"):
-        batcher.submit("video", ["x"])  # type: ignore[arg-type]
+        batcher.submit("video", ["x"])  # type: ignore[arg-type]  # the wrong type is what the test passes
     assert batcher.pending_items == 0
     assert batcher.embed_texts(("a", "b")).shape == (2, encoder.dim)
     batcher.close()

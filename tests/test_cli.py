@@ -94,7 +94,7 @@ def test_loading_options_reach_the_encoder(indexed) -> None:
     found = mmrag_cmd(
         "search", "a note about red things", "--db", "db", "--k", "1", "--json",
         "--device", "cpu", "--dtype", "fp32", "--batch-size", "2", "--local-files-only", cwd=root,
-    )  # fmt: skip
+    )  # fmt: skip  # aligned by hand
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)[0]["text"] == "a note about red things"
     wrong_device = mmrag_cmd("search", "x", "--db", "db", "--device", "gpu", cwd=root)

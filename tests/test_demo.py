@@ -28,7 +28,7 @@ def test_every_search_has_an_answer_and_finds_it(demo: tuple[Path, list[DemoQuer
     drawn = {f"shape_{i:03d}": s for i, s in enumerate(sample_shapes(24, seed=0))}
     assert [s.title for s in searches] == [
         "text -> image", "text -> image (中文)", "text -> text", "image -> image", "image -> text",
-    ]  # fmt: skip
+    ]  # fmt: skip  # aligned by hand
     for search in searches[:2]:  # text -> image: the top image has the colour and shape asked for
         top = drawn[_stem(search.hits[0].source)]
         assert top.caption("en", "colour_shape") in search.expected, (search.query, search.expected)
@@ -61,7 +61,7 @@ def test_cli_demo_prints_the_searches(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mmrag", "demo", "--dir", str(tmp_path / "d"), "--device", "cpu"],
         capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    )  # fmt: skip  # aligned by hand
     assert result.returncode == 0, result.stderr
     assert "added 72" in result.stdout and result.stdout.count("rank  score") == 5
     assert f"result grids: {tmp_path / 'd' / 'results.html'}" in result.stdout

@@ -77,7 +77,7 @@ def test_tokenizer_reloads_identically_in_both_languages(encoder: mmrag.Encoder)
     from transformers import AutoProcessor, CLIPTokenizer
 
     texts = [s.caption(lang, d) for s in sample_shapes(20, seed=HELD_OUT_SEED) for lang in LANGS
-             for d in ("full", "colour_shape")] + ["一只猫", "A Photo Of A Cat"]  # fmt: skip
+             for d in ("full", "colour_shape")] + ["一只猫", "A Photo Of A Cat"]  # fmt: skip  # aligned by hand
     reloaded = [CLIPTokenizer.from_pretrained(MODEL_DIR), AutoProcessor.from_pretrained(MODEL_DIR).tokenizer]
     tokenizer = encoder.tokenizer
     special = set(tokenizer.all_special_ids)
@@ -126,7 +126,7 @@ def test_image_to_text_colour_shape(
     text_vectors = encoder.embed_texts([c.caption(lang, "colour_shape") for c in candidates])
     best = (image_vectors @ text_vectors.T).argmax(1)
     recall = float(np.mean([(candidates[b].colour, candidates[b].shape) == (s.colour, s.shape)
-                            for b, s in zip(best, samples)]))  # fmt: skip
+                            for b, s in zip(best, samples)]))  # fmt: skip  # aligned by hand
     assert recall >= 0.9, f"image->text colour+shape recall@1 ({lang}) = {recall:.3f}"
 
 

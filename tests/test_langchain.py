@@ -103,13 +103,13 @@ def test_embed_image_takes_every_resolver_input_batched(emb: LocalMultiModalEmbe
 
 def test_single_items_and_bad_inputs_are_refused(emb: LocalMultiModalEmbeddings, image_paths) -> None:
     with pytest.raises(TypeError, match="wrap it in a list"):
-        emb.embed_documents("a red circle")  # type: ignore[arg-type]
+        emb.embed_documents("a red circle")  # type: ignore[arg-type]  # the wrong type is what the test passes
     with pytest.raises(TypeError, match="wrap it in a list"):
-        emb.embed_image(uris=image_paths[0])  # type: ignore[arg-type]
+        emb.embed_image(uris=image_paths[0])  # type: ignore[arg-type]  # the wrong type is what the test passes
     with pytest.raises(TypeError, match="wrap it in a list"):
-        asyncio.run(emb.aembed_image(uris=Image.open(image_paths[0])))  # type: ignore[arg-type]
+        asyncio.run(emb.aembed_image(uris=Image.open(image_paths[0])))
     with pytest.raises(TypeError, match="must be a string"):
-        emb.embed_query(3)  # type: ignore[arg-type]
+        emb.embed_query(3)  # type: ignore[arg-type]  # the wrong type is what the test passes
     with pytest.raises(mmrag.ImageInputError, match="image 1"):
         emb.embed_image(uris=[image_paths[0], "/no/such/file.png"])
     with pytest.raises(mmrag.ImageInputError):
@@ -141,7 +141,7 @@ def test_pydantic_model_fields_and_encoder_reuse(encoder, tiny_model_dirs) -> No
     with pytest.raises(ValidationError):
         LocalMultiModalEmbeddings(encoder=encoder, batch_wait_ms=-1)
     with pytest.raises(ValidationError, match="frozen"):
-        reused.batch_size = 8  # type: ignore[misc]
+        reused.batch_size = 8  # type: ignore[misc]  # the wrong type is what the test passes
     with pytest.raises(mmrag.ModelNotAvailableError):
         LocalMultiModalEmbeddings(model="/no/such/model/dir")
 
@@ -324,7 +324,7 @@ def test_retriever_image_query_and_per_call_options(store: MultimodalStore, imag
     with pytest.raises(TypeError):
         retriever.invoke("a red circle", colour="red")
     with pytest.raises(TypeError, match="image="):
-        retriever.invoke(Image.open(image_paths[0]))  # type: ignore[arg-type]
+        retriever.invoke(Image.open(image_paths[0]))  # type: ignore[arg-type]  # the wrong type is what the test passes
     with pytest.raises(ValidationError):
         MultimodalStoreRetriever(store=store, modality="video")
 
@@ -436,6 +436,6 @@ def test_example_runs_as_a_script_with_the_demo_model() -> None:
     result = subprocess.run(
         [sys.executable, str(EXAMPLE), "-n", "6"], capture_output=True, text=True, timeout=300, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-    )  # fmt: skip
+    )  # fmt: skip  # aligned by hand
     assert result.returncode == 0, result.stderr[-3000:]
     _check_example_output(result.stdout)

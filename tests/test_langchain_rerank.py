@@ -225,7 +225,7 @@ def test_errors_and_edge_cases(rr, store) -> None:
     with pytest.raises(ValueError, match="empty query"):
         reranker.compress_documents([text], "  ")
     with pytest.raises(TypeError, match="image="):
-        reranker.compress_documents([text], Image.new("RGB", (8, 8)))  # type: ignore[arg-type]
+        reranker.compress_documents([text], Image.new("RGB", (8, 8)))
     pixels = Document(page_content="", metadata={"modality": "image", "source": None}, id="px")
     with pytest.raises(ValueError, match="stored as pixels"):
         reranker.compress_documents([text, pixels], QUERY)
@@ -266,7 +266,7 @@ def test_loading_by_model_and_fields(rr) -> None:
     assert all(field.description for field in CrossModalReranker.model_fields.values())
     shared.top_n = 2
     with pytest.raises(ValidationError):
-        shared.top_n = -3  # type: ignore[assignment]
+        shared.top_n = -3  # type: ignore[assignment]  # the wrong type is what the test passes
 
 
 def test_loading_options_object(rr) -> None:

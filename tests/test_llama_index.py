@@ -292,7 +292,7 @@ def test_multimodal_index_on_chroma_persists_and_reloads_in_a_fresh_process(
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=240,
         env={**os.environ, "PYTHONPATH": str(Path(mmrag.__file__).parents[1])},
-    )  # fmt: skip
+    )  # fmt: skip  # aligned by hand
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     assert result.returncode == 0 and lines, result.stderr[-3000:]
     out = json.loads(lines[-1].removeprefix("RESULT "))
@@ -374,7 +374,7 @@ def test_store_retriever_retrieve_picks_query_kind_and_modality(store: Multimoda
     with pytest.raises(ValueError, match="k must be"):
         MultimodalStoreRetriever(store, k=0)
     with pytest.raises(ValueError, match="modality"):
-        MultimodalStoreRetriever(store, modality="video")  # type: ignore[arg-type]
+        MultimodalStoreRetriever(store, modality="video")
     with pytest.raises(ValueError, match="image_path"):
         both.image_to_image_retrieve(QueryBundle(""))
 
@@ -492,7 +492,7 @@ def test_example_runs_as_a_script_with_the_demo_model() -> None:
     result = subprocess.run(
         [sys.executable, str(EXAMPLE), "--device", "cpu", "--n", "12"], capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHONPATH": str(Path(mmrag.__file__).parents[1])},
-    )  # fmt: skip
+    )  # fmt: skip  # aligned by hand
     assert result.returncode == 0, result.stderr[-3000:]
     assert "model: mmrag/demo" in result.stdout and result.stdout.rstrip().endswith("done")
     assert "were cut before embedding" not in result.stderr  # no caption lost to its file_path prefix

@@ -399,4 +399,4 @@ def test_filters_to_where_translates_what_chroma_has() -> None:
     with pytest.raises(mmrag.InvalidFilterError, match="a None value"):
         filters_to_where(MetadataFilters(filters=[MetadataFilter(key="n", value=None)]))
     with pytest.raises(mmrag.InvalidFilterError, match="pass a Chroma-style dict as where="):
-        filters_to_where({"n": 1})  # type: ignore[arg-type]
+        filters_to_where({"n": 1})  # type: ignore[arg-type]  # the wrong type is what the test passes

@@ -191,7 +191,7 @@ def test_after_a_multimodal_vector_store_index_on_chroma(rr, clip_encoder, folde
             ChromaVectorStore(chroma_collection=client.get_or_create_collection(
                 name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None))
             for name in ("texts", "images")
-        )  # fmt: skip
+        )  # fmt: skip  # aligned by hand
         embed = LocalMultiModalEmbedding(encoder=clip_encoder)
         index = MultiModalVectorStoreIndex.from_documents(
             SimpleDirectoryReader(str(folder)).load_data(),

@@ -49,7 +49,7 @@ def test_merge_refuses_unknown_names_and_other_objects() -> None:
     message = str(info.value)
     assert "'batch', 'devcie'" in message and ", ".join(FIELDS) in message
     with pytest.raises(TypeError, match="options must be a mmrag.LoadOptions, got dict"):
-        LoadOptions.merge({"device": "cpu"}, {})  # type: ignore[arg-type]
+        LoadOptions.merge({"device": "cpu"}, {})  # type: ignore[arg-type]  # the wrong type is what the test passes
 
 
 def test_replace_is_a_validated_copy() -> None:
@@ -61,7 +61,7 @@ def test_replace_is_a_validated_copy() -> None:
     with pytest.raises(InvalidInputError, match="batch_size"):
         options.replace(batch_size=0)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        options.device = "cuda"  # type: ignore[misc]
+        options.device = "cuda"  # type: ignore[misc]  # the wrong type is what the test passes
 
 
 def test_split_pops_only_the_option_names() -> None:

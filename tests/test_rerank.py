@@ -218,7 +218,7 @@ def test_dual_model_config_sets_its_own_neutral_cosine(all_dirs, rerankers, tmp_
     np.testing.assert_allclose(  # same cosines, 0.5 - 0.25 lower on the log-odds scale
         shipped.log_odds(TEXTS[0], _images()[:3]),
         rerankers["clip"].log_odds(TEXTS[0], _images()[:3]) - scale * 0.25, atol=1e-3,
-    )  # fmt: skip
+    )  # fmt: skip  # aligned by hand
     # An explicit argument still wins over the model's value.
     overridden = DualEncoderBackend(mmrag.load_encoder(path, device="cpu"), neutral_cosine={"text->image": 0.1})
     assert overridden.score_map("text->image").source == "neutral_cosine=0.1"
@@ -443,7 +443,7 @@ def test_modality_detection_and_overrides(rerankers, combined, tmp_path) -> None
     with pytest.raises(TypeError, match="candidate 1: a text must be a string"):
         combined.score("a cat", ["a dog", _images()[0]], candidate_type="text")
     with pytest.raises(ValueError, match="candidate_type"):
-        combined.score("a cat", ["a dog"], candidate_type="video")  # type: ignore[arg-type]
+        combined.score("a cat", ["a dog"], candidate_type="video")
     with pytest.raises(TypeError, match="single str"):
         combined.score("a cat", "a dog")
 

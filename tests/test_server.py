@@ -111,7 +111,7 @@ def fleet(request: pytest.FixtureRequest, tiny_model_dirs: dict[str, Path], tmp_
             ["--model", model, "--db", str(db), "--allow-local-root", str(root), "--max-queue", "4",
              "--batch-size", "4", "--graceful-timeout", "10", "--no-access-log"],
             work, name="aux", guarded=False,
-        )  # fmt: skip
+        )  # fmt: skip  # aligned by hand
         servers.append(aux)
         yield Fleet(main, aux, root, outside, indexed)
     finally:
@@ -627,7 +627,7 @@ def test_one_load_options_object_from_the_command_line(tmp_path: Path) -> None:
     args = parser.parse_args(
         ["--device", "cpu", "--dtype", "bf16", "--batch-size", "8", "--revision", "v2", "--local-files-only",
          "--allow-local-root", str(tmp_path), "--allow-private-urls"]
-    )  # fmt: skip
+    )  # fmt: skip  # aligned by hand
     settings = settings_from_args(args)
     options = settings.load_options
     assert (options.device, options.dtype, options.batch_size, options.revision) == ("cpu", "bf16", 8, "v2")
@@ -651,7 +651,7 @@ def test_server_flags_decide_the_image_policy_of_given_options() -> None:
     assert not settings.image_limits().allow_local_paths  # no --allow-local-root: server files stay closed
     assert settings.batch_size == 64 and given.batch_size is None
     with pytest.raises(TypeError, match="load_options must be a mmrag.LoadOptions"):
-        ServerSettings(load_options={"device": "cpu"})  # type: ignore[arg-type]
+        ServerSettings(load_options={"device": "cpu"})
 
 
 def test_device_and_batch_size_are_shorthands_for_the_load_options() -> None:
@@ -664,7 +664,7 @@ def test_device_and_batch_size_are_shorthands_for_the_load_options() -> None:
     settings = ServerSettings(device="cpu", batch_size=8, load_options=LoadOptions(device="cuda", dtype="fp16"))
     assert (settings.load_options.device, settings.load_options.batch_size, settings.load_options.dtype) == (
         "cpu", 8, "fp16",
-    )  # fmt: skip
+    )  # fmt: skip  # aligned by hand
     assert (settings.device, settings.batch_size) == ("cpu", 8)
     assert "device" not in {field.name for field in dataclasses.fields(settings)}  # one copy: load_options
     moved = dataclasses.replace(settings, load_options=LoadOptions(device="mps"))

@@ -64,7 +64,7 @@ class _ImageHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(PNGS[0])
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
         """Keep test output quiet."""
 
 

@@ -30,7 +30,7 @@ def _train(out: Path) -> dict:
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(out), *SHORT_RUN],
         capture_output=True, text=True, timeout=600, env=env, check=False,
-    )  # fmt: skip
+    )  # fmt: skip  # aligned by hand
     assert result.returncode == 0, result.stderr[-3000:]
     figures, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("\n{") + 1 :])
     return figures

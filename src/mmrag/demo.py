@@ -124,7 +124,7 @@ def _demo_searches(drawn: Sequence[ShapeSample], folder: Path) -> list[tuple[str
         ("image -> image", image(0), True, "image", f"itself ({drawn[0].caption('en')!r}) first, then images like it"),
         ("image -> text", image(1), True, "text",
          f"its captions: {drawn[1].caption('en')!r}, {drawn[1].caption('zh')!r}"),
-    ]  # fmt: skip
+    ]  # fmt: skip  # aligned by hand
 
 
 def write_results_html(searches: Sequence[DemoQuery], path: str | os.PathLike[str]) -> Path:

@@ -26,7 +26,7 @@ def _guarded_connect(self: socket.socket, address: object) -> None:
     if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(host):
         attempts.append(f"connect {address!r}")
         raise OSError(f"network disabled in this test: connect {address!r}")
-    return _connect(self, address)  # type: ignore[arg-type] - address is what the caller gave
+    return _connect(self, address)  # type: ignore[arg-type]  # address is what the caller gave
 
 
 def _guarded_connect_ex(self: socket.socket, address: object) -> int:
@@ -41,12 +41,12 @@ def _guarded_getaddrinfo(host: object, *args: object, **kwargs: object) -> objec
     if not _local(host if not isinstance(host, bytes) else host.decode()):
         attempts.append(f"getaddrinfo {host!r}")
         raise OSError(f"network disabled in this test: getaddrinfo {host!r}")
-    return _getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type] - passed through unchanged
+    return _getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]  # passed through unchanged
 
 
-socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
-socket.getaddrinfo = _guarded_getaddrinfo  # type: ignore[assignment]
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign]  # the wrong type is what the test passes
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]  # the wrong type is what the test passes
+socket.getaddrinfo = _guarded_getaddrinfo  # type: ignore[assignment]  # the wrong type is what the test passes
 
 
 def main(db_path: str, query_image: str) -> None:

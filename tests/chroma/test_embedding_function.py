@@ -257,7 +257,7 @@ def test_chroma_add_passes_the_image_error_through(ef, shapes, tmp_path) -> None
 
 def test_a_single_item_or_an_empty_list_is_refused(ef) -> None:
     with pytest.raises(mmrag.NotASequenceError, match="wrap it in a list"):
-        ef("a red circle")  # type: ignore[arg-type] - the mistake under test
+        ef("a red circle")  # type: ignore[arg-type]  # the mistake under test
     with pytest.raises(mmrag.InvalidInputError, match="input is empty"):
         ef([])
 
@@ -268,9 +268,9 @@ def test_constructor_refuses_an_encoder_with_loading_options(demo_encoder) -> No
     with pytest.raises(mmrag.InvalidInputError, match="not both .*device"):
         MultimodalEmbeddingFunction(encoder=demo_encoder, device="cpu")
     with pytest.raises(mmrag.InvalidInputError, match="must be a mmrag.Encoder"):
-        MultimodalEmbeddingFunction(encoder="demo")  # type: ignore[arg-type] - the mistake under test
+        MultimodalEmbeddingFunction(encoder="demo")  # type: ignore[arg-type]  # the mistake under test
     with pytest.raises(TypeError, match="unknown loading option"):
-        MultimodalEmbeddingFunction("demo", colour="red")  # type: ignore[call-arg] - the mistake under test
+        MultimodalEmbeddingFunction("demo", colour="red")  # type: ignore[call-arg]  # the mistake under test
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,7 @@ def test_open_clip_hub_names_are_hub_ids(name: str, hub_id: str) -> None:
         ("ViT-H/14", ["not an OpenAI CLIP name", "'ViT-L/14@336px' (preset clip-vit-l-14-336)"]),
         ("EVA02-L-14:merged2b_s4b_b131k", ["OpenCLIP 'model:pretrained' name", "ViT-H-14:laion2b_s32b_b79k"]),
     ],
-)  # fmt: skip
+)  # fmt: skip  # aligned by hand
 def test_names_that_cannot_load_say_what_can(name: str, says: list[str]) -> None:
     with pytest.raises(UnsupportedModelError) as caught:
         resolve_model_source(name)

@@ -101,7 +101,7 @@ def test_batches_never_exceed_batch_size(tiny_model_dirs) -> None:
         seen.append(batch["pixel_values"].shape[0])
         return original(batch)
 
-    encoder.forward_images = spy  # type: ignore[method-assign]
+    encoder.forward_images = spy  # type: ignore[method-assign]  # the wrong type is what the test passes
     vectors = encoder.embed_images(_images() + _images()[:2])  # 7 images of mixed sizes
     assert seen == [3, 3, 1]
     assert vectors.shape == (7, encoder.dim)

@@ -71,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             route(self)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
         """Keep test output quiet."""
 
 
@@ -147,12 +147,12 @@ def declare_huge(handler: BaseHTTPRequestHandler) -> None:
     handler.send_header("Content-Length", str(10**9))
     handler.end_headers()
     handler.wfile.flush()
-    handler.server.release.wait(5)  # type: ignore[attr-defined]
+    handler.server.release.wait(5)  # type: ignore[attr-defined]  # the wrong type is what the test passes
 
 
 def slow_headers(handler: BaseHTTPRequestHandler) -> None:
     """Answer only when the test ends."""
-    handler.server.release.wait(5)  # type: ignore[attr-defined]
+    handler.server.release.wait(5)  # type: ignore[attr-defined]  # the wrong type is what the test passes
 
 
 def drip(handler: BaseHTTPRequestHandler) -> None:
@@ -160,7 +160,7 @@ def drip(handler: BaseHTTPRequestHandler) -> None:
     handler.send_response(200)
     handler.end_headers()
     with contextlib.suppress(OSError):
-        while not handler.server.release.wait(0.05):  # type: ignore[attr-defined]
+        while not handler.server.release.wait(0.05):
             handler.wfile.write(b"x")
             handler.wfile.flush()
 
@@ -169,7 +169,7 @@ def drip_headers(handler: BaseHTTPRequestHandler) -> None:
     """Send a header line one byte every 50 ms (only a hard deadline stops this)."""
     with contextlib.suppress(OSError):
         handler.wfile.write(b"HTTP/1.0 200 OK\r\nX-Slow: ")
-        while not handler.server.release.wait(0.05):  # type: ignore[attr-defined]
+        while not handler.server.release.wait(0.05):
             handler.wfile.write(b"a")
             handler.wfile.flush()
 

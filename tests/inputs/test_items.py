@@ -34,7 +34,7 @@ def expected_single_message(name: str, item: object) -> str:
 @pytest.mark.parametrize("item", SINGLE_ITEMS)
 def test_a_single_item_is_refused_naming_its_type(item: object) -> None:
     with pytest.raises(NotASequenceError) as excinfo:
-        as_items(item, "images")  # type: ignore[call-overload]
+        as_items(item, "images")  # type: ignore[call-overload]  # the wrong type is what the test passes
     assert str(excinfo.value) == expected_single_message("images", item)
     assert isinstance(excinfo.value, TypeError) and isinstance(excinfo.value, ValueError)
 
@@ -49,12 +49,12 @@ def test_a_single_item_is_refused_naming_its_type(item: object) -> None:
 )
 def test_unordered_collections_are_refused(unordered: object) -> None:
     with pytest.raises(NotASequenceError, match=r"images must be a list of items, not a \w+ \(order undefined\)"):
-        as_items(unordered, "images")  # type: ignore[call-overload]
+        as_items(unordered, "images")  # type: ignore[call-overload]  # the wrong type is what the test passes
 
 
 def test_not_iterable_is_refused() -> None:
     with pytest.raises(NotASequenceError, match="not a single int"):
-        as_items(3, "texts")  # type: ignore[call-overload]
+        as_items(3, "texts")  # type: ignore[call-overload]  # the wrong type is what the test passes
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_not_iterable_is_refused() -> None:
     ],
 )
 def test_ordered_iterables_become_lists(make: Callable[[], object]) -> None:
-    assert as_items(make(), "texts") == ["a", "b"]  # type: ignore[call-overload]
+    assert as_items(make(), "texts") == ["a", "b"]
 
 
 def test_a_4d_array_is_a_batch_of_images() -> None:

@@ -21,7 +21,7 @@ from mmrag.inputs import (
 def test_limits_validation() -> None:
     for bad in ({"max_bytes": 0}, {"timeout": 0}, {"max_redirects": -1}, {"formats": frozenset()}):
         with pytest.raises(ValueError):
-            ImageLimits(**bad)  # type: ignore[arg-type]
+            ImageLimits(**bad)  # type: ignore[arg-type]  # the wrong type is what the test passes
 
 
 @pytest.mark.parametrize(
@@ -36,4 +36,4 @@ def test_limits_validation() -> None:
 def test_max_bytes(make: Callable[[bytes], object]) -> None:
     item = make(png((64, 64)) + b"\0" * 200)
     with pytest.raises(ImageInputError, match="larger than max_bytes=100 bytes"):
-        resolve_image(item, limits=ImageLimits(max_bytes=100))  # type: ignore[arg-type]
+        resolve_image(item, limits=ImageLimits(max_bytes=100))

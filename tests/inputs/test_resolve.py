@@ -46,7 +46,7 @@ from mmrag.inputs import (
     ],
 )
 def test_encoded_and_in_memory_inputs(make: Callable[[], object]) -> None:
-    image = resolve_image(make())  # type: ignore[arg-type]
+    image = resolve_image(make())  # type: ignore[arg-type]  # the wrong type is what the test passes
     assert (image.mode, image.size, image.getpixel((0, 0))) == ("RGB", (8, 6), (10, 20, 30))
 
 
@@ -72,7 +72,7 @@ def test_pil_input_is_not_mutated_or_returned() -> None:
 )
 def test_unsupported_objects(item: object, expected: str) -> None:
     with pytest.raises(ImageInputError) as excinfo:
-        resolve_image(item)  # type: ignore[arg-type]
+        resolve_image(item)  # type: ignore[arg-type]  # the wrong type is what the test passes
     assert expected in reason_of(excinfo)
 
 
@@ -86,7 +86,7 @@ def test_batch_all_or_nothing(tmp_path: Path) -> None:
     assert excinfo.value.index == 2
     assert str(excinfo.value).startswith("image 2 (")
     with pytest.raises(NotASequenceError, match="images must be a list of items, not a single str"):
-        resolve_images(str(target))  # type: ignore[arg-type]
+        resolve_images(str(target))  # type: ignore[arg-type]  # the wrong type is what the test passes
     assert resolve_images([]) == []
 
 
@@ -157,7 +157,7 @@ def test_read_image_bytes() -> None:
     ],
 )
 def test_a_resolved_image_resolves_to_itself(make: Callable[[], object], monkeypatch: pytest.MonkeyPatch) -> None:
-    first = resolve_image(make())  # type: ignore[arg-type]
+    first = resolve_image(make())  # type: ignore[arg-type]  # the wrong type is what the test passes
     copies: list[object] = []
     monkeypatch.setattr(decode, "from_pil", lambda *args: copies.append(args) or Image.new("RGB", (3, 3)))
     assert resolve_image(first) is first

@@ -94,7 +94,7 @@ def test_query_rule(image_dir: Path) -> None:
     assert [is_image_query(item) for item in texts] == [False] * len(texts)
     assert is_image_query("a red shoe", "image") and not is_image_query("cat.png", "text")
     with pytest.raises(ValueError, match="query_type must be 'auto', 'text' or 'image'"):
-        is_image_query("x", "video")  # type: ignore[arg-type]
+        is_image_query("x", "video")  # type: ignore[arg-type]  # the wrong type is what the test passes
 
 
 def test_a_string_the_query_rule_calls_an_image_resolves_by_that_branch(
@@ -105,7 +105,7 @@ def test_a_string_the_query_rule_calls_an_image_resolves_by_that_branch(
     def record(branch: str, real: object) -> object:
         def spy(*args: object) -> object:
             taken.append(branch)
-            return real(*args)  # type: ignore[operator]
+            return real(*args)  # type: ignore[operator]  # the wrong type is what the test passes
 
         return spy
 

@@ -53,12 +53,12 @@ def test_huge_and_tiny_vectors_score_like_the_unit_vector(filled: MultimodalStor
 
 def test_modality_k_and_fusion_are_checked_everywhere(filled: MultimodalStore) -> None:
     with pytest.raises(InvalidInputError, match="modality must be 'image', 'text' or None, got 'audio'"):
-        filled.count("audio")  # type: ignore[arg-type]
+        filled.count("audio")  # type: ignore[arg-type]  # the wrong type is what the test passes
     for bad_k in (0, -1, 2.5, True, "3"):
         with pytest.raises(InvalidInputError, match="k must be"):
-            filled.search("x", k=bad_k)  # type: ignore[arg-type]
+            filled.search("x", k=bad_k)  # type: ignore[arg-type]  # the wrong type is what the test passes
     with pytest.raises(InvalidInputError, match="fusion must be 'rrf' or 'score', got 'max'"):
-        filled.search("x", modality="text", fusion="max")  # type: ignore[arg-type]
+        filled.search("x", modality="text", fusion="max")
     # With one modality there is nothing to merge: a valid fusion is documented as unused.
     assert [h.id for h in filled.search("x", k=3, modality="text", fusion="score")] == [
         h.id for h in filled.search("x", k=3, modality="text")
@@ -99,7 +99,7 @@ def test_texts_chroma_cannot_store_are_refused(demo_store: MultimodalStore) -> N
     with pytest.raises(InvalidInputError, match="id of item 0 must be a non-empty string"):
         demo_store.add_texts(["fine"], ids=["bad \udcff"])
     with pytest.raises(InvalidInputError, match="metadatas must be a list"):
-        demo_store.add_texts(["fine"], metadatas={"a": 1})  # type: ignore[arg-type]
+        demo_store.add_texts(["fine"], metadatas={"a": 1})
     with pytest.raises(InvalidInputError, match="ids must be a list"):
-        demo_store.add_texts(["fine"], ids="abc")  # type: ignore[arg-type]
+        demo_store.add_texts(["fine"], ids="abc")  # type: ignore[arg-type]  # the wrong type is what the test passes
     assert demo_store.count() == 0

@@ -8,7 +8,7 @@ from mmrag.store import Hit, merge_ranked
 
 
 def _hits(prefix: str, modality: str, top: float) -> list[Hit]:
-    return [Hit(f"{prefix}{i}", modality, None, None, {}, top - i / 100) for i in range(3)]  # type: ignore[arg-type]
+    return [Hit(f"{prefix}{i}", modality, None, None, {}, top - i / 100) for i in range(3)]
 
 
 def test_merge_ranked_interleaves_equal_ranks() -> None:
@@ -31,4 +31,4 @@ def test_an_item_in_both_lists_adds_up_and_appears_once() -> None:
 
 def test_unknown_fusion_is_named() -> None:
     with pytest.raises(ValueError, match="fusion must be 'rrf' or 'score', got 'max'"):
-        merge_ranked([], 3, fusion="max")  # type: ignore[arg-type]
+        merge_ranked([], 3, fusion="max")  # type: ignore[arg-type]  # the wrong type is what the test passes

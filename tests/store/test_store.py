@@ -70,7 +70,7 @@ def test_search_checks_k_modality_and_vector_length(store: MultimodalStore) -> N
     with pytest.raises(ValueError, match="k must be at least 1"):
         store.search("x", k=0)
     with pytest.raises(ValueError, match="modality must be 'image', 'text' or None"):
-        store.search("x", modality="audio")  # type: ignore[arg-type]
+        store.search("x", modality="audio")  # type: ignore[arg-type]  # the wrong type is what the test passes
     with pytest.raises(ValueError, match="this store holds"):
         store.search_by_vector([0.1, 0.2])
 
@@ -114,7 +114,7 @@ def test_bad_metadata_and_ids_are_named(store: MultimodalStore) -> None:
     with pytest.raises(ValueError, match="ids must be unique"):
         store.add_texts(["a", "b"], ids=["x", "x"])
     with pytest.raises(TypeError, match="text 1: expected str, got int"):
-        store.add_texts(["a", 3])  # type: ignore[list-item]
+        store.add_texts(["a", 3])  # type: ignore[list-item]  # the wrong type is what the test passes
     assert store.count() == 0
 
 
@@ -147,7 +147,7 @@ def test_a_single_item_is_refused_not_split(store: MultimodalStore, method: str,
 
 def test_a_single_image_object_is_refused(store: MultimodalStore) -> None:
     with pytest.raises(NotASequenceError, match="images must be a list of items, not a single Image"):
-        store.add_images(image(COLOURS["red"]))  # type: ignore[arg-type]
+        store.add_images(image(COLOURS["red"]))  # type: ignore[arg-type]  # the wrong type is what the test passes
     with pytest.raises(NotASequenceError, match="not a single ndarray"):
         store.add_images(np.asarray(image(COLOURS["red"])))
 
@@ -179,7 +179,7 @@ def test_model_mismatch_is_refused(tmp_path, tiny_encoders) -> None:
 
 def test_invalid_collection_name() -> None:
     with pytest.raises(ValueError, match="invalid collection name"):
-        MultimodalStore(object(), collection="ab")  # type: ignore[arg-type]
+        MultimodalStore(object(), collection="ab")  # type: ignore[arg-type]  # the wrong type is what the test passes
 
 
 def test_public_names_stay_importable() -> None:
@@ -188,7 +188,7 @@ def test_public_names_stay_importable() -> None:
     assert set(store_module.__all__) >= {
         "IMAGE_EXTENSIONS", "TEXT_EXTENSIONS", "Hit", "IndexReport", "Modality", "MultimodalStore", "Record",
         "merge_ranked",
-    }  # fmt: skip
+    }  # fmt: skip  # aligned by hand
     assert all(hasattr(store_module, name) for name in store_module.__all__)
     assert mmrag.MultimodalStore is store_module.MultimodalStore and mmrag.Hit is store_module.Hit
     assert frozenset({".txt", ".md"}) == store_module.TEXT_EXTENSIONS

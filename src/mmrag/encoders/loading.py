@@ -237,7 +237,7 @@ def _load_transformers_dual(request: LoadRequest) -> Encoder:
     model = AutoModel.from_pretrained(
         request.source, config=request.config, dtype=dtype, use_safetensors=request.use_safetensors,
         **request.hub_kwargs(),
-    )  # fmt: skip
+    )  # fmt: skip  # aligned by hand
     model = model.to(request.device).eval()
     processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
     return TransformersDualEncoder(

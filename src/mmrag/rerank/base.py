@@ -28,7 +28,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def pair_key(query: Modality, candidate: Modality) -> PairKey:
     Returns:
         E.g. ``"text->image"``.
     """
-    return f"{query}->{candidate}"  # type: ignore[return-value]
+    return cast("PairKey", f"{query}->{candidate}")  # two Literal modalities make one of the four PairKeys
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ class CrossEncoderBackend(RerankBackend):
         return self.tokenizer(
             [context] * len(items), items, padding=True, truncation=True, max_length=self.max_length,
             return_tensors="pt",
-        )  # fmt: skip
+        )  # fmt: skip  # aligned by hand
 
     def forward(self, context: str, batch: Batch) -> torch.Tensor:
         """Relevance log-odds for one batch.

@@ -112,7 +112,7 @@ RERANKER_PRESETS: dict[str, RerankerPreset] = {
         RerankerPreset("bge-reranker-v2-m3", "BAAI/bge-reranker-v2-m3", "cross_encoder", ("multilingual",),
                        "Apache-2.0", "XLM-RoBERTa large (BGE-M3) cross-encoder (~568M params), up to 8192 tokens."),
     )
-}  # fmt: skip
+}  # fmt: skip  # aligned by hand
 """Reranker aliases. Any :func:`mmrag.list_models` alias also works (as a dual encoder)."""
 
 
@@ -476,7 +476,7 @@ def _from_pretrained(model_class: Any, request: LoadRequest) -> Any:
     model, info = model_class.from_pretrained(
         request.source, config=request.config, dtype=dtype, use_safetensors=request.use_safetensors,
         output_loading_info=True, **request.hub_kwargs(),
-    )  # fmt: skip
+    )  # fmt: skip  # aligned by hand
     missing = sorted(info.get("missing_keys") or ())
     if missing:
         shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")

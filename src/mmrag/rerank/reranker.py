@@ -402,7 +402,7 @@ def rerank_known_modalities(
         group = reranker.rerank(
             query, [items[i] for i in positions], None, query_type=query_type, candidate_type=kind,
             batch_size=batch_size,
-        )  # fmt: skip
+        )  # fmt: skip  # aligned by hand
         merged.extend(dataclasses.replace(item, index=positions[item.index]) for item in group)
     merged.sort(key=lambda item: (-item.log_odds, item.index))
     return merged[:top_n]

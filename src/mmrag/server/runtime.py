@@ -128,7 +128,7 @@ class Runtime:
             logger.info(
                 "model %s loaded in %.1fs (dim %d, device %s)",
                 encoder.model_id, time.perf_counter() - started, encoder.dim, encoder.device,
-            )  # fmt: skip
+            )  # fmt: skip  # aligned by hand
         except Exception as exc:  # reported on /ready and in the log, then the server exits
             self.load_error = f"{type(exc).__name__}: {exc}"
             logger.error("cannot start: %s", self.load_error)

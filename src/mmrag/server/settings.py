@@ -133,7 +133,7 @@ class ServerSettings:
             "max_wait_ms": max_wait_ms, "graceful_timeout": graceful_timeout, "resolve_workers": resolve_workers,
             "access_log": access_log, "log_level": log_level,
             "load_options": LoadOptions.merge(load_options, shorthands),
-        }  # fmt: skip
+        }  # fmt: skip  # aligned by hand
         for name, value in fields.items():
             object.__setattr__(self, name, value)
         self._validate()

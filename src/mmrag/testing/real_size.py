@@ -164,7 +164,7 @@ _VIT_B_384 = {**tower(768, 12, 12, 3072), "image_size": 384, "patch_size": 16}
 _BERT_B = {**tower(768, 12, 12, 3072), "max_position_embeddings": 512}
 _QFORMER_B = {**_BERT_B, "cross_attention_frequency": 2, "use_qformer_text_input": True}
 _XLMR_B = {**tower(768, 12, 12, 3072), "max_position_embeddings": 514, "type_vocab_size": 1,
-           "vocab_size": 250002}  # fmt: skip
+           "vocab_size": 250002}  # fmt: skip  # aligned by hand
 _XLMR_L = {**_XLMR_B, **tower(1024, 24, 16, 4096)}
 
 RERANKER_ARCHS: dict[str, RerankerArchSpec] = {
@@ -203,7 +203,7 @@ RERANKER_ARCHS: dict[str, RerankerArchSpec] = {
         "cross_encoder", {**_XLMR_L, "max_position_embeddings": 8194, "num_labels": 1}, model_type="xlm-roberta",
         reference="BAAI/bge-reranker-v2-m3",
     ),
-}  # fmt: skip
+}  # fmt: skip  # aligned by hand
 """Real-size reranker architectures for :func:`build_random_reranker` (random weights, benchmarks)."""
 
 

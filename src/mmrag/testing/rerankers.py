@@ -75,7 +75,7 @@ def _tiny_reranker_spec(kind: str, *, model_type: str = "bert", num_labels: int 
              "text_config": {**TINY_TOWER, "max_position_embeddings": 64},
              "image_text_hidden_size": 16, "projection_dim": 16},
             32,
-        )  # fmt: skip
+        )  # fmt: skip  # aligned by hand
     if kind == "blip2_itm":
         return RerankerArchSpec(
             kind,
@@ -84,7 +84,7 @@ def _tiny_reranker_spec(kind: str, *, model_type: str = "bert", num_labels: int 
                                 "cross_attention_frequency": 1, "use_qformer_text_input": True},
              "num_query_tokens": 4, "image_text_hidden_size": 16},
             32,
-        )  # fmt: skip
+        )  # fmt: skip  # aligned by hand
     if kind == "cross_encoder":
         if model_type not in ("bert", "xlm-roberta"):
             raise ValueError(f"cross-encoder model_type must be 'bert' or 'xlm-roberta', got {model_type!r}")
@@ -96,7 +96,7 @@ def _tiny_reranker_spec(kind: str, *, model_type: str = "bert", num_labels: int 
             {**TINY_TOWER, "max_position_embeddings": positions, "num_labels": num_labels,
              "type_vocab_size": 1 if model_type == "xlm-roberta" else 2},
             model_type=model_type,
-        )  # fmt: skip
+        )  # fmt: skip  # aligned by hand
     raise ValueError(f"unknown reranker kind {kind!r}; expected one of {RERANKER_KINDS}")
 
 
@@ -138,14 +138,18 @@ def _reranker_parts(spec: RerankerArchSpec, *, image_tokens: bool) -> tuple[Pret
         )
         text = config["text_config"]
         text.setdefault("vocab_size", len(tokenizer))
-        text.update(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                    sep_token_id=tokenizer.sep_token_id, eos_token_id=tokenizer.sep_token_id)  # fmt: skip
+        text.update(
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            sep_token_id=tokenizer.sep_token_id,
+            eos_token_id=tokenizer.sep_token_id,
+        )
         return transformers.BlipConfig(**config), transformers.BlipForImageTextRetrieval, processor
     if spec.kind == "blip2_itm":
         processor = transformers.Blip2Processor(  # type: ignore[no-untyped-call]  # transformers leaves it untyped
             image_processor=_blip_image_processor(spec.image_size), tokenizer=tokenizer,
             num_query_tokens=config["num_query_tokens"] if image_tokens else None,
-        )  # fmt: skip
+        )  # fmt: skip  # aligned by hand
         qformer = config["qformer_config"]
         qformer.setdefault("vocab_size", len(tokenizer))
         qformer["pad_token_id"] = tokenizer.pad_token_id
@@ -210,14 +214,14 @@ def reranker_probe_log_odds(model: Any, processor: Any, kind: str) -> Any:
         queries, passages = list(PROBE_TEXTS[:3]), list(PROBE_TEXTS)
         pairs = [(q, p) for q in queries for p in passages]
         inputs = processor([q for q, _ in pairs], [p for _, p in pairs], padding=True, truncation=True,
-                           return_tensors="pt")  # fmt: skip
+                           return_tensors="pt")  # fmt: skip  # aligned by hand
         with torch.no_grad():
             logits = model(**inputs).logits.double()
         values = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
         return values.reshape(len(queries), len(passages)).numpy()
     texts, images = list(PROBE_TEXTS[:4]), probe_images()[:4]
     inputs = processor(images=[im for _ in texts for im in images], text=[t for t in texts for _ in images],
-                       padding=True, return_tensors="pt")  # fmt: skip
+                       padding=True, return_tensors="pt")  # fmt: skip  # aligned by hand
     with torch.no_grad():
         if kind == "blip_itm":
             logits = model(**inputs, use_itm_head=True).itm_score
