@@ -34,6 +34,7 @@ Three parts (``--parts`` picks a subset):
 Example:
     python benchmarks/store.py --sizes 2000 --index-n 50     # quick check
     python benchmarks/store.py --sizes 10000,100000         # the figures in README.md
+    python benchmarks/store.py --parts write,search --sizes 10000,50000 --queries 100   # issue #16's
 """
 
 from __future__ import annotations
