@@ -4,12 +4,16 @@ A modality-restricted search touches one collection, which keeps it as fast as
 an unfiltered query (a ``where`` filter on a shared collection was ~20x slower
 at 50k vectors; see ``benchmarks/store.py``). Each collection records the
 encoder's signature (model, dimension, preprocessing) and refuses another one.
-Reads and writes go in batches Chroma accepts.
+Writes go in blocks of the client's max batch size (``add`` for new ids,
+``upsert`` for stored ones). A search of both modalities queries the two
+collections at once on a two-thread pool the pair owns (made on first use,
+shut down by :meth:`CollectionPair.close`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +30,6 @@ if TYPE_CHECKING:
 __all__: list[str] = []  # internal to mmrag.store
 
 FORMAT_VERSION = 1
-_MAX_WRITE_BATCH = 1024
 
 
 def recorded_model_id(client: Any, name: str) -> str | None:
@@ -65,7 +68,9 @@ class CollectionPair:
             opened = {modality: self._open(client, modality) for modality in MODALITIES}
             max_batch = int(client.get_max_batch_size())
         self._collections = {modality: _Guarded(c, path, server) for modality, c in opened.items()}
-        self.write_batch = max(1, min(max_batch, _MAX_WRITE_BATCH))
+        self.write_batch = max(1, max_batch)
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
 
     def __getitem__(self, modality: Modality) -> Any:
         return self._collections[modality]
@@ -114,11 +119,15 @@ class CollectionPair:
         self[item.modality].update(ids=[item.id], metadatas=[item.chroma_metadata()])
 
     def upsert(self, modality: Modality, items: Sequence[Pending], vectors: np.ndarray) -> None:
-        """Write items with their vectors (row ``i`` belongs to ``items[i]``)."""
+        """Write items with their vectors (row ``i`` belongs to ``items[i]``), replacing stored ones."""
+        self.write(modality, items, vectors, replace=True)
+
+    def write(self, modality: Modality, items: Sequence[Pending], vectors: np.ndarray, *, replace: bool) -> None:
+        """Write items with their vectors: ``add`` (ids not stored; Chroma keeps a stored one) or ``upsert``."""
         collection = self[modality]
         for start in range(0, len(items), self.write_batch):
             chunk = items[start : start + self.write_batch]
-            collection.upsert(
+            (collection.upsert if replace else collection.add)(
                 ids=[item.id for item in chunk],
                 embeddings=vectors[start : start + len(chunk)],
                 metadatas=[item.chroma_metadata() for item in chunk],
@@ -171,6 +180,24 @@ class CollectionPair:
                 result["ids"][0], result["metadatas"][0], documents, result["distances"][0]
             )
         ]
+
+    def query_each(
+        self, modalities: Sequence[Modality], vector: np.ndarray, k: int, where: Mapping[str, Any] | None
+    ) -> dict[Modality, list[Hit]]:
+        """:meth:`query` for each modality, the collections queried at once when there are two."""
+        if len(modalities) < 2 or self._closed:
+            return {m: self.query(m, vector, k, where) for m in modalities}
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=len(MODALITIES), thread_name_prefix="mmrag-query")
+        futures = {m: self._pool.submit(self.query, m, vector, k, where) for m in modalities}
+        return {m: future.result() for m, future in futures.items()}
+
+    def close(self) -> None:
+        """Shut down the query pool (later searches query one collection after the other)."""
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def count(self, modality: Modality | None = None) -> int:
         """Number of records of one modality, or of both."""

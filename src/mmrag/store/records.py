@@ -1,7 +1,8 @@
 """What a store holds and returns: records, hits, reports; the checks and digests behind record ids.
 
-Every stored item carries its ``modality``, its ``source`` and the caller's
-metadata. The keys ``modality``, ``source`` and ``mmrag_*`` belong to mmrag;
+Every stored item carries its ``modality``, its ``source`` (except a text
+added directly, whose source is its text, read from its document) and the
+caller's metadata. The keys ``modality``, ``source`` and ``mmrag_*`` belong to mmrag;
 :func:`user_metadata` strips them before a record goes back to the caller.
 """
 
@@ -124,14 +125,26 @@ def user_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if k not in RESERVED_KEYS and not k.startswith(INTERNAL_PREFIX)}
 
 
+def stored_source(modality: Modality, meta: Mapping[str, Any], document: str | None) -> str | None:
+    """A record's ``source``: its ``source`` metadata, else (a text added directly) its text.
+
+    A text added directly is stored without a ``source`` key (its document is
+    the text); records written before that carry the text in ``source`` too.
+    """
+    if "source" in meta:
+        return str(meta["source"]) or None
+    return (document or None) if modality == "text" else None
+
+
 def to_record(record_id: str, modality: Modality, meta: Mapping[str, Any], document: str | None) -> Record:
     """A :class:`Record` from what Chroma returned."""
-    return Record(record_id, modality, meta.get("source") or None, document, user_metadata(meta))
+    return Record(record_id, modality, stored_source(modality, meta, document), document, user_metadata(meta))
 
 
 def to_hit(record_id: str, modality: Modality, meta: Mapping[str, Any], document: str | None, score: float) -> Hit:
     """A :class:`Hit` from what Chroma returned."""
-    return Hit(record_id, modality, meta.get("source") or None, document, user_metadata(meta), score)
+    source = stored_source(modality, meta, document)
+    return Hit(record_id, modality, source, document, user_metadata(meta), score)
 
 
 def text_digest(text: str) -> str:

@@ -115,7 +115,7 @@ class MultimodalStore:
             database.close()
 
     def close(self) -> None:
-        """Close the embedded database this store opened and release its path (a second call does nothing).
+        """Close the embedded database this store opened, release its path, stop its query threads (twice: no-op).
 
         Chroma keeps one in-memory index per path and process while any client
         of it is open; closing the last one drops it, so a store opened on the
@@ -123,6 +123,9 @@ class MultimodalStore:
         wrote meanwhile. A ``client=`` passed in is left open (it is the
         caller's).
         """
+        collections = getattr(self, "_collections", None)
+        if collections is not None:
+            collections.close()
         if self._database is not None:
             self._database.close()
 
@@ -321,7 +324,7 @@ class MultimodalStore:
         check_fusion(fusion)
         checked_where = validate_where(where)
         query = query_vector(vector, self.encoder.dim)
-        ranked = {m: self._collections.query(m, query, k, checked_where) for m in modalities}
+        ranked = self._collections.query_each(modalities, query, k, checked_where)
         if modality is not None:
             return ranked[modality]
         return merge_ranked(list(ranked.values()), k, fusion=fusion)

@@ -3,7 +3,10 @@
 Every item is checked (and every image decoded) before anything is written. An
 item stored with the same id and metadata is skipped without embedding; one
 whose metadata alone changed has its metadata rewritten; new items, and items
-given an explicit id, are embedded in ``encoder.batch_size`` chunks and upserted.
+given an explicit id, are embedded in ``encoder.batch_size`` chunks and written
+in blocks of the client's max batch size: new ids with Chroma ``add``, stored
+ones with ``upsert``. A text's own text is its document only (no ``source``
+copy; :func:`~mmrag.store.records.stored_source` reads it back).
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mmrag.errors import TextInputError
-from mmrag.inputs import ImageInput, as_items, image_source, resolve_image
+from mmrag.inputs import ImageInput, Modality, as_items, image_source, resolve_image
 from mmrag.store.checks import check_ids, check_metadatas
 from mmrag.store.collection_pair import CollectionPair
 from mmrag.store.names import is_utf8, path_key, printable
@@ -39,10 +44,7 @@ def pending_texts(
             raise TextInputError("holds a lone surrogate (not valid Unicode text)", index=index)
     user_meta = check_metadatas(metadatas, len(items))
     record_ids = check_ids(ids, len(items)) or [record_id(model_key, "text", text_digest(t), None) for t in items]
-    return [
-        Pending(item_id, "text", text, {"source": text}, meta, text)
-        for item_id, text, meta in zip(record_ids, items, user_meta)
-    ]
+    return [Pending(item_id, "text", text, {}, meta, text) for item_id, text, meta in zip(record_ids, items, user_meta)]
 
 
 def pending_images(
@@ -73,6 +75,9 @@ def write_pending(
 ) -> IndexReport:
     """Write pending items, embedding only those not stored unchanged.
 
+    An item given twice in one call (the same content-derived id) is written
+    once, as its last occurrence; the repeats count as skipped.
+
     Args:
         collections: Where to write.
         encoder: Embeds the items (in chunks of its ``batch_size``).
@@ -84,26 +89,41 @@ def write_pending(
     """
     report = IndexReport(ids=[item.id for item in pending])
     existing = collections.existing_metadata(pending)
-    todo: list[Pending] = []
+    new: dict[str, Pending] = {}
+    replacing: dict[str, Pending] = {}
     for item in pending:
+        queued = new if item.id in new else replacing if item.id in replacing else None
+        if queued is not None:
+            report.skipped += 1
+            queued[item.id] = item
+            continue
         old = existing.get(item.id)
         if old is None:
             report.added += 1
-            todo.append(item)
+            new[item.id] = item
         elif explicit_ids:
             report.updated += 1
-            todo.append(item)
+            replacing[item.id] = item
         elif user_metadata(old) != item.user_metadata:
             report.updated += 1
             collections.update_metadata(item)
         else:
             report.skipped += 1
     for modality in MODALITIES:
-        group = [item for item in todo if item.modality == modality]
-        for start in range(0, len(group), encoder.batch_size):
-            chunk = group[start : start + encoder.batch_size]
-            payloads = [item.payload for item in chunk]
-            vectors = encoder.embed_images(payloads) if modality == "image" else encoder.embed_texts(payloads)
-            report.embedded += len(chunk)
-            collections.upsert(modality, chunk, vectors)
+        for group, replace in ((new, False), (replacing, True)):
+            items = [item for item in group.values() if item.modality == modality]
+            report.embedded += _embed_and_write(collections, encoder, modality, items, replace=replace)
     return report
+
+
+def _embed_and_write(
+    collections: CollectionPair, encoder: Encoder, modality: Modality, items: list[Pending], *, replace: bool
+) -> int:
+    """Embed items of one modality in encoder batches, written a full client batch at a time; how many."""
+    embed = encoder.embed_images if modality == "image" else encoder.embed_texts
+    size = max(1, encoder.batch_size)
+    for start in range(0, len(items), collections.write_batch):
+        block = items[start : start + collections.write_batch]
+        vectors = [embed([item.payload for item in block[i : i + size]]) for i in range(0, len(block), size)]
+        collections.write(modality, block, np.concatenate(vectors), replace=replace)
+    return len(items)
