@@ -47,15 +47,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mmrag.server.errors import ServerDependencyError, require_server_dependencies
-from mmrag.server.main import add_serve_command, main, run_server, serve_main
-from mmrag.server.settings import (
-    ServerSettings,
+from mmrag.server.arguments import (
     add_load_arguments,
     add_server_arguments,
     load_options_from_args,
     settings_from_args,
 )
+from mmrag.server.errors import ServerDependencyError, require_server_dependencies
+from mmrag.server.main import add_serve_command, main, run_server, serve_main
+from mmrag.server.settings import ServerSettings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
