@@ -100,6 +100,9 @@ class Runtime:
         self._loader: threading.Thread | None = None
         self._resolve_pool = ThreadPoolExecutor(settings.resolve_workers, thread_name_prefix="mmrag-resolve")
         self._store_pool = ThreadPoolExecutor(1, thread_name_prefix="mmrag-store")
+        # Tokenising for usage counts and cutting long texts: one thread (the tokenizer copy is locked anyway),
+        # apart from the decoding threads, so texts never wait behind images waiting for the decode budget.
+        self._text_pool = ThreadPoolExecutor(1, thread_name_prefix="mmrag-text")
         self.requests_served = 0
         self.in_flight = 0
         self.statuses: Counter[int] = Counter()
@@ -322,9 +325,9 @@ class Runtime:
         return await loop.run_in_executor(self._store_pool, lambda: fn(*args, **kwargs))
 
     async def run_cpu(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run a short CPU-bound helper (e.g. tokenising for usage counts) on the shared pool."""
+        """Run a short CPU-bound text helper (tokenising for usage counts, cutting long texts) on the text thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._resolve_pool, fn, *args)
+        return await loop.run_in_executor(self._text_pool, fn, *args)
 
     def metrics(self) -> dict[str, Any]:
         """Counters for ``GET /metrics``."""
@@ -362,6 +365,7 @@ class Runtime:
             self._close_loaded()
         self._resolve_pool.shutdown(wait=True, cancel_futures=True)
         self._store_pool.shutdown(wait=True, cancel_futures=True)
+        self._text_pool.shutdown(wait=True, cancel_futures=True)
 
     def _close_loaded(self) -> None:
         if self.batcher is not None:
