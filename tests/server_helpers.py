@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-__all__ = ["CanaryServer", "ServerProcess", "error_of", "send", "serving"]
+__all__ = ["CanaryServer", "RawConnection", "ServerProcess", "error_of", "rss_mb", "send", "serving"]
 
 LAUNCHER = Path(__file__).resolve()
 _LISTENING = re.compile(r"listening on (http://\S+) ")
@@ -144,6 +144,86 @@ class ServerProcess:
                 self.process.wait(timeout=5)
         self._log.close()
         return self.process.returncode
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MiB (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+class RawConnection:
+    """One HTTP/1.1 connection on a plain socket: exact control of what is sent, and of keep-alive.
+
+    Args:
+        base_url: ``http://host:port`` of the server.
+        timeout: Socket timeout in seconds.
+    """
+
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        parsed = urlsplit(base_url)
+        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        self.sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        self._buffer = b""
+
+    def send_head(self, path: str, content_length: int, method: str = "POST") -> None:
+        """Send a request line and headers announcing ``content_length`` bytes of JSON."""
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {content_length}\r\n\r\n"
+        )
+        self.sock.sendall(head.encode("ascii"))
+
+    def send(self, data: bytes) -> None:
+        """Send raw bytes (a body, or part of one)."""
+        self.sock.sendall(data)
+
+    def request(self, path: str, body: bytes, method: str = "POST") -> tuple[int, dict[str, str], bytes]:
+        """Send a complete request and read its response."""
+        self.send_head(path, len(body), method)
+        self.send(body)
+        return self.read_response()
+
+    def read_response(self) -> tuple[int, dict[str, str], bytes]:
+        """Read one response: ``(status, lower-cased headers, body)``; ``ConnectionError`` if the server hung up."""
+        while b"\r\n\r\n" not in self._buffer:
+            self._fill()
+        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(self._buffer) < length:
+            self._fill()
+        body, self._buffer = self._buffer[:length], self._buffer[length:]
+        return status, headers, body
+
+    def closed_by_server(self, wait: float = 5.0) -> bool:
+        """Whether the server closed the connection (reads nothing more within ``wait`` seconds)."""
+        self.sock.settimeout(wait)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self._buffer += chunk
+
+    def close(self) -> None:
+        """Close the socket."""
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
 
 # --------------------------------------------------------------------------- canaries

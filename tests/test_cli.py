@@ -101,3 +101,20 @@ def test_loading_options_reach_the_encoder(indexed) -> None:
     assert wrong_device.returncode == 2 and "mmrag: error: unknown device 'gpu'" in wrong_device.stderr
     zero = mmrag_cmd("index", "photos", "--db", "db", "--batch-size", "0", cwd=root)
     assert zero.returncode == 2 and "argument --batch-size: must be at least 1, got 0" in zero.stderr
+
+
+def test_index_skips_links_that_leave_the_folder_unless_asked(tmp_path: Path) -> None:
+    folder, outside = tmp_path / "photos", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    (outside / "secret.txt").write_text("a secret caption", encoding="utf-8")
+    (folder / "note.txt").write_text("a red circle", encoding="utf-8")
+    (folder / "secret.txt").symlink_to(outside / "secret.txt")
+    db = tmp_path / "db"
+    first = mmrag_cmd("index", str(folder), "--db", str(db), "--model", "demo", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "skipped link:" in first.stdout and "secret.txt" in first.stdout
+    assert "1 texts" in first.stdout
+    second = mmrag_cmd("index", str(folder), "--db", str(db), "--model", "demo", "--follow-links", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "2 texts" in second.stdout

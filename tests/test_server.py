@@ -341,7 +341,8 @@ def test_search_with_db(fleet: Fleet, aux_client: httpx.Client) -> None:
     assert {hit["metadata"]["colour"] for hit in filtered["results"]} == {"green"}
 
     bad_where = aux_client.post("/search", json={"query": "x", "where": {"colour": {"$bogus": 1}}})
-    assert bad_where.status_code == 400 and "invalid search" in error_of(bad_where)["message"]
+    assert bad_where.status_code == 400 and error_of(bad_where)["code"] == "invalid_filter"
+    assert "where['colour']: unknown operator" in error_of(bad_where)["message"]
     for body in ({}, {"query": "x", "image": blue}, {"query": "x", "k": 0}, {"query": "x", "modality": "video"}):
         response = aux_client.post("/search", json=body)
         assert response.status_code == 422 and error_of(response)["type"] == "validation_error"

@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("paths", nargs="+", metavar="PATH", help="folders to index")
     _store_options(index)
     index.add_argument("--no-recursive", action="store_true", help="do not walk sub-folders")
+    index.add_argument(
+        "--follow-links", action="store_true", help="also follow symbolic links that leave the folder (off: skipped)"
+    )
     index.set_defaults(handler=_cmd_index)
 
     search = commands.add_parser("search", help="search the store with a text or an image")
@@ -129,10 +132,12 @@ def _cmd_index(args: argparse.Namespace) -> int:
     status = 0
     with _open_store(args, must_exist=False) as store:
         for path in args.paths:
-            report = store.index_folder(path, recursive=not args.no_recursive)
+            report = store.index_folder(path, recursive=not args.no_recursive, follow_links=args.follow_links)
             print(f"{path}: {report.summary()}")
             for source, reason in report.failed:
                 print(f"  failed: {source}: {reason}")
+            for source, reason in report.skipped_links:
+                print(f"  skipped link: {source}: {reason}")
             if report.failed:
                 status = 1
         print(f"store {str(store.path)!r} now holds {store.count('image')} images and {store.count('text')} texts")

@@ -30,7 +30,15 @@ Endpoints (JSON in, JSON out):
 Errors are ``{"error": {"type", "code", "message"}}`` with a 4xx status for
 every input problem; an mmrag error's status comes from its ``code`` (see
 :mod:`mmrag.server.errors` for the table); overload is 429 with
-``Retry-After``. The model is loaded with one :class:`~mmrag.LoadOptions`
+``Retry-After``; anything unexpected is a 500 that closes the connection.
+
+Limits (see :class:`ServerSettings`): ``--max-body-bytes`` (413),
+``--body-timeout`` (408 when a body does not arrive in time),
+``--max-items`` and ``--max-text-chars`` (422), ``--max-pixels`` per image
+and ``--max-decode-pixels`` across images being decoded, and
+``--max-queue``, which counts every embedding request from its arrival
+(429 at once beyond it). Concurrent requests are gathered into full batches
+within ``--max-wait-ms``. The model is loaded with one :class:`~mmrag.LoadOptions`
 (``--device``, ``--dtype``, ``--batch-size``, ``--revision``,
 ``--local-files-only``): :attr:`ServerSettings.load_options`. Image fields never read server files unless
 ``--allow-local-root DIR`` is given (and then only below DIR), and URLs on
@@ -47,15 +55,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mmrag.server.errors import ServerDependencyError, require_server_dependencies
-from mmrag.server.main import add_serve_command, main, run_server, serve_main
-from mmrag.server.settings import (
-    ServerSettings,
+from mmrag.server.arguments import (
     add_load_arguments,
     add_server_arguments,
     load_options_from_args,
     settings_from_args,
 )
+from mmrag.server.errors import ServerDependencyError, require_server_dependencies
+from mmrag.server.main import add_serve_command, main, run_server, serve_main
+from mmrag.server.settings import ServerSettings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

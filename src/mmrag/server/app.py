@@ -18,8 +18,11 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from mmrag.encoders.base import l2_normalize
+from mmrag.errors import InvalidFilterError
 from mmrag.server.errors import ApiError, install_error_handlers
-from mmrag.server.limits import BodyLimitMiddleware
+from mmrag.server.filters import check_where
+from mmrag.server.limits import AdmissionMiddleware, BodyLimitMiddleware
+from mmrag.server.middleware import ErrorGuardMiddleware, RequestStatsMiddleware
 from mmrag.server.runtime import ItemError, Runtime
 from mmrag.server.schemas import (
     EmbedRequest,
@@ -29,7 +32,6 @@ from mmrag.server.schemas import (
     SimilarityRequest,
 )
 from mmrag.server.settings import ServerSettings
-from mmrag.server.tokens import TokenCounter
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -55,7 +57,6 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
     """
     settings = settings or ServerSettings()
     runtime = Runtime(settings, on_fatal=on_fatal)
-    tokens = TokenCounter()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
@@ -72,8 +73,11 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost last: errors guarded, then counted; oversized or slow bodies refused; then admission (429).
+    app.add_middleware(AdmissionMiddleware, admission=runtime.admission, on_leave=runtime.request_left)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)
     app.add_middleware(RequestStatsMiddleware, runtime=runtime)
+    app.add_middleware(ErrorGuardMiddleware)
 
     @app.get("/health", summary="Liveness: 200 as soon as the process serves HTTP")
     async def health() -> dict[str, str]:
@@ -98,13 +102,15 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
             raise ApiError(422, "validation_error", "give `image`, `text` or both")
         encoder, _ = runtime.require_ready()
         result: dict[str, Any] = {}
-        with runtime.admitted(int(image is not None) + int(body.text is not None)):
+        texts = [body.text] if body.text is not None else []
+        runtime.check_texts(texts, lambda _i: "text")
+        with runtime.admitted(int(image is not None) + len(texts)):
             jobs = []
             if image is not None:
                 decoded = await _decode_or_400(runtime, [image], lambda _i: "image")
                 jobs.append(runtime.embed_images(decoded))
-            if body.text is not None:
-                jobs.append(runtime.embed_texts([body.text]))
+            if texts:
+                jobs.append(runtime.embed_texts(await runtime.prepare_texts(texts, lambda _i: "text")))
             vectors = await asyncio.gather(*jobs)
         image_vec = vectors[0][0] if image is not None else None
         text_vec = vectors[-1][0] if body.text is not None else None
@@ -123,8 +129,16 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
         encoder, _ = runtime.require_ready()
         candidates = body.candidates
         runtime.check_items(len(candidates), "candidates")
+        query_texts = [body.query] if body.query_type == "text" else []
+        candidate_texts = candidates if body.candidate_type == "text" else []
+        runtime.check_texts(query_texts, lambda _i: "query")
+        runtime.check_texts(candidate_texts, lambda i: f"candidate {i}")
         errors: list[ItemError] = []
         with runtime.admitted(len(candidates) + 1):
+            if query_texts:
+                query_texts = await runtime.prepare_texts(query_texts, lambda _i: "query")
+            if candidate_texts:
+                candidate_texts = await runtime.prepare_texts(candidate_texts, lambda i: f"candidate {i}")
             query_image = None
             if body.query_type == "image":
                 query_image = (await _decode_or_400(runtime, [body.query], lambda _i: "query"))[0]
@@ -137,10 +151,10 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
                 valid = [i for i, image in enumerate(decoded) if image is not None]
                 candidate_images = [image for image in decoded if image is not None]
             query_vecs, candidate_vecs = await asyncio.gather(
-                runtime.embed_images([query_image]) if query_image is not None else runtime.embed_texts([body.query]),
+                runtime.embed_images([query_image]) if query_image is not None else runtime.embed_texts(query_texts),
                 runtime.embed_images(candidate_images)
                 if body.candidate_type == "image"
-                else runtime.embed_texts(candidates),
+                else runtime.embed_texts(candidate_texts),
             )
         scores = candidate_vecs @ query_vecs[0]
         order = np.argsort(-scores, kind="stable")[: body.top_k]
@@ -166,13 +180,16 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
                 f"dimensions={body.dimensions} is not supported: model {encoder.model_id!r} "
                 f"returns {encoder.dim}-dimensional embeddings (omit `dimensions` or pass {encoder.dim})",
             )
+        if body.modality == "text":
+            runtime.check_texts(inputs, lambda i: f"input {i}")
         with runtime.admitted(len(inputs)):
             if body.modality == "image":
                 vectors = await runtime.embed_images(await _decode_or_400(runtime, inputs, lambda i: f"input {i}"))
                 prompt_tokens = 0
             else:
+                texts = await runtime.prepare_texts(inputs, lambda i: f"input {i}")
                 vectors, prompt_tokens = await asyncio.gather(
-                    runtime.embed_texts(inputs), runtime.run_cpu(tokens.count, encoder, inputs)
+                    runtime.embed_texts(texts), runtime.run_cpu(runtime.tokens.count, encoder, texts)
                 )
         data = [
             {"object": "embedding", "index": index, "embedding": _encode_vector(vector, body.encoding_format)}
@@ -196,19 +213,24 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
         encoder, _ = runtime.require_ready()
         store = runtime.store
         assert store is not None
+        where = check_where(body.where)  # a malformed filter is a 400 before any work
+        if body.query is not None:
+            runtime.check_texts([body.query], lambda _i: "query")
         with runtime.admitted(1):
             if body.image is not None:
-                vector = (await runtime.embed_images(await _decode_or_400(runtime, [body.image], lambda _i: "image")))[
-                    0
-                ]
+                decoded = await _decode_or_400(runtime, [body.image], lambda _i: "image")
+                vector = (await runtime.embed_images(decoded))[0]
             else:
-                vector = (await runtime.embed_texts([body.query or ""]))[0]
+                texts = await runtime.prepare_texts([body.query or ""], lambda _i: "query")
+                vector = (await runtime.embed_texts(texts))[0]
         try:
             hits = await runtime.run_store(
-                store.search_by_vector, vector, k=body.k, modality=body.modality, where=body.where, fusion=body.fusion
+                store.search_by_vector, vector, k=body.k, modality=body.modality, where=where, fusion=body.fusion
             )
-        except ValueError as exc:  # chroma refuses a malformed `where` with ValueError
-            raise ApiError(400, "invalid_request", f"invalid search: {exc}") from None
+        except InvalidFilterError:
+            raise
+        except ValueError as exc:  # what the check let through and Chroma still refuses (a ValueError)
+            raise ApiError(400, "invalid_request", f"invalid search: {exc}", code="invalid_filter") from None
         results = [
             {
                 "id": hit.id,
@@ -224,41 +246,6 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
         return json_response({"results": results, "query_type": query_type, "model_id": encoder.model_id})
 
     return app
-
-
-class RequestStatsMiddleware:
-    """Count requests served, in flight and by status (for ``/metrics``).
-
-    Args:
-        app: The ASGI app to wrap.
-        runtime: Where the counters live.
-    """
-
-    def __init__(self, app: Any, runtime: Runtime) -> None:
-        self.app = app
-        self.runtime = runtime
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Run one request and count it."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        runtime = self.runtime
-        status = 500
-
-        async def counting_send(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        runtime.in_flight += 1
-        try:
-            await self.app(scope, receive, counting_send)
-        finally:
-            runtime.in_flight -= 1
-            runtime.requests_served += 1
-            runtime.statuses[status] += 1
 
 
 async def _decode_or_400(runtime: Runtime, items: Sequence[str], label: Callable[[int], str]) -> list[Image.Image]:

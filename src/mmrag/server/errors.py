@@ -10,27 +10,31 @@ coarser kind earlier versions answered (kept for compatibility).
 =======================================  ======  ========================  ===========================================
 Cause                                    Status  ``error.type``            ``error.code``
 =======================================  ======  ========================  ===========================================
-malformed JSON                           400     ``invalid_json``          ``invalid_json``
+malformed JSON (or nested too deeply)    400     ``invalid_json``          ``invalid_json``
 bad image (decode, URL, path ...)        400     ``invalid_image``         ``invalid_image``
 bad text, filter, list or value          400     ``invalid_request``       ``invalid_text``, ``invalid_filter``,
                                                                            ``not_a_sequence``, ``invalid_input``
 pair or model it cannot serve            400     ``invalid_request``       ``unsupported_pair``, ``unsupported_model``
 unknown path                             404     ``not_found``             ``not_found``
 wrong method                             405     ``method_not_allowed``    ``method_not_allowed``
+body not complete in ``--body-timeout``  408     ``request_timeout``       ``body_timeout``
 ``/search`` without ``--db``             409     ``store_not_configured``  ``store_not_configured``
 store built with another model           409     ``conflict``              ``store_mismatch``
 body too large                           413     ``payload_too_large``     ``payload_too_large``
 schema violation                         422     ``validation_error``      ``validation_error``
 too many items                           422     ``too_many_items``        ``too_many_items``
-queue full (+ ``Retry-After``)           429     ``overloaded``            ``overloaded``
+text over ``--max-text-chars``           422     ``text_too_long``         ``text_too_long``
+pipeline full (+ ``Retry-After``)        429     ``overloaded``            ``overloaded``
 optional package missing                 501     ``not_implemented``       ``missing_dependency``
 model still loading (+ ``Retry-After``)  503     ``not_ready``             ``not_ready``
 model or store unavailable               503     ``unavailable``           ``model_not_available``, ``store_locked``
-anything unexpected                      500     ``internal_error``        ``internal_error``
+anything unexpected                      500     ``internal_error``        ``internal_error``, ``mmrag_error``
 =======================================  ======  ========================  ===========================================
 
 5xx answers never carry the exception's text (it goes to the server log);
-errors about one item of a list also carry ``"index"`` (its position).
+a 500 (and the 408 and 413 refusals) close the connection (``Connection:
+close``), so a kept-alive client's next request is never lost with it. Errors
+about one item of a list also carry ``"index"`` (its position).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ERROR_MAPPINGS",
+    "INTERNAL_ERROR_MESSAGE",
     "ApiError",
     "ErrorMapping",
     "ServerDependencyError",
@@ -60,6 +65,7 @@ __all__ = [
 ]
 
 INSTALL_HINT = 'pip install "mmrag[server]"'
+INTERNAL_ERROR_MESSAGE = "internal server error; see the server log"
 logger = logging.getLogger("uvicorn.error")
 
 
@@ -98,6 +104,7 @@ _STATUS_TYPES = {
     400: "invalid_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -227,7 +234,7 @@ def mmrag_error_body(exc: MmragError) -> tuple[int, dict[str, Any], dict[str, st
     index = index if isinstance(index, int) else None
     headers = {"Retry-After": "1"} if mapping.retry_after else {}
     if mapping.status >= 500:
-        message = _SERVER_SIDE_MESSAGES.get(mapping.status, "internal server error; see the server log")
+        message = _SERVER_SIDE_MESSAGES.get(mapping.status, INTERNAL_ERROR_MESSAGE)
     elif isinstance(exc, ImageInputError):
         where = "image" if exc.index is None else f"image {exc.index}"
         described = f" ({exc.item})" if exc.item else ""
@@ -240,10 +247,13 @@ def mmrag_error_body(exc: MmragError) -> tuple[int, dict[str, Any], dict[str, st
 
 
 def error_response(status: int, payload: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
-    """A JSON error response (FastAPI is imported here, not at module import)."""
+    """A JSON error response (FastAPI is imported here, not at module import); a 500 closes the connection."""
     from starlette.responses import JSONResponse
 
-    return JSONResponse(payload, status_code=status, headers=dict(headers or {}))
+    extra = dict(headers or {})
+    if status == 500:
+        extra["Connection"] = "close"
+    return JSONResponse(payload, status_code=status, headers=extra)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -281,13 +291,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        if exc.status_code == 400 and isinstance(exc.__cause__, (ValueError, RecursionError)):
+            # FastAPI's answer to a body json.loads could not parse for a reason other than syntax
+            nested = isinstance(exc.__cause__, RecursionError)
+            message = "request body is not valid JSON" + (" (nested too deeply)" if nested else "")
+            return error_response(400, error_payload("invalid_json", message))
         kind = _STATUS_TYPES.get(exc.status_code, "http_error")
         message = str(exc.detail) if exc.detail else kind.replace("_", " ")
         return error_response(exc.status_code, error_payload(kind, message), exc.headers)
 
     async def unexpected(_request: Request, _exc: Exception) -> Response:
-        # Starlette re-raises the exception after this response, and uvicorn logs its traceback.
-        return error_response(500, error_payload("internal_error", "internal server error; see the server log"))
+        # Only reached without ErrorGuardMiddleware (which the service installs outermost): Starlette
+        # re-raises the exception after this response, and uvicorn logs its traceback.
+        return error_response(500, error_payload("internal_error", INTERNAL_ERROR_MESSAGE))
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(MmragError, mmrag_error)

@@ -12,6 +12,7 @@ releases the store and exits with status 0.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import socket
@@ -19,12 +20,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from mmrag.server.arguments import add_server_arguments, settings_from_args
 from mmrag.server.errors import require_server_dependencies
-from mmrag.server.settings import (
-    ServerSettings,
-    add_server_arguments,
-    settings_from_args,
-)
+from mmrag.server.settings import ServerSettings
 
 __all__ = ["add_serve_command", "main", "run_server", "serve_main"]
 
@@ -132,6 +130,9 @@ def run_server(settings: ServerSettings) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         sock.close()
+    # The interpreter's last garbage collection walks every object of the model and its libraries (seconds
+    # on a busy machine) only to free memory the process is about to give back anyway: skip it.
+    gc.freeze()
     error = app.state.runtime.load_error
     if error:
         print(f"mmrag serve: error: {error}", file=sys.stderr, flush=True)

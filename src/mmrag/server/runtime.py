@@ -6,12 +6,19 @@ when it is done. Request handlers use its helpers, which keep every blocking
 step off the event loop:
 
 * images are decoded (and URLs fetched, under the SSRF guard) on a small
-  thread pool shared by all requests, once each: the decoded images pass
-  through the batcher and the encoder unchanged, because
-  :func:`mmrag.inputs.resolve_image` returns an image it produced as it is;
-* every vector comes from the one :class:`~mmrag.EmbeddingBatcher`, which
-  coalesces concurrent requests into shared forward passes;
-* Chroma queries run on a dedicated store thread.
+  thread pool shared by all requests, once each, within the decode budget,
+  and shrunk to what the model needs (:mod:`mmrag.server.images`): the
+  decoded images pass through the batcher and the encoder unchanged,
+  because :func:`mmrag.inputs.resolve_image` returns an image it produced
+  as it is;
+* long texts are cut to the model's window before anything tokenises them
+  (:mod:`mmrag.server.tokens`), texts over ``--max-text-chars`` are refused;
+* every vector comes from the one :class:`~mmrag.EmbeddingBatcher`, fed by
+  the :class:`~mmrag.server.coalesce.Coalescer`, which gathers concurrent
+  requests into full batches;
+* Chroma queries run on a dedicated store thread;
+* after a burst of large inputs, free memory goes back to the system
+  (:mod:`mmrag.server.memory`).
 """
 
 from __future__ import annotations
@@ -25,15 +32,18 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
 from mmrag.errors import ImageInputError
-from mmrag.inputs import ImageLimits, resolve_image
+from mmrag.server.coalesce import Coalescer
 from mmrag.server.errors import ApiError, server_wording
-from mmrag.server.limits import Admission
+from mmrag.server.images import ImageDecoder
+from mmrag.server.limits import Admission, DecodeBudget, current_ticket
+from mmrag.server.memory import MemoryTrimmer
 from mmrag.server.settings import ServerSettings
+from mmrag.server.tokens import SHORT_TEXT_CHARS, TokenCounter
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -74,6 +84,11 @@ class Runtime:
         self.settings = settings
         self.limits = settings.image_limits()
         self.admission = Admission(settings.max_queue)
+        self.decode_budget = DecodeBudget(settings.max_decode_pixels)
+        self.images = ImageDecoder(self.limits, self.decode_budget)
+        self.tokens = TokenCounter()
+        self.trimmer = MemoryTrimmer()
+        self.coalescer: Coalescer | None = None
         self.on_fatal = on_fatal
         self.encoder: Encoder | None = None
         self.batcher: EmbeddingBatcher | None = None
@@ -85,6 +100,9 @@ class Runtime:
         self._loader: threading.Thread | None = None
         self._resolve_pool = ThreadPoolExecutor(settings.resolve_workers, thread_name_prefix="mmrag-resolve")
         self._store_pool = ThreadPoolExecutor(1, thread_name_prefix="mmrag-store")
+        # Tokenising for usage counts and cutting long texts: one thread (the tokenizer copy is locked anyway),
+        # apart from the decoding threads, so texts never wait behind images waiting for the decode budget.
+        self._text_pool = ThreadPoolExecutor(1, thread_name_prefix="mmrag-text")
         self.requests_served = 0
         self.in_flight = 0
         self.statuses: Counter[int] = Counter()
@@ -109,22 +127,28 @@ class Runtime:
         try:
             model = settings.model or self._recorded_model() or DEFAULT_MODEL
             started = time.perf_counter()
-            encoder = load_encoder(
-                model, device=settings.device, batch_size=settings.batch_size, image_limits=self.limits
-            )
+            encoder = load_encoder(model, options=settings.load_options)
             self.encoder = encoder
+            self.images.use_model(encoder)
             if settings.db is not None:
                 from mmrag.store import MultimodalStore
 
                 self.store = MultimodalStore(encoder, path=settings.db, collection=settings.collection)
-            self.batcher = EmbeddingBatcher(
+            batcher = EmbeddingBatcher(
                 encoder,
                 max_batch_items=settings.batch_size,
-                max_wait_ms=settings.max_wait_ms,
+                max_wait_ms=0.0,  # the coalescer holds partial batches (--max-wait-ms), the batcher never waits
                 # Admission (429) bounds the queue; this is only a backstop that
                 # must let one oversized request (clamped by Admission) through.
                 max_pending_items=settings.max_queue + settings.max_items + 1,
             )
+            self.coalescer = Coalescer(
+                lambda kind, items: batcher.submit(kind, items, limits=self.limits),
+                batch_items=settings.batch_size,
+                window_s=settings.max_wait_ms / 1000.0,
+                on_the_way=lambda: self.admission.on_the_way,
+            )
+            self.batcher = batcher
             logger.info(
                 "model %s loaded in %.1fs (dim %d, device %s)",
                 encoder.model_id, time.perf_counter() - started, encoder.dim, encoder.device,
@@ -173,25 +197,54 @@ class Runtime:
                 f"{count} {what} in one request; this server accepts at most {self.settings.max_items} (--max-items)",
             )
 
+    def check_texts(self, texts: Sequence[str], label: Callable[[int], str]) -> None:
+        """Refuse a text over ``--max-text-chars`` (422 ``text_too_long``, naming the limit).
+
+        Args:
+            texts: The request's texts.
+            label: Names text ``i`` in the message, e.g. ``lambda i: f"input {i}"``.
+        """
+        limit = self.settings.max_text_chars
+        for index, text in enumerate(texts):
+            if len(text) > limit:
+                raise ApiError(
+                    422,
+                    "text_too_long",
+                    f"{label(index)} is {len(text)} characters long; this server accepts at most {limit} "
+                    "characters per text (--max-text-chars)",
+                    index=index if len(texts) > 1 else None,
+                )
+
     @contextlib.contextmanager
     def admitted(self, items: int) -> Iterator[None]:
-        """Hold ``items`` places in the bounded queue for the block, or raise 429.
+        """Hold ``items`` places in the pipeline for the block (the request's ticket holds them), or raise 429.
 
         Raises:
             ApiError: 429 ``overloaded`` with ``Retry-After`` when full.
         """
-        if not self.admission.try_acquire(items):
+        ticket = current_ticket()
+        admitted = ticket.admit(items) if ticket is not None else self.admission.try_acquire(items)
+        if not admitted:
+            admission = self.admission
             raise ApiError(
                 429,
                 "overloaded",
-                f"the embedding queue is full ({self.admission.depth} items waiting, limit "
-                f"{self.admission.limit}); retry later",
+                f"the embedding queue is full ({admission.depth} places taken, limit {admission.limit}, "
+                "--max-queue); retry later",
                 headers={"Retry-After": "1"},
             )
         try:
             yield
         finally:
-            self.admission.release(items)
+            if ticket is None:
+                self.admission.release(items)
+
+    def request_left(self) -> None:
+        """A request left the pipeline: send batches nobody is coming for, trim memory once it is empty."""
+        if self.coalescer is not None:
+            self.coalescer.recheck()
+        if self.admission.depth == 0:
+            self.trimmer.idle()
 
     async def resolve_images(
         self, items: Sequence[str], *, label: Callable[[int], str]
@@ -208,10 +261,11 @@ class Runtime:
         """
         loop = asyncio.get_running_loop()
         futures = [
-            loop.run_in_executor(self._resolve_pool, _resolve_one, item, self.limits, index)
+            loop.run_in_executor(self._resolve_pool, self.images.resolve, item, index)
             for index, item in enumerate(items)
         ]
         results = await asyncio.gather(*futures)
+        self.trimmer.note(self.images.take_decoded_bytes())
         images: list[Image.Image | None] = []
         errors: list[ItemError] = []
         for index, result in enumerate(results):
@@ -222,22 +276,48 @@ class Runtime:
                 images.append(result)
         return images, errors
 
+    async def prepare_texts(self, texts: Sequence[str], label: Callable[[int], str]) -> list[str]:
+        """Refuse texts over ``--max-text-chars``, cut long ones to the model's window (on the shared pool).
+
+        Args:
+            texts: The request's texts.
+            label: Names text ``i`` in messages.
+
+        Returns:
+            The texts to embed (and count tokens of).
+        """
+        self.check_texts(texts, label)
+        long_chars = sum(len(text) for text in texts if len(text) > SHORT_TEXT_CHARS)
+        if not long_chars:
+            return list(texts)
+        self.trimmer.note(long_chars * 4)
+        encoder, _ = self.require_ready()
+        return await self.run_cpu(self.tokens.bounded, encoder, texts)
+
     async def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors for texts, through the shared batching queue."""
-        _encoder, batcher = self.require_ready()
-        vectors = await batcher.aembed_texts(list(texts))
+        """Vectors for texts (from :meth:`prepare_texts`), batched with concurrent requests."""
+        vectors = await self._embed("text", list(texts))
         self.items_embedded["text"] += len(texts)
         return vectors
 
     async def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Vectors for images decoded by :meth:`resolve_images`, through the shared batching queue.
+        """Vectors for images decoded by :meth:`resolve_images`, batched with concurrent requests.
 
         The images are not decoded or copied again on the way to the model.
         """
-        _encoder, batcher = self.require_ready()
-        vectors = await batcher.aembed_images(list(images), limits=self.limits)
+        vectors = await self._embed("image", list(images))
         self.items_embedded["image"] += len(images)
         return vectors
+
+    async def _embed(self, kind: Literal["text", "image"], items: list[Any]) -> np.ndarray:
+        encoder, _ = self.require_ready()
+        assert self.coalescer is not None
+        ticket = current_ticket()
+        if ticket is not None:
+            ticket.submitted()
+        if not items:
+            return np.zeros((0, encoder.dim), dtype=np.float32)
+        return await self.coalescer.embed(kind, items)
 
     async def run_store(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Run a store call on the store thread (never on the event loop)."""
@@ -245,9 +325,9 @@ class Runtime:
         return await loop.run_in_executor(self._store_pool, lambda: fn(*args, **kwargs))
 
     async def run_cpu(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run a short CPU-bound helper (e.g. tokenising for usage counts) on the shared pool."""
+        """Run a short CPU-bound text helper (tokenising for usage counts, cutting long texts) on the text thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._resolve_pool, fn, *args)
+        return await loop.run_in_executor(self._text_pool, fn, *args)
 
     def metrics(self) -> dict[str, Any]:
         """Counters for ``GET /metrics``."""
@@ -259,7 +339,15 @@ class Runtime:
             "forward_passes": encoder.forward_count if encoder is not None else 0,
             "queue_depth": self.admission.depth,
             "queue_limit": self.admission.limit,
+            "requests_on_the_way": self.admission.on_the_way,
             "batcher_pending": self.batcher.pending_items if self.batcher is not None else 0,
+            "batches_sent": self.coalescer.batches_sent if self.coalescer is not None else 0,
+            "decode_pixels_in_use": self.decode_budget.used,
+            "decode_pixels_peak": self.decode_budget.peak,
+            "decode_pixels_limit": self.decode_budget.limit,
+            "decode_waits": self.decode_budget.waits,
+            "images_shrunk": self.images.shrunk,
+            "memory_trims": self.trimmer.trims,
             "requests_served": self.requests_served,
             "requests_in_flight": self.in_flight,
             "requests_refused_overload": self.admission.refused,
@@ -277,6 +365,7 @@ class Runtime:
             self._close_loaded()
         self._resolve_pool.shutdown(wait=True, cancel_futures=True)
         self._store_pool.shutdown(wait=True, cancel_futures=True)
+        self._text_pool.shutdown(wait=True, cancel_futures=True)
 
     def _close_loaded(self) -> None:
         if self.batcher is not None:
@@ -285,13 +374,6 @@ class Runtime:
             self.store.close()
         if self.encoder is not None:
             self.encoder.close()
-
-
-def _resolve_one(item: str, limits: ImageLimits, index: int) -> Image.Image | ImageInputError:
-    try:
-        return resolve_image(item, limits=limits, index=index)
-    except ImageInputError as exc:
-        return exc
 
 
 def _item_message(name: str, error: ImageInputError) -> str:

@@ -23,6 +23,8 @@ Modality = Literal["text", "image"]
 
 def _valid_text(value: str) -> str:
     """Refuse strings that cannot be UTF-8 encoded (lone surrogates from ``\\ud800`` escapes)."""
+    if value.isascii():  # the common case, checked in a fraction of the time encoding takes
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:

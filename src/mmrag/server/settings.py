@@ -1,38 +1,36 @@
-"""Server settings: one frozen dataclass, its command-line options, and the image policy.
+"""Server settings: one frozen dataclass and the image policy it implies.
 
 Everything here is importable without the ``mmrag[server]`` extra, so that
 ``mmrag serve --help`` works (and says what to install) before FastAPI is
-present.
+present. The command-line options live in :mod:`mmrag.server.arguments`
+(their old names here still work).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmrag.inputs import ImageLimits
-from mmrag.options import DTYPE_NAMES, LoadOptions
+from mmrag.options import LoadOptions
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = [
-    "ServerSettings",
-    "add_load_arguments",
-    "add_server_arguments",
-    "load_options_from_args",
-    "settings_from_args",
-]
+__all__ = ["ServerSettings"]
 
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_ITEMS = 2048
 DEFAULT_MAX_QUEUE = 4096
+DEFAULT_MAX_TEXT_CHARS = 100_000
+DEFAULT_MAX_DECODE_PIXELS = 128_000_000
+DEFAULT_BODY_TIMEOUT = 60.0
+_MOVED = ("add_load_arguments", "add_server_arguments", "load_options_from_args", "settings_from_args")
 
 
 @dataclass(frozen=True, init=False)
@@ -52,18 +50,35 @@ class ServerSettings:
         allow_private_urls: Fetch image URLs on loopback/private networks.
         max_body_bytes: Largest request body (413 beyond it).
         max_items: Most inputs or candidates in one request (422 beyond it).
-        max_queue: Most items admitted (being decoded or waiting for the
-            model) at once; beyond it requests get 429 with ``Retry-After``
-            (a request larger than this is admitted only into an empty queue).
+        max_queue: Most work in the pipeline at once: every embedding request
+            counts from its arrival (one place while its body is read and
+            parsed), then as many places as it has items until its vectors
+            are computed. Beyond it requests get 429 with ``Retry-After``
+            at once (a request larger than this gets in only when the
+            pipeline is empty).
         batch_size: Shorthand for ``load_options.batch_size`` (given, it wins).
-        max_wait_ms: How long the batching queue waits for more requests to
-            join a batch that is not yet full.
+        max_wait_ms: The batching window: how long a batch that is not yet
+            full waits for requests already on their way (admitted, being
+            read or decoded). A request that finds none on their way is
+            not delayed at all.
         graceful_timeout: Seconds that requests in flight get to finish after
             SIGTERM before they are cut off.
         resolve_workers: Threads that decode (and fetch) images, shared by all
             requests.
         access_log: Log one line per request.
         log_level: uvicorn log level.
+        max_text_chars: Longest text item, in characters (422
+            ``text_too_long`` beyond it). Accepted texts are cut to the
+            model's window before tokenising, so a long text costs no more
+            than a short one.
+        max_pixels: Shorthand for ``load_options.image_limits.max_pixels``:
+            the largest image (``width * height``) accepted (given, it wins).
+        max_decode_pixels: Most pixels being decoded at once, across all
+            requests; images wait for their turn beyond it (one larger image
+            is decoded alone). Decoded images are then shrunk to what the
+            model's input needs, so this bounds the memory images take.
+        body_timeout: Seconds a request's whole body may take to arrive after
+            its headers; then 408 and the connection is closed.
         load_options: How the model is loaded (:class:`~mmrag.LoadOptions`:
             device, dtype, batch size, revision, offline ...), the one object
             the server keeps. Its ``batch_size`` (default 64) is also the most
@@ -97,6 +112,9 @@ class ServerSettings:
     resolve_workers: int
     access_log: bool
     log_level: str
+    max_text_chars: int
+    max_decode_pixels: int
+    body_timeout: float
     load_options: LoadOptions
 
     def __init__(
@@ -118,21 +136,29 @@ class ServerSettings:
         resolve_workers: int = 8,
         access_log: bool = True,
         log_level: str = "info",
+        max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+        max_pixels: int | None = None,
+        max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
         load_options: LoadOptions | None = None,
     ) -> None:
-        """Store the settings (``device`` and ``batch_size`` go into ``load_options``) and validate them."""
+        """Store the settings (the shorthands go into ``load_options``) and validate them."""
         if load_options is not None and not isinstance(load_options, LoadOptions):
             raise TypeError(f"load_options must be a mmrag.LoadOptions, got {type(load_options).__name__}")
         shorthands = {
             name: value for name, value in (("device", device), ("batch_size", batch_size)) if value is not None
         }
+        options = LoadOptions.merge(load_options, shorthands)
+        if max_pixels is not None:
+            limits = dataclasses.replace(options.image_limits or ImageLimits(), max_pixels=max_pixels)
+            options = options.replace(image_limits=limits)
         fields = {
             "model": model, "db": db, "collection": collection, "host": host, "port": port,
             "allow_local_root": allow_local_root, "allow_private_urls": allow_private_urls,
             "max_body_bytes": max_body_bytes, "max_items": max_items, "max_queue": max_queue,
             "max_wait_ms": max_wait_ms, "graceful_timeout": graceful_timeout, "resolve_workers": resolve_workers,
-            "access_log": access_log, "log_level": log_level,
-            "load_options": LoadOptions.merge(load_options, shorthands),
+            "access_log": access_log, "log_level": log_level, "max_text_chars": max_text_chars,
+            "max_decode_pixels": max_decode_pixels, "body_timeout": body_timeout, "load_options": options,
         }  # fmt: skip  # aligned by hand
         for name, value in fields.items():
             object.__setattr__(self, name, value)
@@ -140,13 +166,17 @@ class ServerSettings:
 
     def _validate(self) -> None:
         """Validate limits, normalise ``allow_local_root`` and complete ``load_options``."""
-        for name in ("max_body_bytes", "max_items", "max_queue", "resolve_workers"):
+        for name in (
+            "max_body_bytes", "max_items", "max_queue", "resolve_workers", "max_text_chars", "max_decode_pixels",
+        ):  # fmt: skip
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"--port must be between 0 and 65535, got {self.port}")
         if self.max_wait_ms < 0 or self.graceful_timeout < 0:
             raise ValueError("--max-wait-ms and --graceful-timeout must not be negative")
+        if not self.body_timeout > 0:
+            raise ValueError(f"--body-timeout must be positive, got {self.body_timeout}")
         if self.db is not None and not Path(self.db).expanduser().is_dir():
             raise ValueError(f"--db {self.db!r} is not a directory; build it first with `mmrag index PATH --db DIR`")
         if self.allow_local_root is not None:
@@ -174,6 +204,11 @@ class ServerSettings:
         """Most items per forward pass (``load_options.batch_size``)."""
         return self.load_options.batch_size or DEFAULT_BATCH_SIZE
 
+    @property
+    def max_pixels(self) -> int:
+        """The largest image accepted, in pixels (``load_options.image_limits.max_pixels``)."""
+        return self.image_limits().max_pixels
+
     def image_limits(self) -> ImageLimits:
         """The image policy every request runs under (``load_options.image_limits``).
 
@@ -196,147 +231,10 @@ class ServerSettings:
             return False
 
 
-def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``mmrag serve`` options to ``parser``.
+def __getattr__(name: str) -> Any:
+    """The command-line helpers that moved to :mod:`mmrag.server.arguments`, under their old import path."""
+    if name in _MOVED:
+        from mmrag.server import arguments
 
-    Args:
-        parser: The (sub)parser of the serve command.
-    """
-    defaults = ServerSettings()
-    parser.add_argument(
-        "--model", help="model alias, hub id or directory (default: the --db store's model, else siglip2-base-224)"
-    )
-    parser.add_argument("--db", help="store directory to serve /search from (default: /search disabled)")
-    parser.add_argument("--collection", default=defaults.collection, help="collection name in --db (default mmrag)")
-    parser.add_argument("--host", default=defaults.host, help="interface to bind (default 127.0.0.1; no auth!)")
-    parser.add_argument("--port", type=int, default=defaults.port, help="port (default 8000; 0 = any free port)")
-    add_load_arguments(parser, batch_size_default=DEFAULT_BATCH_SIZE)
-    parser.add_argument(
-        "--allow-local-root",
-        metavar="DIR",
-        help="let image fields name server files below DIR (default: server files are never read)",
-    )
-    parser.add_argument(
-        "--allow-private-urls",
-        action="store_true",
-        help="fetch image URLs on loopback/private/link-local addresses (default: refused)",
-    )
-    parser.add_argument(
-        "--max-body-bytes", type=int, default=defaults.max_body_bytes, help="largest request body (default 16 MiB)"
-    )
-    parser.add_argument(
-        "--max-items", type=int, default=defaults.max_items, help="most inputs per request (default 2048)"
-    )
-    parser.add_argument(
-        "--max-queue",
-        type=int,
-        default=defaults.max_queue,
-        help="most items decoding or waiting for the model; beyond it: 429 (default 4096)",
-    )
-    parser.add_argument(
-        "--max-wait-ms",
-        type=float,
-        default=defaults.max_wait_ms,
-        help="how long a batch waits for more requests (default 5)",
-    )
-    parser.add_argument(
-        "--graceful-timeout",
-        type=float,
-        default=defaults.graceful_timeout,
-        help="seconds requests in flight get to finish after SIGTERM (default 30)",
-    )
-    parser.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
-    parser.add_argument(
-        "--log-level", default=defaults.log_level, choices=("critical", "error", "warning", "info", "debug")
-    )
-
-
-def settings_from_args(args: argparse.Namespace) -> ServerSettings:
-    """Build :class:`ServerSettings` from parsed ``mmrag serve`` arguments.
-
-    Args:
-        args: The namespace :func:`add_server_arguments` options were parsed into.
-
-    Returns:
-        The validated settings.
-
-    Raises:
-        ValueError: An option is out of range.
-    """
-    return ServerSettings(
-        model=args.model,
-        db=args.db,
-        collection=args.collection,
-        host=args.host,
-        port=args.port,
-        load_options=load_options_from_args(args),
-        allow_local_root=args.allow_local_root,
-        allow_private_urls=args.allow_private_urls,
-        max_body_bytes=args.max_body_bytes,
-        max_items=args.max_items,
-        max_queue=args.max_queue,
-        max_wait_ms=args.max_wait_ms,
-        graceful_timeout=args.graceful_timeout,
-        access_log=not args.no_access_log,
-        log_level=args.log_level,
-    )
-
-
-def add_load_arguments(parser: argparse.ArgumentParser, *, batch_size_default: int | None = None) -> None:
-    """Add the model-loading options (``--device``, ``--dtype``, ``--batch-size`` ...) to ``parser``.
-
-    Shared by ``mmrag serve``, ``mmrag index`` and ``mmrag search``;
-    :func:`load_options_from_args` turns them into one
-    :class:`~mmrag.LoadOptions`.
-
-    Args:
-        parser: A (sub)parser.
-        batch_size_default: The ``--batch-size`` default; ``None``: the
-            loader's own (64 items).
-    """
-    shown = f"default {batch_size_default}" if batch_size_default else "default 64"
-    parser.add_argument("--device", help="cuda, cuda:N, mps or cpu (default: best available)")
-    parser.add_argument(
-        "--dtype",
-        choices=sorted(DTYPE_NAMES),
-        metavar="DTYPE",
-        help="weights' dtype: float32, float16 or bfloat16 (default: half precision on a GPU, float32 on the CPU)",
-    )
-    parser.add_argument(
-        "--batch-size", type=_positive_int, default=batch_size_default, help=f"items per forward pass ({shown})"
-    )
-    parser.add_argument("--revision", help="hub branch, tag or commit of the model (default: main)")
-    parser.add_argument(
-        "--local-files-only", action="store_true", help="never download: use only cached models or local directories"
-    )
-
-
-def load_options_from_args(args: argparse.Namespace) -> LoadOptions:
-    """The :class:`~mmrag.LoadOptions` of parsed :func:`add_load_arguments` options.
-
-    Args:
-        args: The parsed namespace (options it lacks take their defaults).
-
-    Returns:
-        The options.
-
-    Raises:
-        mmrag.InvalidInputError: A value :class:`~mmrag.LoadOptions` refuses.
-    """
-    return LoadOptions(
-        device=getattr(args, "device", None),
-        dtype=getattr(args, "dtype", None),
-        batch_size=getattr(args, "batch_size", None),
-        revision=getattr(args, "revision", None),
-        local_files_only=bool(getattr(args, "local_files_only", False)),
-    )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+        return getattr(arguments, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

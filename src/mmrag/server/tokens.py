@@ -1,7 +1,16 @@
-"""Token counts for the OpenAI ``usage`` field.
+"""Texts cut to the model's window before tokenising, and token counts for the OpenAI ``usage`` field.
+
+A tokenizer reads a whole text before it truncates it, so a 10 MB text
+would cost seconds and a gigabyte however small the model's window is.
+:meth:`TokenCounter.bounded` cuts each long text to a prefix that still
+holds the window plus :data:`MARGIN_TOKENS` tokens (found by tokenising
+growing prefixes, at most about twice the prefix it returns), so the model
+sees the same tokens as for the whole text and the work is bounded by the
+window. (The one exception is contrived: a single "word" of more than
+:data:`MARGIN_TOKENS` tokens straddling the cut.)
 
 The count is what the model sees: the encoder's tokenizer with its
-truncation (``max_text_length``), special tokens included. Counting uses a
+truncation (``max_text_length``), special tokens included. Both use a
 private copy of the tokenizer behind a lock, because a fast tokenizer that
 is called with other truncation settings from two threads at once fails
 ("Already borrowed"), and the batching thread is using the encoder's own.
@@ -14,11 +23,16 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["TokenCounter"]
+__all__ = ["MARGIN_TOKENS", "SHORT_TEXT_CHARS", "TokenCounter"]
+
+SHORT_TEXT_CHARS = 4096
+"""Texts up to this many characters are passed whole (tokenising them is cheap)."""
+MARGIN_TOKENS = 16
+"""Tokens a cut text keeps beyond the model's window."""
 
 
 class TokenCounter:
-    """Counts tokens of texts for one encoder, safely from any thread."""
+    """Cuts texts to the model's window and counts their tokens, for one encoder, safely from any thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -47,6 +61,42 @@ class TokenCounter:
                 except Exception:  # usage is informational: never fail a request over it
                     pass
         return sum(len(text.split()) for text in texts)
+
+    def bounded(self, encoder: Any, texts: Sequence[str]) -> list[str]:
+        """The texts, each long one cut to a prefix the model sees the same tokens of.
+
+        Args:
+            encoder: The encoder (its ``tokenizer`` and ``max_text_length``).
+            texts: The texts.
+
+        Returns:
+            One text per input: as given when it is at most
+            :data:`SHORT_TEXT_CHARS` long (or the encoder has no tokenizer),
+            else its shortest tried prefix holding ``max_text_length +``
+            :data:`MARGIN_TOKENS` tokens.
+        """
+        window = getattr(encoder, "max_text_length", None)
+        if not isinstance(window, int) or all(len(text) <= SHORT_TEXT_CHARS for text in texts):
+            return list(texts)
+        with self._lock:
+            tokenizer = self._tokenizer_for(encoder)
+            if tokenizer is None:
+                return list(texts)
+            return [self._prefix(tokenizer, text, window + MARGIN_TOKENS) for text in texts]
+
+    @staticmethod
+    def _prefix(tokenizer: Any, text: str, wanted: int) -> str:
+        size = max(SHORT_TEXT_CHARS, wanted * 16)
+        while size < len(text):
+            prefix = text[:size]
+            try:
+                ids = tokenizer(prefix, add_special_tokens=False, truncation=True, max_length=wanted)["input_ids"]
+            except Exception:  # a tokenizer that cannot do this: pass the text whole, as before
+                return text
+            if len(ids) >= wanted:
+                return prefix
+            size *= 2
+        return text
 
     def _tokenizer_for(self, encoder: Any) -> Any:
         source = getattr(encoder, "tokenizer", None)
