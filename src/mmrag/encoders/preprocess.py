@@ -196,7 +196,9 @@ class ImageSpec:
         new_short, new_long = self.shortest_edge, int(self.shortest_edge * long / short)
         return (new_short, new_long) if width <= height else (new_long, new_short)
 
-    def normalize(self, pixels: torch.Tensor | np.ndarray, *, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    def normalize(
+        self, pixels: torch.Tensor | np.ndarray, *, dtype: torch.dtype, device: torch.device | str
+    ) -> torch.Tensor:
         """:func:`normalize` with this spec's rescale factor, mean and std.
 
         Args:
@@ -249,7 +251,8 @@ def image_spec(image_processor: Any) -> ImageSpec | None:
     """
     try:
         from transformers.image_processing_backends import PilBackend
-        from transformers.image_processing_utils import SizeDict, get_size_dict
+        from transformers.image_processing_utils import get_size_dict
+        from transformers.image_utils import SizeDict
     except ImportError:  # pragma: no cover - a transformers without the backend split
         return None
     if not isinstance(image_processor, PilBackend) or getattr(image_processor, "backend", None) != "pil":
@@ -370,7 +373,12 @@ def preprocess_image(
 
 
 def load_image(
-    item: ImageInput, spec: ImageSpec, *, limits: ImageLimits | None = None, index: int | None = None, fast: bool = False
+    item: ImageInput,
+    spec: ImageSpec,
+    *,
+    limits: ImageLimits | None = None,
+    index: int | None = None,
+    fast: bool = False,
 ) -> Image.Image:
     """Resolve one input into an RGB image through :mod:`mmrag.inputs`, optionally with JPEG DCT scaling.
 
@@ -439,9 +447,7 @@ def prepare_image(
             image.close()
 
 
-def pixel_lut(
-    mean: Sequence[float] | None, std: Sequence[float] | None, rescale_factor: float | None
-) -> np.ndarray:
+def pixel_lut(mean: Sequence[float] | None, std: Sequence[float] | None, rescale_factor: float | None) -> np.ndarray:
     """The model input value of every ``uint8`` pixel value, per channel, computed as transformers does.
 
     transformers rescales ``uint8`` pixels in float64 and casts to float32
@@ -536,7 +542,9 @@ def normalize(
 
 
 @functools.lru_cache(maxsize=32)
-def _host_lut(mean: tuple[float, ...] | None, std: tuple[float, ...] | None, rescale_factor: float | None) -> np.ndarray:
+def _host_lut(
+    mean: tuple[float, ...] | None, std: tuple[float, ...] | None, rescale_factor: float | None
+) -> np.ndarray:
     table = pixel_lut(mean, std, rescale_factor)
     table.flags.writeable = False
     return table
