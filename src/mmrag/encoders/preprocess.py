@@ -380,14 +380,16 @@ def load_image(
     index: int | None = None,
     fast: bool = False,
 ) -> Image.Image:
-    """Resolve one input into an RGB image through :mod:`mmrag.inputs`, optionally with JPEG DCT scaling.
+    """Resolve one input into an RGB image with :mod:`mmrag.inputs`' rules, optionally with JPEG DCT scaling.
 
-    Exact mode is :func:`mmrag.resolve_image`. Fast mode reads the encoded
-    bytes with :func:`mmrag.inputs.read_image_bytes` (same rules and limits),
-    checks the header against the limits, then asks the JPEG decoder for the
-    smallest power-of-two reduction that keeps both sides at least
-    ``spec.draft_size`` (other formats decode as usual), and goes on exactly
-    like :func:`mmrag.resolve_image` (EXIF orientation, RGB conversion).
+    PIL images and arrays go through :func:`mmrag.resolve_image`. Encoded
+    inputs are read with :func:`mmrag.inputs.read_image_bytes` (same rules and
+    limits) and decoded by the resolver's own steps (format allow-list,
+    header-size checks, decompression-bomb guard, EXIF orientation, RGB
+    conversion), with two differences: the orientation is applied in place
+    (no full-size copy; the pixels are the same), and in fast mode a JPEG is
+    decoded with the smallest power-of-two DCT reduction that keeps both sides
+    at least ``spec.draft_size``.
 
     Args:
         item: Any :data:`mmrag.ImageInput`.
@@ -397,19 +399,19 @@ def load_image(
         fast: Use DCT scaling for JPEGs.
 
     Returns:
-        A loaded RGB image.
+        A loaded RGB image, the same pixels :func:`mmrag.resolve_image` gives
+        when ``fast`` is false.
 
     Raises:
         mmrag.ImageInputError: As :func:`mmrag.resolve_image`.
     """
-    draft = spec.draft_size if fast else None
-    if draft is None or isinstance(item, (Image.Image, np.ndarray)):
+    if isinstance(item, (Image.Image, np.ndarray)):
         return resolve_image(item, limits=limits, index=index)
     data = read_image_bytes(item, limits=limits, index=index)
-    if data is None:  # pragma: no cover - read_image_bytes returns None only for pixels, handled above
+    if data is None:  # pragma: no cover - only pixels have no bytes, handled above
         return resolve_image(item, limits=limits, index=index)
     try:
-        return _decode_drafted(data, limits or ImageLimits(), draft)
+        return _decode(data, limits or ImageLimits(), spec.draft_size if fast else None)
     except ImageInputError as exc:
         raise ImageInputError(exc.reason, index=index, item=describe_image_input(item)) from exc.__cause__
 
@@ -583,13 +585,9 @@ def _center_crop_into(pixels: np.ndarray, out: np.ndarray) -> None:
     out[:, dst_top : dst_top + region.shape[0], dst_left : dst_left + region.shape[1]] = region.transpose(2, 0, 1)
 
 
-def _decode_drafted(data: bytes, limits: ImageLimits, draft: tuple[int, int]) -> Image.Image:
-    """:func:`mmrag.inputs`' decoder with one step added: JPEG DCT scaling to at least ``draft``.
-
-    The same format allow-list, header-size checks (on the full size, before
-    scaling), decompression-bomb guard, EXIF orientation and RGB conversion.
-    """
-    # The resolver's own building blocks, so both decoders keep one set of rules.
+def _decode(data: bytes, limits: ImageLimits, draft: tuple[int, int] | None) -> Image.Image:
+    """``mmrag.inputs``' decoder, orienting in place and optionally DCT-scaling a JPEG to at least ``draft``."""
+    # The resolver's own building blocks, so both paths keep one set of rules.
     from mmrag.inputs import _check_dimensions, _open_restricted, _pillow_errors, _to_rgb
 
     if not data:
@@ -597,14 +595,18 @@ def _decode_drafted(data: bytes, limits: ImageLimits, draft: tuple[int, int]) ->
     with _pillow_errors():
         image = _open_restricted(data, limits)
         try:
-            _check_dimensions(image.size, limits)
-            if image.format == "JPEG":
+            _check_dimensions(image.size, limits)  # the full size, before any scaling
+            if draft is not None and image.format == "JPEG":
                 image.draft("RGB", draft)
             image.load()
-            oriented = ImageOps.exif_transpose(image)
-        finally:
+            ImageOps.exif_transpose(image, in_place=True)
+            rgb = _to_rgb(image)
+        except BaseException:
             image.close()
-        return _to_rgb(oriented)
+            raise
+        if rgb is not image:
+            image.close()
+        return rgb
 
 
 def _positive_int(value: Any) -> int:
