@@ -120,10 +120,12 @@ def default_num_workers() -> int:
 class ImageWorkerPool:
     """Decode and preprocess images on worker processes into ``uint8`` model-size pixels.
 
-    Workers start on the first :meth:`prepare` call that has at least two items
-    for them, and are reused until :meth:`close`. ``num_workers=0`` does
-    everything in the calling thread. Safe to call from several threads (calls
-    run one at a time).
+    Workers start on the first :meth:`prepare` call with at least two items
+    (single items are prepared in the calling thread: no round trip), and are
+    reused until :meth:`close`. ``num_workers=0`` does everything in the calling
+    thread; so does a pool whose workers could not start (with a
+    ``RuntimeWarning``). Safe to call from several threads (calls run one at a
+    time).
 
     Args:
         spec: The model's :class:`~mmrag.encoders.preprocess.ImageSpec`.
@@ -275,7 +277,11 @@ class ImageWorkerPool:
 
     def _run(self, state: _PoolState, jobs: list[_Job], out: np.ndarray, limits: ImageLimits) -> None:
         """Feed ``jobs`` to the workers (remote) and to this thread (local); raise the first error in order."""
-        state.sync(limits, os.getcwd())
+        try:
+            cwd: str | None = os.getcwd()
+        except OSError:  # the working directory was removed: only absolute paths can work anyway
+            cwd = None
+        state.sync(limits, cwd)
         remote = deque(position for position, job in enumerate(jobs) if job.remote)
         local = deque(position for position, job in enumerate(jobs) if not job.remote)
         errors: dict[int, BaseException] = {}
@@ -446,13 +452,13 @@ class _PoolState:
             except queue.Empty:
                 raise RuntimeError(f"image workers did not start within {_START_TIMEOUT_S:.0f} s") from None
             if message is None:
-                code = self.workers[number].process.wait()
+                code = _reap(self.workers[number].process)
                 raise RuntimeError(f"an image worker exited during start-up (exit code {code}; see its stderr)")
             if message[0] == "ready":
                 self.workers[number].torch_imported = bool(message[2])
                 waiting.discard(number)
 
-    def sync(self, limits: ImageLimits, cwd: str) -> None:
+    def sync(self, limits: ImageLimits, cwd: str | None) -> None:
         """Send the call's limits and working directory to workers that have other ones."""
         for worker in self.workers:
             if worker.sent_limits != limits or worker.sent_cwd != cwd:
@@ -497,7 +503,7 @@ class _PoolState:
     def _reply(self, number: int, message: Any) -> _Reply:
         worker = self.workers[number]
         if message is None:
-            code = worker.process.wait()
+            code = _reap(worker.process)
             pending = len(worker.in_flight)
             raise RuntimeError(
                 f"an image worker (pid {worker.process.pid}) exited unexpectedly with code {code}"
@@ -545,6 +551,15 @@ class _PoolState:
             with contextlib.suppress(FileNotFoundError):
                 worker.memory.unlink()
         self.workers.clear()
+
+
+def _reap(process: subprocess.Popen[bytes]) -> int:
+    """The exit code of a worker whose pipe closed; kill it if it lingers (a corrupted stream)."""
+    try:
+        return process.wait(timeout=_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 def _send(process: subprocess.Popen[bytes], message: Any) -> None:
@@ -596,8 +611,9 @@ def _worker_main(init: dict[str, Any]) -> None:
                 break
             if message[0] == "context":
                 limits = message[1]
-                with contextlib.suppress(OSError):
-                    os.chdir(message[2])  # relative paths mean what they mean in the parent
+                if message[2] is not None:
+                    with contextlib.suppress(OSError):
+                        os.chdir(message[2])  # relative paths mean what they mean in the parent
                 continue
             _, task_id, slot, item, index = message
             try:
