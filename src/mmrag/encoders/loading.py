@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from mmrag.inputs import ImageLimits
 
 __all__ = [
+    "AUTO_BATCH_LIMIT",
     "DEFAULT_BATCH_SIZE",
     "LoadRequest",
     "config_model_type",
@@ -58,7 +59,9 @@ class LoadRequest:
         options: The caller's :class:`~mmrag.LoadOptions`.
         device: The device chosen from ``options.device``.
         dtype: The dtype asked for, or ``None`` for the family's default.
-        batch_size: Most items per forward pass.
+        batch_size: Most items per forward pass (the default when the
+            options ask for ``"auto"``; :func:`load_encoder` searches after
+            the family loader returns).
     """
 
     source: str
@@ -100,7 +103,10 @@ class LoadRequest:
 
 
 DEFAULT_BATCH_SIZE = 64
-"""Items per forward pass when :attr:`LoadOptions.batch_size` is ``None``."""
+"""Items per forward pass when :attr:`LoadOptions.batch_size` is ``None`` (or ``"auto"`` off a CUDA GPU)."""
+
+AUTO_BATCH_LIMIT = 1024
+"""The largest batch ``batch_size="auto"`` tries."""
 
 FamilyLoader = Callable[[LoadRequest], "Encoder"]
 _FAMILY_LOADERS: dict[str, FamilyLoader] = {}
@@ -180,12 +186,15 @@ def load_encoder(
         options=opts,
         device=opts.torch_device(),
         dtype=opts.torch_dtype(),
-        batch_size=opts.batch_size or DEFAULT_BATCH_SIZE,
+        batch_size=opts.batch_size_or(DEFAULT_BATCH_SIZE),
     )
     try:
-        return loader(request)
+        encoder = loader(request)
     except OSError as exc:
         raise model_not_available_error(str(model), source, exc, use_safetensors=opts.use_safetensors) from exc
+    if opts.batch_size == "auto" and encoder.device.type == "cuda":
+        encoder.batch_size = encoder.find_batch_size(start=request.batch_size, limit=AUTO_BATCH_LIMIT)
+    return encoder
 
 
 def pick_dtype(requested: torch.dtype | None, device: torch.device, gpu_dtype: torch.dtype) -> torch.dtype:
@@ -236,7 +245,7 @@ def _load_transformers_dual(request: LoadRequest) -> Encoder:
     dtype = pick_dtype(request.dtype, request.device, family.gpu_dtype)
     model = AutoModel.from_pretrained(
         request.source, config=request.config, dtype=dtype, use_safetensors=request.use_safetensors,
-        **request.hub_kwargs(),
+        **sdpa_attention(request.config), **request.hub_kwargs(),
     )  # fmt: skip
     model = model.to(request.device).eval()
     processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
@@ -247,4 +256,29 @@ def _load_transformers_dual(request: LoadRequest) -> Encoder:
         model_id=request.model_id,
         batch_size=request.batch_size,
         image_limits=request.image_limits,
+        image_workers=request.options.image_workers,
+        fast_decode=request.options.fast_decode,
+        compile_model=request.options.compile,
     )
+
+
+def sdpa_attention(config: PretrainedConfig) -> dict[str, str]:
+    """``{"attn_implementation": "sdpa"}`` when the model class for ``config`` supports it, else ``{}``.
+
+    transformers 5 already picks SDPA by default where it can; asking for it
+    explicitly keeps a saved ``attn_implementation="eager"`` or a changed
+    default from slowing the model down (SDPA is PyTorch's fused attention).
+
+    Args:
+        config: The checkpoint's config.
+
+    Returns:
+        Keyword arguments for ``from_pretrained``.
+    """
+    from transformers import AutoModel
+
+    try:
+        model_class = AutoModel._model_mapping[type(config)]
+    except (KeyError, AttributeError):  # not an AutoModel family: let transformers choose
+        return {}
+    return {"attn_implementation": "sdpa"} if getattr(model_class, "_supports_sdpa", False) else {}

@@ -46,6 +46,12 @@ Example:
 
 from __future__ import annotations
 
-from mmrag.encoders.workers.pool import MAX_DEFAULT_WORKERS, SEND_MAX_PIXELS, ImageWorkerPool, default_num_workers
+from mmrag.encoders.workers.pool import (
+    MAX_DEFAULT_WORKERS,
+    SEND_MAX_PIXELS,
+    WORKER_MIN_IMAGES,
+    ImageWorkerPool,
+    default_num_workers,
+)
 
-__all__ = ["MAX_DEFAULT_WORKERS", "SEND_MAX_PIXELS", "ImageWorkerPool", "default_num_workers"]
+__all__ = ["MAX_DEFAULT_WORKERS", "SEND_MAX_PIXELS", "WORKER_MIN_IMAGES", "ImageWorkerPool", "default_num_workers"]

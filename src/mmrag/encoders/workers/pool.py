@@ -21,10 +21,19 @@ from mmrag.encoders.workers.processes import PoolState
 from mmrag.errors import ImageInputError
 from mmrag.inputs import ImageInput, ImageLimits, as_items, read_image_bytes, resolve_image
 
-__all__ = ["MAX_DEFAULT_WORKERS", "SEND_MAX_PIXELS", "ImageWorkerPool", "default_num_workers"]
+__all__ = ["MAX_DEFAULT_WORKERS", "SEND_MAX_PIXELS", "WORKER_MIN_IMAGES", "ImageWorkerPool", "default_num_workers"]
 
 MAX_DEFAULT_WORKERS = 8
 """The most workers :func:`default_num_workers` picks."""
+
+WORKER_MIN_IMAGES = 32
+"""An encoder starts its image workers only for an ``embed_images`` call of at least this many images.
+
+Starting costs about 0.3 s of CPU per worker (a fresh interpreter importing numpy, Pillow and
+``mmrag.inputs``) and ~1 s of wall time on 2 busy cores, which a few images never pay back; smaller calls
+are prepared in the calling process (the same pixels, still overlapped with the forward pass) until some
+call starts the workers; from then on they serve every call of two or more images.
+"""
 
 SEND_MAX_PIXELS = 1_000_000
 """Default of ``ImageWorkerPool(send_max_pixels=)``: decoded images up to this size go to a worker.
@@ -50,8 +59,9 @@ class ImageWorkerPool:
     """Decode and preprocess images on worker processes into ``uint8`` model-size pixels.
 
     Workers start on the first :meth:`prepare` call with at least two items
-    (single items are prepared in the calling thread: no round trip), and are
-    reused until :meth:`close`. ``num_workers=0`` does everything in the calling
+    (single items are prepared in the calling thread: no round trip) that
+    allows a start, and are reused until :meth:`close` (or until the pool is
+    garbage-collected, or the interpreter exits). ``num_workers=0`` does everything in the calling
     thread; so does a pool whose workers could not start (with a
     ``RuntimeWarning``). Safe to call from several threads (calls run one at a
     time).
@@ -115,7 +125,14 @@ class ImageWorkerPool:
         state = self._state
         return tuple(worker.process.pid for worker in state.workers) if state else ()
 
-    def prepare(self, items: Sequence[ImageInput], *, limits: ImageLimits | None = None, start: int = 0) -> np.ndarray:
+    def prepare(
+        self,
+        items: Sequence[ImageInput],
+        *,
+        limits: ImageLimits | None = None,
+        start: int = 0,
+        allow_start: bool = True,
+    ) -> np.ndarray:
         """Resolve, decode and preprocess a batch of images, all or nothing.
 
         Args:
@@ -123,6 +140,9 @@ class ImageWorkerPool:
             limits: Limits to enforce; ``ImageLimits()`` when omitted.
             start: Index of ``items[0]`` in the caller's whole input, so errors
                 name the caller's index.
+            allow_start: Start the workers if they are not running. ``False``:
+                use them only if they already run, else work in this thread
+                (for calls too small to pay for a start; same pixels).
 
         Returns:
             A new ``uint8`` array of shape ``(len(items), 3, height, width)``,
@@ -139,7 +159,7 @@ class ImageWorkerPool:
         active = limits or ImageLimits()
         out = np.empty((len(batch), *self.spec.output_shape), dtype=np.uint8)
         with self._lock:
-            if len(batch) >= 2 and self._ensure_started():
+            if len(batch) >= 2 and (self._state is not None or allow_start) and self._ensure_started():
                 assert self._state is not None
                 jobs = [
                     _route(item, active, start + position, self.send_max_pixels) for position, item in enumerate(batch)
