@@ -366,7 +366,7 @@ class Encoder(ABC):
         batches = self._prefetcher.run(chunks, lambda chunk: prepare(*chunk))
         return np.concatenate([self._forward(forward, batch) for batch in batches], axis=0)
 
-    def _forward(self, forward: Callable[[Batch], torch.Tensor], batch: Batch) -> np.ndarray:
+    def _forward(self, forward: Callable[[Batch], torch.Tensor], batch: Batch, *, warn: bool = True) -> np.ndarray:
         """One forward pass; out of device memory, the batch is split in half and each half retried."""
         try:
             return self._forward_once(forward, batch)
@@ -376,15 +376,13 @@ class Encoder(ABC):
                 raise
         # Outside the except block, so the failed attempt's tensors (held by the traceback) are freed.
         free_cached_memory(self.device)
-        warnings.warn(
-            f"mmrag: out of device memory for a batch of {count}; retrying as two halves "
-            "(a smaller batch_size avoids the retry)",
-            RuntimeWarning,
-            stacklevel=4,
-        )
+        if warn:  # once per batch of the call, not for every half
+            message = f"mmrag: out of device memory for a batch of {count}; retried in halves (lower batch_size)"
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
         first, second = split_batch(batch)
         del batch
-        return np.concatenate([self._forward(forward, first), self._forward(forward, second)], axis=0)
+        halves = [self._forward(forward, first, warn=False), self._forward(forward, second, warn=False)]
+        return np.concatenate(halves, axis=0)
 
     def _forward_once(self, forward: Callable[[Batch], torch.Tensor], batch: Batch) -> np.ndarray:
         import torch
