@@ -1,4 +1,4 @@
-"""mmrag.encoders.base: out-of-memory batches retried in halves, the batch-size search, overlap of prepare and forward."""
+"""mmrag.encoders.base: out-of-memory batches retried in halves, the batch-size search, prepare overlaps forward."""
 
 from __future__ import annotations
 
