@@ -107,6 +107,15 @@ def test_every_input_kind_in_order_equals_in_process(pool: ImageWorkerPool, file
     assert np.array_equal(got, expected)
 
 
+def test_images_already_resolved_stay_the_callers(pool: ImageWorkerPool, files: list[Path]) -> None:
+    from mmrag import resolve_images
+
+    resolved = resolve_images(files[:3])
+    assert np.array_equal(pool.prepare(resolved), _exact(files[:3]))
+    assert [image.size for image in resolved] == [Image.open(path).size for path in files[:3]]
+    assert np.array_equal(pool.prepare(resolved), _exact(files[:3]))  # still open: usable again
+
+
 def test_fast_mode_matches_in_process_fast_mode(files: list[Path]) -> None:
     big = [_jpeg(900, 700, seed) for seed in range(4)]  # big enough for DCT scaling
     with ImageWorkerPool(SPEC, num_workers=2, fast=True) as fast:

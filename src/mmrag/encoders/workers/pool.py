@@ -291,7 +291,8 @@ def _route(item: ImageInput, limits: ImageLimits, index: int, send_max_pixels: i
             return _Job(item, index, remote=False, error=exc)
         if image.width * image.height <= send_max_pixels:
             pixels = np.asarray(image)  # an RGB uint8 array is an input the worker resolves as is
-            image.close()
+            if image is not item:  # our copy; an image resolve_image produced earlier is the caller's
+                image.close()
             return _Job(pixels, index, remote=True)
         return _Job(image, index, remote=False)
     if isinstance(item, (str, bytes)):
