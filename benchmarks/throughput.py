@@ -1,6 +1,6 @@
-"""Image throughput from files to vectors: anchors, mmrag's default, and the uint8 worker pipeline.
+"""Image throughput from files to vectors: anchors, and ``embed_images`` in each pipeline setting.
 
-Modes, all on the same loaded model, device and dtype, the same JPEG files, interleaved, best of
+Modes, all on the same model weights, device and dtype, the same JPEG files, interleaved, best of
 ``--repeat`` rounds:
 
 ``per_item``
@@ -9,19 +9,20 @@ Modes, all on the same loaded model, device and dtype, the same JPEG files, inte
 ``naive_batched``
     Anchor: ``Image.open`` + the HF image processor on batches of ``--batch-size``, one forward
     per batch, no overlap.
+``processor_path``
+    ``embed_images`` the way mmrag did it before issue #16 (and still does for families without an
+    exact uint8 spec, e.g. SigLIP 2 NaFlex): ``resolve_image`` + the HF image processor on the
+    prefetch thread.
 ``mmrag_default``
-    ``load_encoder(...).embed_images(paths)`` as mmrag ships it now (resolve_image + HF image
-    processor, next batch prepared on one prefetch thread).
-``pipeline``
-    mmrag.encoders.preprocess in-process: ``prepare_image`` (exact ``uint8`` resize/crop) per
-    file, ``normalize`` (exact lookup table) per batch, next batch prepared on a prefetch thread.
-``pipeline_workers``
-    The same with ``ImageWorkerPool`` (``--workers``, default one per core, at most 8) preparing
-    each batch on worker processes; pixels come back through shared memory.
+    ``load_encoder(...).embed_images(paths)`` as shipped: exact uint8 decode/resize/crop on the
+    image worker processes (``--workers``; default one per core, at most 8), lookup-table
+    normalisation on the device, next batch prepared while the current one runs.
+``inprocess``
+    The same with ``image_workers=0`` (prepared on the prefetch thread).
 ``fast_decode``
-    ``pipeline_workers`` with ``fast=True`` (JPEG DCT scaling + box reduction; not exact).
+    ``mmrag_default`` with ``fast_decode=True`` (JPEG DCT scaling + box reduction; not exact).
 ``fast_decode_inprocess``
-    ``pipeline`` with ``fast=True``.
+    ``inprocess`` with ``fast_decode=True``.
 
 Besides items/s, each row reports the CPU seconds per item spent by this process and the worker
 processes together: on a machine shared with other work (wall-clock figures then depend on what
@@ -57,12 +58,20 @@ from encode import synthetic_jpegs
 MODES = (
     "per_item",
     "naive_batched",
+    "processor_path",
     "mmrag_default",
-    "pipeline",
-    "pipeline_workers",
+    "inprocess",
     "fast_decode",
     "fast_decode_inprocess",
 )
+# LoadOptions of each embed_images mode
+ENCODER_MODES: dict[str, dict[str, Any]] = {
+    "processor_path": {"image_workers": 0},
+    "mmrag_default": {},
+    "inprocess": {"image_workers": 0},
+    "fast_decode": {"fast_decode": True},
+    "fast_decode_inprocess": {"image_workers": 0, "fast_decode": True},
+}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -126,43 +135,51 @@ def write_files(blobs: Sequence[bytes], folder: Path) -> list[Path]:
 
 # --------------------------------------------------------------------------- modes
 class Runner:
-    """Everything the modes share: the encoder, its model, the spec and the pools."""
+    """Everything the modes share: one encoder per embed_images mode (same weights), the anchors' model."""
 
-    def __init__(self, encoder: Any, batch_size: int, workers: int | None) -> None:
-        from mmrag.encoders.preprocess import image_spec
-        from mmrag.encoders.workers import ImageWorkerPool
-        from mmrag.prefetch import Prefetcher
+    def __init__(self, source: str, args: argparse.Namespace) -> None:
+        import mmrag
+        from mmrag.encoders.transformers_dual import TransformersDualEncoder
 
-        self.encoder = encoder
-        self.batch_size = batch_size
-        spec = image_spec(encoder.image_processor)
-        if spec is None:
-            raise SystemExit(f"{type(encoder.image_processor).__name__} has no exact uint8 spec; nothing to compare")
-        self.spec = spec
-        self.pools = {
-            "pipeline": ImageWorkerPool(spec, num_workers=0),
-            "pipeline_workers": ImageWorkerPool(spec, num_workers=workers),
-            "fast_decode": ImageWorkerPool(spec, num_workers=workers, fast=True),
-            "fast_decode_inprocess": ImageWorkerPool(spec, num_workers=0, fast=True),
-        }
-        self.prefetcher = Prefetcher("bench-prefetch")
+        base = mmrag.load_encoder(source, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+        if not isinstance(base, TransformersDualEncoder) or base.image_spec is None:
+            raise SystemExit(f"{source}: no exact uint8 image spec; nothing to compare")
+        self.spec = base.image_spec
+        workers = {} if args.workers is None else {"image_workers": args.workers}
+        self.encoders: dict[str, Any] = {}
+        for mode, options in ENCODER_MODES.items():
+            if mode in args.modes or mode == "processor_path":
+                self.encoders[mode] = TransformersDualEncoder(  # the same model object: one copy of the weights
+                    base.model, base.processor, family=base._family, model_id=base.model_id,
+                    batch_size=args.batch_size, **{**workers, **options},
+                )  # fmt: skip
+        base.close()
+        self.encoder = self.encoders["processor_path"]
+        self.encoder._image_pool = None  # the processor path: what embed_images did before issue #16
+        self.batch_size = args.batch_size
 
     def close(self) -> None:
-        for pool in self.pools.values():
-            pool.close()
-        self.prefetcher.close()
+        for encoder in self.encoders.values():
+            encoder.close()
 
     def worker_pids(self) -> list[int]:
-        return [pid for pool in self.pools.values() for pid in pool.worker_pids]
+        return [pid for encoder in self.encoders.values() for pid in encoder.image_workers_running]
+
+    def startup_s(self, mode: str) -> float | None:
+        pool = getattr(self.encoders.get(mode), "_image_pool", None)
+        return pool.startup_s if pool is not None else None
+
+    def workers(self) -> int:
+        pool = getattr(self.encoders.get("mmrag_default"), "_image_pool", None)
+        return pool.num_workers if pool is not None else 0
 
     def run(self, mode: str, paths: Sequence[Path]) -> np.ndarray:
         if mode == "per_item":
             return self.per_item(paths)
         if mode == "naive_batched":
             return self.naive_batched(paths)
-        if mode == "mmrag_default":
-            return self.encoder.embed_images(list(paths), batch_size=self.batch_size)
-        return self.pipeline(self.pools[mode], paths)
+        vectors: np.ndarray = self.encoders[mode].embed_images(list(paths), batch_size=self.batch_size)
+        return vectors
 
     def _features(self, inputs: dict[str, Any]) -> np.ndarray:
         import torch
@@ -199,19 +216,6 @@ class Runner:
                 with Image.open(path) as image:
                     images.append(image.convert("RGB"))
             out.append(self._features(self.encoder.image_processor(images=images, return_tensors="pt")))
-        return np.concatenate(out)
-
-    def pipeline(self, pool: Any, paths: Sequence[Path]) -> np.ndarray:
-        """The planned integration: the prefetch thread fills uint8 batches, normalize + forward here."""
-        chunks = [
-            (list(paths[start : start + self.batch_size]), start) for start in range(0, len(paths), self.batch_size)
-        ]
-        encoder = self.encoder
-        batches = self.prefetcher.run(chunks, lambda chunk: pool.prepare(chunk[0], start=chunk[1]))
-        out = []
-        for pixels in batches:
-            values = self.spec.normalize(pixels, dtype=encoder.dtype, device=encoder.device)
-            out.append(self._features({"pixel_values": values}))
         return np.concatenate(out)
 
 
@@ -276,7 +280,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build the model and files, time every mode; return the JSON result."""
     import torch
 
-    import mmrag
+    from mmrag.encoders.workers import WORKER_MIN_IMAGES
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -284,19 +288,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         root = Path(scratch)
         source = args.model or str(build_tiny_clip_224(root / "tiny-clip-224", seed=args.seed))
         log(f"loading {args.model or 'tiny 224-px CLIP'} on {args.device}")
-        encoder = mmrag.load_encoder(source, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+        runner = Runner(source, args)
+        encoder = runner.encoder
         log(f"writing {args.n_images} JPEGs")
         blobs = synthetic_jpegs(args.n_images, args.image_sizes, quality=args.jpeg_quality, seed=args.seed)
         paths = write_files(blobs, root)
-        warm = paths[: args.warmup]
-        runner = Runner(encoder, args.batch_size, args.workers)
+        # A warm-up call of at least WORKER_MIN_IMAGES files starts the worker pools.
+        warm = paths[: max(args.warmup, WORKER_MIN_IMAGES)] if args.warmup else []
         try:
             startup: dict[str, float | None] = {}
             for mode in args.modes:
                 if warm:
-                    runner.run(mode, warm)  # starts the worker pools
-                if mode in runner.pools:
-                    startup[mode] = runner.pools[mode].startup_s
+                    runner.run(mode, warm)
+                startup[mode] = runner.startup_s(mode)
             best: dict[str, float] = {}
             cpu: dict[str, float] = {}
             vectors: dict[str, np.ndarray] = {}
@@ -311,10 +315,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         best[mode], cpu[mode] = seconds, used
                     vectors[mode] = out
             transfer = pil_transfer_costs(runner.spec, [*args.image_sizes, (4000, 3000)])
-            workers = runner.pools["pipeline_workers"].num_workers
+            workers = runner.workers()
         finally:
             runner.close()
-            encoder.close()
     anchor = best.get("naive_batched")
     reference = vectors.get("per_item")
     rows = []

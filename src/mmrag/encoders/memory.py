@@ -27,7 +27,7 @@ __all__ = [
     "split_batch",
 ]
 
-_PROBE_TEXT = "probe " * 1024  # truncated to the model's text length: the longest possible text batch
+_PROBE_TEXT = "probe " * 512  # truncated to the model's text length: the longest text batch (up to 512 tokens)
 _PROBE_SIDE = 224
 
 
