@@ -163,7 +163,7 @@ class Runner:
             encoder.close()
 
     def worker_pids(self) -> list[int]:
-        return [pid for encoder in self.encoders.values() for pid in encoder.image_workers_running]
+        return [pid for encoder in self.encoders.values() for pid in encoder.image_worker_pids]
 
     def startup_s(self, mode: str) -> float | None:
         pool = getattr(self.encoders.get(mode), "_image_pool", None)

@@ -59,7 +59,7 @@ def test_files_give_the_processors_vectors_with_and_without_workers(tiny_model_d
         assert encoder.image_spec is not None
         items: list = [*files[:-2], io.BytesIO(files[-2].read_bytes()), Image.open(files[-1])]
         vectors = encoder.embed_images(items)
-        assert (len(encoder.image_workers_running) > 0) == (workers > 0)
+        assert (len(encoder.image_worker_pids) > 0) == (workers > 0)
         np.testing.assert_allclose(vectors, _processor_vectors(encoder, [*files[:-1], files[-1]]), atol=1e-6)
         # Different images really differ (or equality would prove nothing).
         assert np.max(vectors[0] @ vectors[1:].T) < 0.99
@@ -71,13 +71,13 @@ def test_close_leaves_no_worker_processes_and_the_encoder_restarts_them(tiny_mod
     before = _children()
     encoder = mmrag.load_encoder(tiny_model_dirs["clip"], device="cpu", batch_size=16, image_workers=2)
     first = encoder.embed_images(files)
-    pids = set(encoder.image_workers_running)
+    pids = set(encoder.image_worker_pids)
     assert len(pids) == 2 and pids <= _children()
     encoder.close()
-    assert encoder.image_workers_running == ()
+    assert encoder.image_worker_pids == ()
     assert not any(psutil.pid_exists(pid) for pid in pids) and _children() <= before
     np.testing.assert_allclose(encoder.embed_images(files), first, atol=1e-6)  # usable again
-    restarted = set(encoder.image_workers_running)
+    restarted = set(encoder.image_worker_pids)
     assert restarted and restarted.isdisjoint(pids)
     encoder.close()
     assert not any(psutil.pid_exists(pid) for pid in restarted)
@@ -87,7 +87,7 @@ def test_small_calls_do_not_start_workers(tiny_model_dirs, files) -> None:
     encoder = mmrag.load_encoder(tiny_model_dirs["clip"], device="cpu", batch_size=4, image_workers=2)
     try:
         small = encoder.embed_images(files[: WORKER_MIN_IMAGES - 1])
-        assert encoder.image_workers_running == ()  # prepared in-process: no start-up to pay
+        assert encoder.image_worker_pids == ()  # prepared in-process: no start-up to pay
         np.testing.assert_allclose(small, _processor_vectors(encoder, files[: WORKER_MIN_IMAGES - 1]), atol=1e-6)
     finally:
         encoder.close()
@@ -129,7 +129,7 @@ def test_image_workers_and_batch_size_change_no_signature(tiny_model_dirs) -> No
 
 def test_naflex_keeps_the_processor_path(tiny_encoders) -> None:
     encoder = tiny_encoders["siglip2"]
-    assert encoder.image_spec is None and encoder.image_workers_running == ()
+    assert encoder.image_spec is None and encoder.image_worker_pids == ()
     images = [_photo(40, 30, 1), _photo(64, 64, 2)]
     batch = encoder.prepare_image_inputs(images, limits=encoder.image_limits, start=0, call_size=100)
     assert "pixel_values" in batch and "pixels" not in batch

@@ -146,15 +146,16 @@ class TransformersDualEncoder(Encoder):
             texts: One batch of texts.
 
         Returns:
-            The tokenizer's tensors.
+            The tokenizer's tensors (pinned on CUDA, so the copy overlaps).
         """
-        return self.tokenizer(
+        tokens = self.tokenizer(
             texts,
             padding="max_length" if self._family.pad_to_max_length else True,
             truncation=True,
             max_length=self.max_text_length,
             return_tensors="pt",
         )
+        return self._staged(tokens)
 
     def prepare_images(self, images: list[Image.Image]) -> Batch:
         """Run the image processor with its own saved settings.
@@ -170,7 +171,7 @@ class TransformersDualEncoder(Encoder):
             The image processor's tensors (``pixel_values``, plus the patch mask
             and spatial shapes for SigLIP 2).
         """
-        return self.image_processor(images=images, return_tensors="pt")
+        return self._staged(self.image_processor(images=images, return_tensors="pt"))
 
     def prepare_image_inputs(
         self, items: list[ImageInput], *, limits: ImageLimits, start: int, call_size: int
@@ -232,7 +233,7 @@ class TransformersDualEncoder(Encoder):
         return dual_preprocessing(self._family, self.max_text_length, self.image_processor, self.fast_decode)
 
     @property
-    def image_workers_running(self) -> tuple[int, ...]:
+    def image_worker_pids(self) -> tuple[int, ...]:
         """Process ids of the running image workers (empty when none run)."""
         return self._image_pool.worker_pids if self._image_pool is not None else ()
 
@@ -243,14 +244,22 @@ class TransformersDualEncoder(Encoder):
             self._image_pool.close()
 
     # -------------------------------------------------------------- internals
+    def _staged(self, batch: Batch) -> Batch:
+        """On CUDA, cast floats to the model dtype and pin every tensor (runs on the prefetch thread)."""
+        if self.device.type == "cuda":
+            for key, value in list(batch.items()):
+                if isinstance(value, torch.Tensor):
+                    batch[key] = (value.to(self.dtype) if value.is_floating_point() else value).pin_memory()
+        return batch
+
     def _to_device(self, batch: Batch) -> dict[str, Any]:
         pin = self.device.type == "cuda"
         moved: dict[str, Any] = {}
         for key, value in dict(batch).items():
             if isinstance(value, torch.Tensor):
-                if value.is_floating_point():
+                if value.is_floating_point() and value.dtype != self.dtype:
                     value = value.to(self.dtype)
-                if pin:
+                if pin and not value.is_pinned():
                     value = value.pin_memory()
                 value = value.to(self.device, non_blocking=pin)
             moved[key] = value
