@@ -118,3 +118,33 @@ def test_index_skips_links_that_leave_the_folder_unless_asked(tmp_path: Path) ->
     second = mmrag_cmd("index", str(folder), "--db", str(db), "--model", "demo", "--follow-links", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "2 texts" in second.stdout
+
+
+def test_an_unchanged_reindex_never_loads_the_model(tmp_path, tiny_model_dirs, monkeypatch, capsys) -> None:
+    from transformers import AutoModel
+
+    from mmrag.cli import main
+
+    loads: list[str] = []
+    real = AutoModel.from_pretrained
+    monkeypatch.setattr(
+        AutoModel, "from_pretrained", lambda source, *a, **k: loads.append(source) or real(source, *a, **k)
+    )
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, colour in {"red": (230, 20, 20), "blue": (20, 40, 230)}.items():
+        Image.fromarray(np.full((40, 40, 3), colour, np.uint8)).save(photos / f"{name}.png")
+    (photos / "note.txt").write_text("a note about red things", encoding="utf-8")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    db = str(tmp_path / "db")
+
+    assert main(["index", str(photos), "--db", db, "--model", str(tiny_model_dirs["clip"]), "--device", "cpu"]) == 1
+    assert "added 3, updated 0, skipped 0, removed 0, failed 1" in capsys.readouterr().out
+    assert len(loads) == 1
+    assert main(["index", str(photos), "--db", db, "--device", "cpu"]) == 1  # unchanged (the broken file fails again)
+    assert "added 0, updated 0, skipped 3, removed 0, failed 1" in capsys.readouterr().out
+    assert len(loads) == 1  # nothing to embed: the model was never loaded
+    Image.fromarray(np.full((40, 40, 3), (20, 200, 40), np.uint8)).save(photos / "green.png")
+    assert main(["index", str(photos), "--db", db, "--device", "cpu"]) == 1
+    assert "added 1, updated 0, skipped 3, removed 0, failed 1" in capsys.readouterr().out
+    assert len(loads) == 2  # a new file: loaded once, for it

@@ -22,6 +22,9 @@ FIELDS = (
     "use_safetensors",
     "trust_remote_code",
     "image_limits",
+    "image_workers",
+    "fast_decode",
+    "compile",
 )
 
 
@@ -29,6 +32,7 @@ def test_defaults_are_safe() -> None:
     options = LoadOptions()
     assert options.field_names() == FIELDS
     assert (options.use_safetensors, options.trust_remote_code, options.local_files_only) == (True, False, False)
+    assert (options.image_workers, options.fast_decode, options.compile) == (None, False, False)  # exact, eager
     assert options.describe() == {}
     assert mmrag.LoadOptions is LoadOptions
 
@@ -142,6 +146,12 @@ def test_device_parsing() -> None:
         ({"revision": 3}, "revision must be a branch, tag or commit name"),
         ({"revision": ""}, "(a non-empty string), got ''"),
         ({"image_limits": {"max_bytes": 1}}, "image_limits must be a mmrag.ImageLimits, got a dict"),
+        ({"batch_size": "most"}, "got 'most' (or 'auto': the largest batch that fits)"),
+        ({"image_workers": -1}, "image_workers must be an integer of at least 0 (0: decode in this process), got -1"),
+        ({"image_workers": 1.5}, "got 1.5"),
+        ({"image_workers": False}, "got False"),
+        ({"fast_decode": "yes"}, "fast_decode must be True or False, got 'yes'"),
+        ({"compile": 1}, "compile must be True or False, got 1"),
     ],
 )
 def test_bad_values_are_named(changes, needle) -> None:
@@ -154,6 +164,23 @@ def test_bad_values_are_named(changes, needle) -> None:
 def test_integer_like_batch_sizes_become_ints() -> None:
     options = LoadOptions(batch_size=np.int64(12))
     assert options.batch_size == 12 and type(options.batch_size) is int
+
+
+def test_auto_batch_size_is_accepted_and_numbers_stay_numbers() -> None:
+    assert LoadOptions(batch_size="auto").batch_size == "auto"
+    assert LoadOptions(batch_size=" AUTO ").batch_size == "auto"
+    assert LoadOptions(batch_size="auto").batch_size_or(64) == 64  # for loaders that do not search
+    assert LoadOptions().batch_size_or(32) == 32
+    assert LoadOptions(batch_size=8).batch_size_or(64) == 8
+    assert LoadOptions(batch_size="auto").describe() == {"batch_size": "auto"}
+
+
+def test_image_pipeline_options_are_checked_and_described() -> None:
+    options = LoadOptions(image_workers=np.int64(3), fast_decode=True, compile=True)
+    assert options.image_workers == 3 and type(options.image_workers) is int
+    assert LoadOptions(image_workers=0).image_workers == 0  # in-process
+    assert options.describe() == {"image_workers": 3, "fast_decode": True, "compile": True}
+    assert LoadOptions.merge(None, {"fast_decode": True}) == LoadOptions(fast_decode=True)
 
 
 def test_hub_kwargs_are_what_from_pretrained_takes() -> None:

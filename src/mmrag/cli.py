@@ -111,8 +111,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _open_store(args: argparse.Namespace, *, must_exist: bool) -> MultimodalStore:
+def _open_store(args: argparse.Namespace, *, must_exist: bool, lazy: bool = False) -> MultimodalStore:
+    """Open the store named by ``--db``/``--collection`` with the ``--model`` (or recorded) encoder.
+
+    ``lazy``: the encoder reads only the model's config and processor until
+    something must be embedded (so an unchanged re-index never loads weights).
+    """
     import mmrag
+    from mmrag.encoders import LazyEncoder
     from mmrag.store import MultimodalStore
 
     db = Path(args.db).expanduser()
@@ -121,8 +127,14 @@ def _open_store(args: argparse.Namespace, *, must_exist: bool) -> MultimodalStor
     model = args.model or MultimodalStore.recorded_model(path=db, collection=args.collection)
     if must_exist and model is None and not args.model:
         raise FileNotFoundError(f"collection {args.collection!r} in {str(db)!r} is empty; run `mmrag index` first")
-    encoder = mmrag.load_encoder(model or mmrag.DEFAULT_MODEL, options=load_options_from_args(args))
-    return MultimodalStore(encoder, path=db, collection=args.collection)
+    options = load_options_from_args(args)
+    name = model or mmrag.DEFAULT_MODEL
+    encoder = LazyEncoder(name, options=options) if lazy else mmrag.load_encoder(name, options=options)
+    try:
+        return MultimodalStore(encoder, path=db, collection=args.collection)
+    except BaseException:
+        encoder.close()
+        raise
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
@@ -130,16 +142,19 @@ def _cmd_index(args: argparse.Namespace) -> int:
         if not Path(path).is_dir():
             raise NotADirectoryError(f"not a folder: {path!r}")
     status = 0
-    with _open_store(args, must_exist=False) as store:
-        for path in args.paths:
-            report = store.index_folder(path, recursive=not args.no_recursive, follow_links=args.follow_links)
-            print(f"{path}: {report.summary()}")
-            for source, reason in report.failed:
-                print(f"  failed: {source}: {reason}")
-            for source, reason in report.skipped_links:
-                print(f"  skipped link: {source}: {reason}")
-            if report.failed:
-                status = 1
+    with _open_store(args, must_exist=False, lazy=True) as store:
+        try:
+            for path in args.paths:
+                report = store.index_folder(path, recursive=not args.no_recursive, follow_links=args.follow_links)
+                print(f"{path}: {report.summary()}")
+                for source, reason in report.failed:
+                    print(f"  failed: {source}: {reason}")
+                for source, reason in report.skipped_links:
+                    print(f"  skipped link: {source}: {reason}")
+                if report.failed:
+                    status = 1
+        finally:
+            store.encoder.close()  # stops image worker processes, if any started
         print(f"store {str(store.path)!r} now holds {store.count('image')} images and {store.count('text')} texts")
     return status
 
@@ -149,7 +164,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
         raise ValueError('give either a text query or --image PATH_OR_URL, e.g. mmrag search "a red circle"')
     with _open_store(args, must_exist=True) as store:
         query_type: Literal["image", "text"] = "image" if args.image is not None else "text"
-        hits = store.search(args.image or args.query, k=args.k, modality=args.modality, query_type=query_type)
+        try:
+            hits = store.search(args.image or args.query, k=args.k, modality=args.modality, query_type=query_type)
+        finally:
+            store.encoder.close()
     if args.json:
         print(json.dumps([_hit_json(rank, hit) for rank, hit in enumerate(hits, 1)], ensure_ascii=False, indent=2))
     else:

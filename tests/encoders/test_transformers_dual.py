@@ -98,7 +98,8 @@ def test_batches_never_exceed_batch_size(tiny_model_dirs) -> None:
     original = encoder.forward_images
 
     def spy(batch):
-        seen.append(batch["pixel_values"].shape[0])
+        assert batch["pixels"].dtype == torch.uint8  # CLIP takes the uint8 pipeline
+        seen.append(batch["pixels"].shape[0])
         return original(batch)
 
     encoder.forward_images = spy  # type: ignore[method-assign]  # the wrong type is what the test passes

@@ -16,7 +16,7 @@ from input_helpers import (
     png_header_only,
     reason_of,
 )
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from mmrag.errors import ImageInputError
 from mmrag.inputs import (
@@ -56,6 +56,32 @@ def test_exif_orientation_applied() -> None:
     data = encode(Image.new("RGB", (20, 10), (0, 128, 0)), "JPEG", exif=exif.tobytes())
     assert resolve_image(data).size == (10, 20)
     assert resolve_image(Image.open(io.BytesIO(data))).size == (10, 20)
+
+
+def test_exif_orientation_in_place_gives_the_pixels_of_a_transposed_copy() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 90 degrees counter-clockwise when displayed
+    rng = np.random.default_rng(0)
+    data = encode(Image.fromarray(rng.integers(0, 256, (30, 50, 3), dtype=np.uint8)), "JPEG", exif=exif.tobytes())
+    with Image.open(io.BytesIO(data)) as original:
+        expected = np.asarray(ImageOps.exif_transpose(original).convert("RGB"))
+    resolved = resolve_image(data)
+    assert resolved.mode == "RGB" and np.array_equal(np.asarray(resolved), expected)
+
+
+def test_draft_scales_a_jpeg_but_never_below_the_asked_size() -> None:
+    data = encode(Image.new("RGB", (1024, 768), (10, 200, 30)), "JPEG")
+    assert resolve_image(data).size == (1024, 768)  # exact by default
+    assert resolve_image(data, draft=(224, 224)).size == (512, 384)  # 1/4 would make 192 < 224
+    assert resolve_image(data, draft=(100, 100)).size == (256, 192)  # 1/8 would make 96 < 100
+    png_data = encode(Image.new("RGB", (1024, 768)), "PNG")
+    assert resolve_image(png_data, draft=(100, 100)).size == (1024, 768)  # only JPEGs have DCT scaling
+
+
+def test_draft_checks_the_limits_on_the_full_size() -> None:
+    data = encode(Image.new("RGB", (1000, 1000)), "JPEG")
+    with pytest.raises(ImageInputError, match="over max_pixels"):
+        resolve_image(data, limits=ImageLimits(max_pixels=500_000), draft=(64, 64))
 
 
 def test_rgba_transparent_pixel_becomes_white() -> None:

@@ -100,7 +100,7 @@ def test_reading_and_writing_overlap_embedding_and_writes_stay_in_order(
     reads: list[str] = []
     writes: list[tuple[str, list[str]]] = []
     read_text, write_chunk = folder_module.read_text, folder_module.write_chunk
-    resolve_image = folder_module.resolve_image
+    read_image_bytes = folder_module.read_image_bytes
     embed_images, embed_texts = clip_encoder.embed_images, clip_encoder.embed_texts
 
     def reading_text(file):
@@ -110,7 +110,7 @@ def test_reading_and_writing_overlap_embedding_and_writes_stay_in_order(
 
     def reading_image(file, **kwargs):
         reads.append(threading.current_thread().name)
-        return resolve_image(file, **kwargs)
+        return read_image_bytes(file, **kwargs)
 
     def writing(collections, chunk):
         writes.append((threading.current_thread().name, sorted(item.modality for item in chunk.items)))
@@ -126,7 +126,7 @@ def test_reading_and_writing_overlap_embedding_and_writes_stay_in_order(
         return embed_texts(texts)
 
     monkeypatch.setattr(folder_module, "read_text", reading_text)
-    monkeypatch.setattr(folder_module, "resolve_image", reading_image)
+    monkeypatch.setattr(folder_module, "read_image_bytes", reading_image)
     monkeypatch.setattr(folder_module, "write_chunk", writing)
     monkeypatch.setattr(clip_encoder, "embed_images", embedding_images)
     monkeypatch.setattr(clip_encoder, "embed_texts", embedding_texts)

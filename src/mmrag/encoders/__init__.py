@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from mmrag.encoders.base import Encoder, FusedEmbeddings
-from mmrag.encoders.loading import LoadRequest, load_encoder, register_family, supported_model_types
+from mmrag.encoders.lazy import LazyEncoder
+from mmrag.encoders.loading import (
+    LoadRequest,
+    encoder_signature,
+    load_encoder,
+    register_family,
+    supported_model_types,
+)
 from mmrag.encoders.names import OPENAI_CLIP_NAMES, resolve_model_alias
 from mmrag.encoders.presets import DEFAULT_MODEL, PRESETS, ModelPreset, get_preset, list_models
 
@@ -13,8 +20,10 @@ __all__ = [
     "PRESETS",
     "Encoder",
     "FusedEmbeddings",
+    "LazyEncoder",
     "LoadRequest",
     "ModelPreset",
+    "encoder_signature",
     "get_preset",
     "list_models",
     "load_encoder",

@@ -1,16 +1,20 @@
 """The one Encoder interface every model family implements.
 
 A family implements four small hooks: two *prepare* steps that run on the CPU
-(tokenise texts; resolve, decode and preprocess images) and two *forward*
-steps that run on the model's device. :class:`Encoder` owns everything else:
-validation, batching (never more than ``batch_size`` items per forward pass),
-L2 normalisation, float32 output, and the pipeline that prepares batch *i+1*
-on a worker thread while batch *i* runs on the device.
+(tokenise texts; preprocess decoded images) and two *forward* steps that run
+on the model's device; a family with a faster image path overrides
+:meth:`Encoder.prepare_image_inputs`, which receives the raw inputs.
+:class:`Encoder` owns everything else: validation, batching (never more than
+``batch_size`` items per forward pass), L2 normalisation, float32 output, the
+pipeline that prepares batch *i+1* on a background thread while batch *i* runs
+on the device, splitting a batch that runs out of device memory, and the
+search behind ``batch_size="auto"``.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from mmrag.encoders.memory import batch_length, free_cached_memory, is_out_of_memory, split_batch
 from mmrag.inputs import ImageInput, ImageLimits, as_items, as_texts, resolve_image
 from mmrag.prefetch import Prefetcher
 
@@ -126,6 +131,33 @@ class Encoder(ABC):
             Model inputs for :meth:`forward_images`.
         """
 
+    def prepare_image_inputs(
+        self, items: list[ImageInput], *, limits: ImageLimits, start: int, call_size: int
+    ) -> Batch:
+        """Resolve, decode and preprocess one batch of raw image inputs on the CPU.
+
+        The default resolves each item with :func:`mmrag.resolve_image` and
+        calls :meth:`prepare_images`; families with a faster path (worker
+        processes, ``uint8`` pixels) override it. It runs on the prefetch
+        thread while the previous batch is in :meth:`forward_images`.
+
+        Args:
+            items: At most ``batch_size`` raw inputs, in order.
+            limits: Limits to resolve them under.
+            start: Index of ``items[0]`` in the whole call (errors name
+                ``start + i``).
+            call_size: Images in the whole :meth:`embed_images` call (a family
+                may start worker processes only for large calls).
+
+        Returns:
+            Model inputs for :meth:`forward_images`.
+
+        Raises:
+            mmrag.ImageInputError: For the first item that cannot be resolved.
+        """
+        decoded = [resolve_image(item, limits=limits, index=start + i) for i, item in enumerate(items)]
+        return self.prepare_images(decoded)
+
     @abstractmethod
     def forward_texts(self, batch: Batch) -> torch.Tensor:
         """Run the text tower on one prepared batch.
@@ -195,9 +227,12 @@ class Encoder(ABC):
         """Embed images given as anything :func:`mmrag.resolve_image` accepts.
 
         Decoding and preprocessing of the next batch overlap the forward pass
-        of the current one. A batch with one bad item raises for that item and
-        returns nothing. Images already resolved by :func:`mmrag.resolve_image`
-        are used as they are (not copied or decoded again).
+        of the current one (for CLIP, Chinese-CLIP and SigLIP on worker
+        processes when the call is large enough; see
+        ``LoadOptions.image_workers``). A batch with one bad item raises for
+        that item and returns nothing. Images already resolved by
+        :func:`mmrag.resolve_image` are used as they are (not copied or
+        decoded again).
 
         Args:
             images: A list of paths, URLs, data URIs, base64 strings, bytes,
@@ -222,10 +257,10 @@ class Encoder(ABC):
         """
         items = as_items(images, "images")
         active = limits or self.image_limits
+        total = len(items)
 
         def prepare(chunk: list[ImageInput], start: int) -> Batch:
-            decoded = [resolve_image(item, limits=active, index=start + i) for i, item in enumerate(chunk)]
-            return self.prepare_images(decoded)
+            return self.prepare_image_inputs(chunk, limits=active, start=start, call_size=total)
 
         return self._pipeline(items, prepare, self.forward_images, batch_size)
 
@@ -280,8 +315,32 @@ class Encoder(ABC):
         """A short, stable description of the preprocessing (for store metadata)."""
         return ""
 
+    def find_batch_size(self, *, start: int = 8, limit: int = 1024) -> int:
+        """The largest batch (up to ``limit``) whose image and text forward passes fit in device memory.
+
+        What ``LoadOptions(batch_size="auto")`` runs on a CUDA GPU: trial
+        batches of the largest inputs (full-size images, texts of the full
+        text length), doubling from ``start`` until one runs out of memory,
+        then bisecting back (:func:`mmrag.encoders.memory.search_batch_size`).
+        It does not change :attr:`batch_size`.
+
+        Args:
+            start: The first size to try.
+            limit: The largest size to try.
+
+        Returns:
+            The batch size found.
+
+        Raises:
+            RuntimeError: Not even one item fits.
+        """
+
+        from mmrag.encoders.memory import find_batch_size
+
+        return find_batch_size(self, start=start, limit=limit)
+
     def close(self) -> None:
-        """Stop the prefetch thread. The encoder stays usable (it restarts on demand)."""
+        """Stop the prefetch thread (and a family's worker processes). The encoder stays usable (restarts on demand)."""
         self._prefetcher.close()
 
     def __repr__(self) -> str:
@@ -307,7 +366,25 @@ class Encoder(ABC):
         batches = self._prefetcher.run(chunks, lambda chunk: prepare(*chunk))
         return np.concatenate([self._forward(forward, batch) for batch in batches], axis=0)
 
-    def _forward(self, forward: Callable[[Batch], torch.Tensor], batch: Batch) -> np.ndarray:
+    def _forward(self, forward: Callable[[Batch], torch.Tensor], batch: Batch, *, warn: bool = True) -> np.ndarray:
+        """One forward pass; out of device memory, the batch is split in half and each half retried."""
+        try:
+            return self._forward_once(forward, batch)
+        except Exception as exc:
+            count = batch_length(batch)
+            if not is_out_of_memory(exc) or count is None or count < 2:
+                raise
+        # Outside the except block, so the failed attempt's tensors (held by the traceback) are freed.
+        free_cached_memory(self.device)
+        if warn:  # once per batch of the call, not for every half
+            message = f"mmrag: out of device memory for a batch of {count}; retried in halves (lower batch_size)"
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        first, second = split_batch(batch)
+        del batch
+        halves = [self._forward(forward, first, warn=False), self._forward(forward, second, warn=False)]
+        return np.concatenate(halves, axis=0)
+
+    def _forward_once(self, forward: Callable[[Batch], torch.Tensor], batch: Batch) -> np.ndarray:
         import torch
 
         with torch.inference_mode():

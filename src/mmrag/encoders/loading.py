@@ -34,9 +34,11 @@ if TYPE_CHECKING:
     from mmrag.inputs import ImageLimits
 
 __all__ = [
+    "AUTO_BATCH_LIMIT",
     "DEFAULT_BATCH_SIZE",
     "LoadRequest",
     "config_model_type",
+    "encoder_signature",
     "load_encoder",
     "load_model_config",
     "model_not_available_error",
@@ -58,7 +60,9 @@ class LoadRequest:
         options: The caller's :class:`~mmrag.LoadOptions`.
         device: The device chosen from ``options.device``.
         dtype: The dtype asked for, or ``None`` for the family's default.
-        batch_size: Most items per forward pass.
+        batch_size: Most items per forward pass (the default when the
+            options ask for ``"auto"``; :func:`load_encoder` searches after
+            the family loader returns).
     """
 
     source: str
@@ -100,23 +104,35 @@ class LoadRequest:
 
 
 DEFAULT_BATCH_SIZE = 64
-"""Items per forward pass when :attr:`LoadOptions.batch_size` is ``None``."""
+"""Items per forward pass when :attr:`LoadOptions.batch_size` is ``None`` (or ``"auto"`` off a CUDA GPU)."""
+
+AUTO_BATCH_LIMIT = 1024
+"""The largest batch ``batch_size="auto"`` tries."""
 
 FamilyLoader = Callable[[LoadRequest], "Encoder"]
+FamilySignature = Callable[[LoadRequest], "dict[str, str | int]"]
 _FAMILY_LOADERS: dict[str, FamilyLoader] = {}
+_FAMILY_SIGNATURES: dict[str, FamilySignature] = {}
 
 
-def register_family(model_type: str, loader: FamilyLoader) -> None:
+def register_family(model_type: str, loader: FamilyLoader, *, signature: FamilySignature | None = None) -> None:
     """Teach :func:`load_encoder` a new architecture.
 
     Args:
         model_type: The config ``model_type`` the loader handles.
         loader: Builds an encoder from a :class:`LoadRequest`.
+        signature: Optional: computes the encoder's
+            :attr:`~mmrag.Encoder.signature` without loading weights (for
+            :func:`encoder_signature` and :class:`~mmrag.encoders.LazyEncoder`).
 
     Example:
         >>> register_family("my_dual", lambda request: MyDualEncoder(request))
     """
     _FAMILY_LOADERS[model_type] = loader
+    if signature is not None:
+        _FAMILY_SIGNATURES[model_type] = signature
+    else:
+        _FAMILY_SIGNATURES.pop(model_type, None)
 
 
 def supported_model_types() -> list[str]:
@@ -163,29 +179,73 @@ def load_encoder(
         >>> enc.embed_texts(["a photo of a cat"]).shape
         (1, 512)
     """
-    opts = LoadOptions.merge(options, overrides)
+    request = _request(model, LoadOptions.merge(options, overrides))
+    try:
+        encoder = _FAMILY_LOADERS[request.config.model_type](request)
+    except OSError as exc:
+        raise _not_available(model, request, exc) from exc
+    if request.options.batch_size == "auto" and encoder.device.type == "cuda":
+        encoder.batch_size = encoder.find_batch_size(start=request.batch_size, limit=AUTO_BATCH_LIMIT)
+    return encoder
+
+
+def encoder_signature(
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    *,
+    options: LoadOptions | None = None,
+    **overrides: Unpack[LoadOverrides],
+) -> dict[str, str | int] | None:
+    """The :attr:`~mmrag.Encoder.signature` :func:`load_encoder` would give, without loading the weights.
+
+    Reads the config and the processor only (for the built-in families), so
+    a store can be opened and checked without the model.
+
+    Args:
+        model: As for :func:`load_encoder`.
+        options: As for :func:`load_encoder` (``fast_decode`` matters).
+        **overrides: As for :func:`load_encoder`.
+
+    Returns:
+        ``model_id``, ``family``, ``dim`` and ``preprocessing``; ``None`` when
+        the family registered no way to tell without loading.
+
+    Raises:
+        ModelNotAvailableError: As :func:`load_encoder`.
+        UnsupportedModelError: As :func:`load_encoder`.
+    """
+    request = _request(model, LoadOptions.merge(options, overrides))
+    describe = _FAMILY_SIGNATURES.get(request.config.model_type)
+    if describe is None:
+        return None
+    try:
+        return describe(request)
+    except OSError as exc:
+        raise _not_available(model, request, exc) from exc
+
+
+def _request(model: str | os.PathLike[str], opts: LoadOptions) -> LoadRequest:
+    """Resolve the source, read the config, check the family and the device: everything before the weights."""
     _register_builtin_families()
     source, model_id = resolve_model_source(model)
     config = load_model_config(source, revision=opts.revision, local_files_only=opts.local_files_only)
-    loader = _FAMILY_LOADERS.get(config.model_type)
-    if loader is None:
+    if config.model_type not in _FAMILY_LOADERS:
         raise UnsupportedModelError(
             f"model {str(model)!r} has model_type {config.model_type!r}, which mmrag cannot load; "
             f"supported model types: {', '.join(sorted(_FAMILY_LOADERS))}"
         )
-    request = LoadRequest(
+    return LoadRequest(
         source=source,
         model_id=model_id,
         config=config,
         options=opts,
         device=opts.torch_device(),
         dtype=opts.torch_dtype(),
-        batch_size=opts.batch_size or DEFAULT_BATCH_SIZE,
+        batch_size=opts.batch_size_or(DEFAULT_BATCH_SIZE),
     )
-    try:
-        return loader(request)
-    except OSError as exc:
-        raise model_not_available_error(str(model), source, exc, use_safetensors=opts.use_safetensors) from exc
+
+
+def _not_available(model: str | os.PathLike[str], request: LoadRequest, exc: OSError) -> Exception:
+    return model_not_available_error(str(model), request.source, exc, use_safetensors=request.use_safetensors)
 
 
 def pick_dtype(requested: torch.dtype | None, device: torch.device, gpu_dtype: torch.dtype) -> torch.dtype:
@@ -223,7 +283,8 @@ def _register_builtin_families() -> None:
     from mmrag.encoders.transformers_dual import DUAL_FAMILIES
 
     for model_type in DUAL_FAMILIES:
-        _FAMILY_LOADERS.setdefault(model_type, _load_transformers_dual)
+        if model_type not in _FAMILY_LOADERS:
+            register_family(model_type, _load_transformers_dual, signature=_transformers_dual_signature)
     _BUILTINS_REGISTERED = True
 
 
@@ -236,7 +297,7 @@ def _load_transformers_dual(request: LoadRequest) -> Encoder:
     dtype = pick_dtype(request.dtype, request.device, family.gpu_dtype)
     model = AutoModel.from_pretrained(
         request.source, config=request.config, dtype=dtype, use_safetensors=request.use_safetensors,
-        **request.hub_kwargs(),
+        **sdpa_attention(request.config), **request.hub_kwargs(),
     )  # fmt: skip  # aligned by hand
     model = model.to(request.device).eval()
     processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
@@ -247,4 +308,45 @@ def _load_transformers_dual(request: LoadRequest) -> Encoder:
         model_id=request.model_id,
         batch_size=request.batch_size,
         image_limits=request.image_limits,
+        image_workers=request.options.image_workers,
+        fast_decode=request.options.fast_decode,
+        compile_model=request.options.compile,
     )
+
+
+def _transformers_dual_signature(request: LoadRequest) -> dict[str, str | int]:
+    from transformers import AutoProcessor
+
+    from mmrag.encoders.transformers_dual import DUAL_FAMILIES, dual_preprocessing, embedding_dim, text_length_limit
+
+    family = DUAL_FAMILIES[request.config.model_type]
+    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
+    length = text_length_limit(request.config, processor.tokenizer, family.default_text_length)
+    return {
+        "model_id": request.model_id,
+        "family": family.model_type,
+        "dim": embedding_dim(request.config),
+        "preprocessing": dual_preprocessing(family, length, processor.image_processor, request.options.fast_decode),
+    }
+
+
+def sdpa_attention(config: PretrainedConfig) -> dict[str, str]:
+    """``{"attn_implementation": "sdpa"}`` when the model class for ``config`` supports it, else ``{}``.
+
+    transformers 5 already picks SDPA by default where it can; asking for it
+    explicitly keeps a saved ``attn_implementation="eager"`` or a changed
+    default from slowing the model down (SDPA is PyTorch's fused attention).
+
+    Args:
+        config: The checkpoint's config.
+
+    Returns:
+        Keyword arguments for ``from_pretrained``.
+    """
+    from transformers import AutoModel
+
+    try:
+        model_class = AutoModel._model_mapping[type(config)]
+    except (KeyError, AttributeError):  # not an AutoModel family: let transformers choose
+        return {}
+    return {"attn_implementation": "sdpa"} if getattr(model_class, "_supports_sdpa", False) else {}

@@ -7,23 +7,38 @@ GPU. Vectors are exactly what plain transformers gives
 (``model.get_text_features(**processor(text=...))`` and
 ``model.get_image_features(**image_processor(images=...))``) before L2
 normalisation.
+
+Images of families whose image processor :mod:`mmrag.encoders.preprocess`
+reproduces exactly (CLIP, Chinese-CLIP, SigLIP, SigLIP 2 fixed resolution, on
+the transformers PIL backend) are decoded, resized and cropped to ``uint8``
+pixels on a pool of worker processes (:mod:`mmrag.encoders.workers`), copied
+to the device as ``uint8`` (pinned and asynchronous on CUDA) and rescaled and
+normalised there, in the model's dtype: the same pixel values as the
+processor, bit for bit. Everything else (SigLIP 2 NaFlex, the torchvision
+backend, unusual settings) keeps the processor.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mmrag.encoders.base import Batch, Encoder
-from mmrag.inputs import ImageLimits
+from mmrag.encoders.preprocess import ImageSpec, image_spec
+from mmrag.encoders.workers import WORKER_MIN_IMAGES, ImageWorkerPool
+from mmrag.inputs import ImageInput, ImageLimits
 
 if TYPE_CHECKING:
     from PIL import Image
     from transformers import PretrainedConfig
 
-__all__ = ["DUAL_FAMILIES", "DualFamily", "TransformersDualEncoder"]
+__all__ = ["COMPILE_BACKEND", "DUAL_FAMILIES", "DualFamily", "TransformersDualEncoder", "dual_preprocessing"]
+
+COMPILE_BACKEND = "inductor"
+"""The ``torch.compile`` backend of ``LoadOptions(compile=True)``."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,19 @@ class TransformersDualEncoder(Encoder):
         model_id: Hub id or absolute local path, recorded on the encoder.
         batch_size: Most items per forward pass.
         image_limits: Limits for resolving image inputs.
+        image_workers: Image worker processes (``None``: one per core, at
+            most 8; ``0``: none). They start on the first
+            :meth:`~mmrag.Encoder.embed_images` call with at least
+            :data:`~mmrag.encoders.workers.WORKER_MIN_IMAGES` images and stop
+            with :meth:`close`.
+        fast_decode: Fast, inexact JPEG decoding and resizing (recorded in
+            :attr:`preprocessing`).
+        compile_model: Wrap both feature functions in ``torch.compile`` (``LoadOptions.compile``).
+
+    Attributes:
+        image_spec: What the image processor does, when mmrag reproduces it
+            (then images take the worker pipeline); ``None`` otherwise.
+        fast_decode: Whether fast decoding is on (never without ``image_spec``).
     """
 
     def __init__(
@@ -81,6 +109,9 @@ class TransformersDualEncoder(Encoder):
         model_id: str,
         batch_size: int = 64,
         image_limits: ImageLimits | None = None,
+        image_workers: int | None = None,
+        fast_decode: bool = False,
+        compile_model: bool = False,
     ) -> None:
         super().__init__(batch_size=batch_size, image_limits=image_limits)
         self.model = model
@@ -94,6 +125,18 @@ class TransformersDualEncoder(Encoder):
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.max_text_length = text_length_limit(model.config, self.tokenizer, family.default_text_length)
+        self.image_spec: ImageSpec | None = image_spec(self.image_processor)
+        self.fast_decode = fast_decode and self.image_spec is not None
+        self._image_pool = (
+            ImageWorkerPool(self.image_spec, num_workers=image_workers, fast=self.fast_decode)
+            if self.image_spec is not None
+            else None
+        )
+        self._text_features: Any = model.get_text_features
+        self._image_features: Any = model.get_image_features
+        if compile_model:
+            self._text_features = torch.compile(model.get_text_features, backend=COMPILE_BACKEND)
+            self._image_features = torch.compile(model.get_image_features, backend=COMPILE_BACKEND)
 
     # ------------------------------------------------------------------ hooks
     def prepare_texts(self, texts: list[str]) -> Batch:
@@ -103,15 +146,16 @@ class TransformersDualEncoder(Encoder):
             texts: One batch of texts.
 
         Returns:
-            The tokenizer's tensors.
+            The tokenizer's tensors (pinned on CUDA, so the copy overlaps).
         """
-        return self.tokenizer(
+        tokens = self.tokenizer(
             texts,
             padding="max_length" if self._family.pad_to_max_length else True,
             truncation=True,
             max_length=self.max_text_length,
             return_tensors="pt",
         )
+        return self._staged(tokens)
 
     def prepare_images(self, images: list[Image.Image]) -> Batch:
         """Run the image processor with its own saved settings.
@@ -127,7 +171,32 @@ class TransformersDualEncoder(Encoder):
             The image processor's tensors (``pixel_values``, plus the patch mask
             and spatial shapes for SigLIP 2).
         """
-        return self.image_processor(images=images, return_tensors="pt")
+        return self._staged(self.image_processor(images=images, return_tensors="pt"))
+
+    def prepare_image_inputs(
+        self, items: list[ImageInput], *, limits: ImageLimits, start: int, call_size: int
+    ) -> Batch:
+        """Decode, resize and crop raw inputs to ``uint8`` pixels (on the worker pool), or use the processor.
+
+        Args:
+            items: One batch of raw inputs.
+            limits: Limits to resolve them under.
+            start: Index of ``items[0]`` in the call.
+            call_size: Images in the whole call; workers start only for calls
+                of at least :data:`~mmrag.encoders.workers.WORKER_MIN_IMAGES`.
+
+        Returns:
+            ``{"pixels": uint8 tensor (n, 3, h, w)}`` (pinned on CUDA), or the
+            processor's tensors for families without an :attr:`image_spec`.
+        """
+        if self._image_pool is None:
+            return super().prepare_image_inputs(items, limits=limits, start=start, call_size=call_size)
+        pixels = torch.from_numpy(
+            self._image_pool.prepare(items, limits=limits, start=start, allow_start=call_size >= WORKER_MIN_IMAGES)
+        )
+        if self.device.type == "cuda":
+            pixels = pixels.pin_memory()  # on the prefetch thread, so the copy in forward_images is asynchronous
+        return {"pixels": pixels}
 
     def forward_texts(self, batch: Batch) -> torch.Tensor:
         """Text features for one tokenised batch.
@@ -138,47 +207,89 @@ class TransformersDualEncoder(Encoder):
         Returns:
             Un-normalised features, shape ``(n, dim)``.
         """
-        return pooled_features(self.model.get_text_features(**self._to_device(batch)))
+        return pooled_features(self._text_features(**self._to_device(batch)))
 
     def forward_images(self, batch: Batch) -> torch.Tensor:
         """Image features for one preprocessed batch.
 
+        ``uint8`` pixels are rescaled and normalised on the device, in the
+        model's dtype (bit-identical to the processor's values).
+
         Args:
-            batch: What :meth:`prepare_images` returned.
+            batch: What :meth:`prepare_image_inputs` (or :meth:`prepare_images`)
+                returned.
 
         Returns:
             Un-normalised features, shape ``(n, dim)``.
         """
-        return pooled_features(self.model.get_image_features(**self._to_device(batch)))
+        if isinstance(batch, Mapping) and "pixels" in batch and self.image_spec is not None:
+            values = self.image_spec.normalize(batch["pixels"], dtype=self.dtype, device=self.device)
+            return pooled_features(self._image_features(pixel_values=values))
+        return pooled_features(self._image_features(**self._to_device(batch)))
 
     @property
     def preprocessing(self) -> str:
-        """Text length, padding and the image processor's size/normalisation settings."""
-        ip = self.image_processor
-        padding = "max_length" if self._family.pad_to_max_length else "longest"
-        parts = [
-            f"text:max_length={self.max_text_length},padding={padding}",
-            f"image:{type(ip).__name__}",
-        ]
-        for name in ("size", "crop_size", "patch_size", "max_num_patches", "image_mean", "image_std", "resample"):
-            value = getattr(ip, name, None)
-            if value is not None:
-                parts.append(f"{name}={_stable(value)}")
-        return ";".join(parts)
+        """Text length, padding, the image processor's size/normalisation settings, and fast decoding if on."""
+        return dual_preprocessing(self._family, self.max_text_length, self.image_processor, self.fast_decode)
+
+    @property
+    def image_worker_pids(self) -> tuple[int, ...]:
+        """Process ids of the running image workers (empty when none run)."""
+        return self._image_pool.worker_pids if self._image_pool is not None else ()
+
+    def close(self) -> None:
+        """Stop the prefetch thread and the image worker processes (both restart on demand)."""
+        super().close()
+        if self._image_pool is not None:
+            self._image_pool.close()
 
     # -------------------------------------------------------------- internals
+    def _staged(self, batch: Batch) -> Batch:
+        """On CUDA, cast floats to the model dtype and pin every tensor (runs on the prefetch thread)."""
+        if self.device.type == "cuda":
+            for key, value in list(batch.items()):
+                if isinstance(value, torch.Tensor):
+                    batch[key] = (value.to(self.dtype) if value.is_floating_point() else value).pin_memory()
+        return batch
+
     def _to_device(self, batch: Batch) -> dict[str, Any]:
         pin = self.device.type == "cuda"
         moved: dict[str, Any] = {}
         for key, value in dict(batch).items():
             if isinstance(value, torch.Tensor):
-                if value.is_floating_point():
+                if value.is_floating_point() and value.dtype != self.dtype:
                     value = value.to(self.dtype)
-                if pin:
+                if pin and not value.is_pinned():
                     value = value.pin_memory()
                 value = value.to(self.device, non_blocking=pin)
             moved[key] = value
         return moved
+
+
+def dual_preprocessing(family: DualFamily, max_text_length: int, image_processor: Any, fast_decode: bool) -> str:
+    """The ``preprocessing`` signature of a dual encoder, computable without its weights.
+
+    Args:
+        family: The family row.
+        max_text_length: The text token limit.
+        image_processor: The loaded image processor.
+        fast_decode: Whether fast decoding was asked for (recorded only where
+            it applies, i.e. the image processor has an :class:`ImageSpec`).
+
+    Returns:
+        E.g. ``"text:max_length=77,padding=longest;image:CLIPImageProcessorPil;size={shortest_edge:224};..."``,
+        with ``";decode=fast"`` appended for fast decoding. Worker counts,
+        batch sizes and ``compile`` change no vector and are not recorded.
+    """
+    padding = "max_length" if family.pad_to_max_length else "longest"
+    parts = [f"text:max_length={max_text_length},padding={padding}", f"image:{type(image_processor).__name__}"]
+    for name in ("size", "crop_size", "patch_size", "max_num_patches", "image_mean", "image_std", "resample"):
+        value = getattr(image_processor, name, None)
+        if value is not None:
+            parts.append(f"{name}={_stable(value)}")
+    if fast_decode and image_spec(image_processor) is not None:
+        parts.append("decode=fast")
+    return ";".join(parts)
 
 
 def pooled_features(output: Any) -> torch.Tensor:

@@ -82,19 +82,32 @@ def check_dimensions(size: tuple[int, int], limits: ImageLimits) -> None:
         )
 
 
-def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
-    """Decode encoded bytes into an RGB image under the limits."""
+def decode_image(data: bytes, limits: ImageLimits, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Decode encoded bytes into an RGB image under the limits.
+
+    The EXIF orientation is applied in place (no full-size copy; the pixels
+    are those of ``ImageOps.exif_transpose``). With ``draft`` (``(width,
+    height)``), a JPEG is decoded with the smallest power-of-two DCT reduction
+    that keeps both sides at least that size (fast, not pixel-identical);
+    the limits are checked on the full size first, and other formats ignore it.
+    """
     if not data:
         raise ImageInputError("empty input (0 bytes)")
     with _pillow_errors():
         image = _open_restricted(data, limits)
         try:
-            check_dimensions(image.size, limits)
+            check_dimensions(image.size, limits)  # the full size, before any scaling
+            if draft is not None and image.format == "JPEG":
+                image.draft("RGB", draft)
             image.load()
-            oriented = ImageOps.exif_transpose(image)  # a new image, detached from the file
-        finally:
+            ImageOps.exif_transpose(image, in_place=True)
+            rgb = _to_rgb(image)
+        except BaseException:
             image.close()
-        return _to_rgb(oriented)
+            raise
+        if rgb is not image:
+            image.close()
+        return rgb
 
 
 def _open_restricted(data: bytes, limits: ImageLimits) -> Image.Image:

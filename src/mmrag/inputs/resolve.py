@@ -85,7 +85,13 @@ def _is_produced(image: Image.Image) -> bool:
     return _produced.get(id(image)) is image and image.mode == "RGB"
 
 
-def resolve_image(item: ImageInput, *, limits: ImageLimits | None = None, index: int | None = None) -> Image.Image:
+def resolve_image(
+    item: ImageInput,
+    *,
+    limits: ImageLimits | None = None,
+    index: int | None = None,
+    draft: tuple[int, int] | None = None,
+) -> Image.Image:
     """Resolve one image input into a loaded RGB image.
 
     An image this function returned earlier comes back unchanged, as the
@@ -101,6 +107,10 @@ def resolve_image(item: ImageInput, *, limits: ImageLimits | None = None, index:
             :mod:`mmrag.inputs`.
         limits: Limits to enforce; ``ImageLimits()`` when omitted.
         index: The item's position in a batch, used in error messages.
+        draft: ``(width, height)``: decode a JPEG with DCT scaling to the
+            smallest power-of-two reduction that keeps both sides at least
+            this (fast, not pixel-identical; the limits still apply to the full
+            size). Other formats and pixel inputs ignore it.
 
     Returns:
         A fully loaded ``PIL.Image.Image`` in mode ``"RGB"``: a new one for
@@ -126,7 +136,7 @@ def resolve_image(item: ImageInput, *, limits: ImageLimits | None = None, index:
             return _remember(decode.from_pil(item, limits))
         if isinstance(item, np.ndarray):
             return _remember(decode.from_array(item, limits))
-        return _remember(decode.decode_image(_encoded_bytes(item, limits), limits))
+        return _remember(decode.decode_image(_encoded_bytes(item, limits), limits, draft))
     except ImageInputError as exc:
         raise _located(exc, item, index) from exc.__cause__
 

@@ -235,7 +235,7 @@ def load_reranker(
         [RankedItem(index=0, score=0.91, ...), RankedItem(index=1, score=0.88, ...)]
     """
     opts = LoadOptions.merge(options, overrides)
-    resolved = _Options(opts, opts.torch_device(), opts.torch_dtype(), opts.batch_size or DEFAULT_RERANK_BATCH_SIZE)
+    resolved = _Options(opts, opts.torch_device(), opts.torch_dtype(), opts.batch_size_or(DEFAULT_RERANK_BATCH_SIZE))
     if isinstance(model, Mapping):
         plans, assigned = _explicit_routes(model, resolved)
     else:

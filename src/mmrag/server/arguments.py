@@ -9,6 +9,7 @@ before FastAPI is installed). :func:`add_load_arguments` and
 from __future__ import annotations
 
 import argparse
+from typing import Literal
 
 from mmrag.options import DTYPE_NAMES, LoadOptions
 from mmrag.server.settings import DEFAULT_BATCH_SIZE, ServerSettings
@@ -152,7 +153,25 @@ def add_load_arguments(parser: argparse.ArgumentParser, *, batch_size_default: i
         help="weights' dtype: float32, float16 or bfloat16 (default: half precision on a GPU, float32 on the CPU)",
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=batch_size_default, help=f"items per forward pass ({shown})"
+        "--batch-size",
+        type=_batch_size,
+        default=batch_size_default,
+        help=f"items per forward pass, or 'auto' to find the largest that fits the GPU ({shown})",
+    )
+    parser.add_argument(
+        "--image-workers",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="processes that decode and resize images (default: one per core, at most 8; 0: in this process)",
+    )
+    parser.add_argument(
+        "--fast-decode",
+        action="store_true",
+        help="decode JPEGs at reduced size before resizing (faster; vectors differ slightly, recorded in the store)",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="run the model through torch.compile (slow start, faster after)"
     )
     parser.add_argument("--revision", help="hub branch, tag or commit of the model (default: main)")
     parser.add_argument(
@@ -178,7 +197,24 @@ def load_options_from_args(args: argparse.Namespace) -> LoadOptions:
         batch_size=getattr(args, "batch_size", None),
         revision=getattr(args, "revision", None),
         local_files_only=bool(getattr(args, "local_files_only", False)),
+        image_workers=getattr(args, "image_workers", None),
+        fast_decode=bool(getattr(args, "fast_decode", False)),
+        compile=bool(getattr(args, "compile", False)),
     )
+
+
+def _batch_size(text: str) -> int | Literal["auto"]:
+    return "auto" if text.strip().lower() == "auto" else _positive_int(text)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:

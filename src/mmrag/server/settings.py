@@ -201,8 +201,8 @@ class ServerSettings:
 
     @property
     def batch_size(self) -> int:
-        """Most items per forward pass (``load_options.batch_size``)."""
-        return self.load_options.batch_size or DEFAULT_BATCH_SIZE
+        """Most items per forward pass (``load_options.batch_size``; ``"auto"`` counts as the default)."""
+        return self.load_options.batch_size_or(DEFAULT_BATCH_SIZE)
 
     @property
     def max_pixels(self) -> int:

@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmrag.errors import ImageInputError
-from mmrag.inputs import Modality, resolve_image
+from mmrag.inputs import Modality, read_image_bytes
 from mmrag.prefetch import Prefetcher
 from mmrag.store.collection_pair import CollectionPair
 from mmrag.store.names import path_key, printable, recorded_path, source_metadata
-from mmrag.store.records import INTERNAL_PREFIX, MODALITIES, IndexReport, Pending, pixel_digest, record_id, text_digest
+from mmrag.store.records import INTERNAL_PREFIX, MODALITIES, IndexReport, Pending, file_digest, record_id, text_digest
 from mmrag.store.walk import TEXT_EXTENSIONS, scan_folder
 
 if TYPE_CHECKING:
@@ -176,15 +176,15 @@ class FolderIndexer:
         return records
 
     def read_chunk(self, chunk: list[_Todo], root: Path) -> list[_Loaded]:
-        """Read and decode one chunk's files; a file that fails carries its reason instead."""
+        """Read one chunk's files (images stay encoded bytes); a file that fails carries its reason instead."""
         loaded = []
         for item in chunk:
             file, modality, stat = item.file, item.modality, item.stat
             try:
                 payload: Any
                 if modality == "image":
-                    payload = resolve_image(file, limits=self.encoder.image_limits)
-                    digest = pixel_digest(payload)
+                    payload = read_image_bytes(file, limits=self.encoder.image_limits)
+                    digest = file_digest(payload)
                     document = None
                 else:
                     payload = read_text(file)
@@ -205,6 +205,7 @@ class FolderIndexer:
         return loaded
 
     def _embed_chunk(self, loaded: list[_Loaded], report: IndexReport, progress: Any) -> _Embedded:
+        loaded, image_vectors = self._embed_image_files(loaded)
         items: list[Pending] = []
         replaced: list[FolderRecord] = []
         for item in loaded:
@@ -222,14 +223,29 @@ class FolderIndexer:
                 report.added += 1
             replaced += [record for record in previous if record.id != item.pending.id]
         vectors: dict[Modality, np.ndarray] = {}
-        for modality in MODALITIES:
-            payloads = [item.payload for item in items if item.modality == modality]
-            if payloads:
-                embed = self.encoder.embed_images if modality == "image" else self.encoder.embed_texts
-                vectors[modality] = embed(payloads)
+        if image_vectors is not None:
+            vectors["image"] = image_vectors
+        texts = [item.payload for item in items if item.modality == "text"]
+        if texts:
+            vectors["text"] = self.encoder.embed_texts(texts)
         report.embedded += len(items)
         progress.update(len(loaded))
         return _Embedded(items, vectors, replaced)
+
+    def _embed_image_files(self, loaded: list[_Loaded]) -> tuple[list[_Loaded], np.ndarray | None]:
+        """Embed the chunk's encoded image files; one that does not decode becomes a failure, the rest are embedded."""
+        while True:
+            images = [item for item in loaded if item.pending is not None and item.pending.modality == "image"]
+            if not images:
+                return loaded, None
+            try:
+                return loaded, self.encoder.embed_images([item.pending.payload for item in images if item.pending])
+            except ImageInputError as exc:
+                if exc.index is None or not 0 <= exc.index < len(images):
+                    raise
+                bad = images[exc.index]
+                failed = _Loaded(bad.todo, None, printable(exc.reason))
+                loaded = [failed if item is bad else item for item in loaded]
 
 
 def write_chunk(collections: CollectionPair, chunk: _Embedded) -> None:

@@ -113,7 +113,7 @@ class Pending:
     document: str | None
     internal: dict[str, Any]
     user_metadata: dict[str, Any]
-    payload: Any  # the text or decoded image to embed (None once embedded elsewhere)
+    payload: Any  # the text, image or image file's bytes to embed (None once embedded elsewhere)
 
     def chroma_metadata(self) -> dict[str, Any]:
         """The metadata written to Chroma: the caller's, then mmrag's own keys."""
@@ -150,6 +150,11 @@ def to_hit(record_id: str, modality: Modality, meta: Mapping[str, Any], document
 def text_digest(text: str) -> str:
     """SHA-256 of a text (UTF-8)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_digest(data: bytes) -> str:
+    """SHA-256 of a file's bytes (how ``index_folder`` keys an image file: no decode needed)."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def pixel_digest(image: Image.Image) -> str:
