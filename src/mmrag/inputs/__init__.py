@@ -106,7 +106,7 @@ Example:
 
 from __future__ import annotations
 
-from mmrag.inputs.decode import image_mime_type
+from mmrag.inputs.decode import image_mime_type, probe_image
 from mmrag.inputs.items import Modality, as_items, as_texts
 from mmrag.inputs.limits import ImageLimits
 from mmrag.inputs.resolve import (
@@ -141,6 +141,7 @@ __all__ = [
     "image_source",
     "is_image_query",
     "is_url",
+    "probe_image",
     "read_image_bytes",
     "resolve_image",
     "resolve_images",

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from mmrag.errors import ImageInputError
 from mmrag.inputs.limits import ImageLimits
 
-__all__ = ["image_mime_type"]
+__all__ = ["image_mime_type", "probe_image"]
 
 # Text signatures Pillow has no opener for; only used to word error messages.
 _EXTRA_SIGNATURES = ((b"%PDF-", "PDF"), (b"<svg", "SVG"), (b"<?xml", "XML/SVG"))
@@ -80,6 +80,36 @@ def check_dimensions(size: tuple[int, int], limits: ImageLimits) -> None:
             f"image is {width}x{height} ({width * height} pixels), over max_pixels="
             f"{limits.max_pixels}; raise ImageLimits.max_pixels to accept it"
         )
+
+
+def probe_image(data: bytes, limits: ImageLimits | None = None) -> tuple[int, int]:
+    """Check encoded bytes from their header alone: an allowed format within the limits (no pixel is decoded).
+
+    Args:
+        data: The encoded image.
+        limits: Limits to enforce; ``ImageLimits()`` when omitted.
+
+    Returns:
+        The image's ``(width, height)``.
+
+    Raises:
+        ImageInputError: Not an image of an allowed format, or outside the limits.
+            Data that is corrupt past its header fails only when decoded.
+
+    Example:
+        >>> probe_image(open("photo.jpg", "rb").read())
+        (640, 480)
+    """
+    limits = limits or ImageLimits()
+    if not data:
+        raise ImageInputError("empty input (0 bytes)")
+    with _pillow_errors():
+        image = _open_restricted(data, limits)
+        try:
+            check_dimensions(image.size, limits)
+            return image.size
+        finally:
+            image.close()
 
 
 def decode_image(data: bytes, limits: ImageLimits, draft: tuple[int, int] | None = None) -> Image.Image:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmrag.errors import ImageInputError
-from mmrag.inputs import Modality, read_image_bytes
+from mmrag.inputs import Modality, probe_image, read_image_bytes
 from mmrag.prefetch import Prefetcher
 from mmrag.store.collection_pair import CollectionPair
 from mmrag.store.names import path_key, printable, recorded_path, source_metadata
@@ -184,6 +184,7 @@ class FolderIndexer:
                 payload: Any
                 if modality == "image":
                     payload = read_image_bytes(file, limits=self.encoder.image_limits)
+                    probe_image(payload, self.encoder.image_limits)  # not an image: fails here, with no model
                     digest = file_digest(payload)
                     document = None
                 else:
