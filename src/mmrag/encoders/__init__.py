@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mmrag.encoders.base import Encoder, FusedEmbeddings
+from mmrag.encoders.blip2 import Blip2FeatureEncoder
 from mmrag.encoders.loading import LoadRequest, load_encoder, register_family, supported_model_types
 from mmrag.encoders.names import OPENAI_CLIP_NAMES, resolve_model_alias
 from mmrag.encoders.presets import DEFAULT_MODEL, PRESETS, ModelPreset, get_preset, list_models
@@ -11,6 +12,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "OPENAI_CLIP_NAMES",
     "PRESETS",
+    "Blip2FeatureEncoder",
     "Encoder",
     "FusedEmbeddings",
     "LoadRequest",

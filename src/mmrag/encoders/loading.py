@@ -220,10 +220,12 @@ def _register_builtin_families() -> None:
     global _BUILTINS_REGISTERED
     if _BUILTINS_REGISTERED:
         return
+    from mmrag.encoders.blip2 import BLIP2_MODEL_TYPE, load_blip2_encoder
     from mmrag.encoders.transformers_dual import DUAL_FAMILIES
 
     for model_type in DUAL_FAMILIES:
         _FAMILY_LOADERS.setdefault(model_type, _load_transformers_dual)
+    _FAMILY_LOADERS.setdefault(BLIP2_MODEL_TYPE, load_blip2_encoder)
     _BUILTINS_REGISTERED = True
 
 
