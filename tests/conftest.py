@@ -154,3 +154,19 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_blip2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ``Blip2ForImageTextRetrieval`` (randomised query tokens), saved with save_pretrained."""
+    from mmrag.testing import build_tiny_blip2_itm
+
+    return build_tiny_blip2_itm(tmp_path_factory.mktemp("tiny_blip2") / "blip2")
+
+
+@pytest.fixture(scope="session")
+def blip2_encoder(tiny_blip2_dir: Path) -> object:
+    """The tiny BLIP-2 feature encoder, loaded by path through mmrag.load_encoder on the CPU (batch_size 3)."""
+    import mmrag
+
+    return mmrag.load_encoder(tiny_blip2_dir, device="cpu", batch_size=3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mmrag.encoders.base import Encoder, FusedEmbeddings
+from mmrag.encoders.blip2 import Blip2FeatureEncoder
 from mmrag.encoders.lazy import LazyEncoder
 from mmrag.encoders.loading import (
     LoadRequest,
@@ -18,6 +19,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "OPENAI_CLIP_NAMES",
     "PRESETS",
+    "Blip2FeatureEncoder",
     "Encoder",
     "FusedEmbeddings",
     "LazyEncoder",

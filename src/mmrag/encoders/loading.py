@@ -280,11 +280,14 @@ def _register_builtin_families() -> None:
     global _BUILTINS_REGISTERED
     if _BUILTINS_REGISTERED:
         return
+    from mmrag.encoders.blip2 import BLIP2_MODEL_TYPE, load_blip2_encoder
     from mmrag.encoders.transformers_dual import DUAL_FAMILIES
 
     for model_type in DUAL_FAMILIES:
         if model_type not in _FAMILY_LOADERS:
             register_family(model_type, _load_transformers_dual, signature=_transformers_dual_signature)
+    if BLIP2_MODEL_TYPE not in _FAMILY_LOADERS:
+        register_family(BLIP2_MODEL_TYPE, load_blip2_encoder)
     _BUILTINS_REGISTERED = True
 
 

@@ -11,6 +11,8 @@ The ``family`` column is the *architecture* the checkpoint loads as (its
 config's ``model_type``). The fixed-resolution SigLIP 2 checkpoints are SigLIP
 architecture models with SigLIP 2 weights and a multilingual Gemma tokenizer,
 so their family is ``"siglip"``; only the NaFlex checkpoints are ``"siglip2"``.
+BLIP-2 (``model_type`` ``"blip-2"``) is listed as ``"blip2"``, the encoder's
+``family``.
 """
 
 from __future__ import annotations
@@ -189,6 +191,17 @@ PRESETS: dict[str, ModelPreset] = dict(
             ("zh",),
             "MIT",
             "Chinese-CLIP ViT-L/14.",
+        ),
+        _preset(
+            "blip2-feature-vit-g",
+            "Salesforce/blip2-itm-vit-g",
+            "blip2",
+            256,
+            ("en",),
+            "MIT",
+            "BLIP-2 Q-Former ITC features on EVA ViT-g/14 (~1.2B params), 224 px: wants a GPU. "
+            "Image vector = mean of the 32 query features; BLIP-2's own ITC score is their maximum "
+            "(load_reranker(..., blip2_score='itc')).",
         ),
         _preset(
             "demo",

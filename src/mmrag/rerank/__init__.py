@@ -16,6 +16,9 @@ backend (:class:`RerankBackend`):
 * ``blip_itm`` / ``blip2_itm``: the image-text matching head of
   ``BlipForImageTextRetrieval`` / ``Blip2ForImageTextRetrieval``
   (text<->image);
+* ``blip2_itc``: BLIP-2's contrastive score, the maximum over the Q-Former's
+  query tokens of the query-text cosine (text<->image;
+  ``load_reranker(..., blip2_score="itc")``);
 * ``cross_encoder``: a text ``*ForSequenceClassification`` relevance model
   such as the bge-reranker family (text->text);
 * ``dual``: any encoder :func:`mmrag.load_encoder` loads (all four pairs).
@@ -39,6 +42,10 @@ ITM (BLIP/-2)  ``itm_logits[1] - itm_logits[0]``, so
 cross-encoder  the relevance logit (1-label head: ``score = sigmoid(logit)``,
                as bge-reranker documents) or ``logits[1] - logits[0]``
                (2-label head: ``softmax[1]``).
+BLIP-2 ITC     the ITC score itself, ``max_q cos(query_q, text)`` (what
+               transformers returns as ``logits_per_image``; no
+               temperature), so ``score`` stays within ~[0.27, 0.73]:
+               calibrate before mixing it with other backends.
 dual encoder   ``scale * cos + bias``: SigLIP's learnt ``exp(logit_scale)``
                and ``logit_bias`` for text<->image (its trained sigmoid
                probability); otherwise ``exp(logit_scale)`` with a bias that
@@ -99,11 +106,13 @@ from mmrag.rerank.base import (
     RerankQuery,
     UnsupportedPairError,
 )
+from mmrag.rerank.blip2_itc import Blip2ItcBackend
 from mmrag.rerank.cross_encoder import CrossEncoderBackend
 from mmrag.rerank.dual import DualEncoderBackend, DualScoreMap
 from mmrag.rerank.itm import Blip2ItmBackend, BlipItmBackend
 from mmrag.rerank.loading import (
     RERANKER_PRESETS,
+    Blip2Score,
     RerankerKind,
     RerankerModels,
     RerankerPreset,
@@ -119,7 +128,9 @@ from mmrag.rerank.reranker import InputType, RankedItem, Reranker, rerank_known_
 __all__ = [
     "ALL_PAIRS",
     "RERANKER_PRESETS",
+    "Blip2ItcBackend",
     "Blip2ItmBackend",
+    "Blip2Score",
     "BlipItmBackend",
     "Calibration",
     "CrossEncoderBackend",

@@ -147,7 +147,7 @@ class RerankBackend(ABC):
     threads.
 
     Attributes:
-        kind: ``"blip_itm"``, ``"blip2_itm"``, ``"cross_encoder"`` or ``"dual"``.
+        kind: ``"blip_itm"``, ``"blip2_itm"``, ``"blip2_itc"``, ``"cross_encoder"`` or ``"dual"``.
         pairs: The modality pairs this backend can score.
         specialised: ``True`` for joint (cross-attention) scorers; a dual
             encoder is ``False`` and only serves pairs no specialised backend

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard, Union
 
 from mmrag.encoders.base import Encoder
+from mmrag.encoders.blip2 import Blip2FeatureEncoder, load_blip2_encoder
 from mmrag.encoders.loading import LoadRequest, load_encoder, pick_dtype, supported_model_types
 from mmrag.encoders.sources import load_model_config, model_not_available_error, resolve_model_source
 from mmrag.errors import InvalidInputError, UnsupportedModelError
 from mmrag.options import LoadOptions, LoadOverrides
 from mmrag.rerank.base import ALL_PAIRS, Calibration, PairKey, RerankBackend
+from mmrag.rerank.blip2_itc import Blip2ItcBackend
 from mmrag.rerank.cross_encoder import CrossEncoderBackend
 from mmrag.rerank.dual import DualEncoderBackend
 from mmrag.rerank.itm import Blip2ItmBackend, BlipItmBackend
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RERANKER_PRESETS",
+    "Blip2Score",
     "RerankerKind",
     "RerankerModels",
     "RerankerPreset",
@@ -49,8 +52,13 @@ __all__ = [
 DEFAULT_RERANK_BATCH_SIZE = 32
 """(query, candidate) pairs per model call when :attr:`LoadOptions.batch_size` is ``None``."""
 
-RerankerKind = Literal["blip_itm", "blip2_itm", "cross_encoder", "dual"]
+RerankerKind = Literal["blip_itm", "blip2_itm", "blip2_itc", "cross_encoder", "dual"]
 """The backend families :func:`load_reranker` builds."""
+
+Blip2Score = Literal["itm", "itc"]
+"""Which BLIP-2 score :func:`load_reranker` uses: the ITM head, or the ITC score (max over queries)."""
+
+_BLIP2_SCORES: tuple[Blip2Score, ...] = ("itm", "itc")
 
 RerankerSpec = Union[str, "os.PathLike[str]", Encoder, RerankBackend]
 """One model: a reranker alias, an encoder alias, a hub id, a local directory,
@@ -62,6 +70,7 @@ RerankerModels = Union[RerankerSpec, Sequence[RerankerSpec], Mapping[str, Rerank
 _KIND_PAIRS: dict[str, frozenset[PairKey]] = {
     "blip_itm": BlipItmBackend.pairs,
     "blip2_itm": Blip2ItmBackend.pairs,
+    "blip2_itc": Blip2ItcBackend.pairs,
     "cross_encoder": CrossEncoderBackend.pairs,
     "dual": DualEncoderBackend.pairs,
 }
@@ -178,6 +187,7 @@ def load_reranker(
     *,
     options: LoadOptions | None = None,
     calibration: Mapping[PairKey, Calibration] | None = None,
+    blip2_score: Blip2Score = "itm",
     **overrides: Unpack[LoadOverrides],
 ) -> Reranker:
     """Load a reranker made of one or several models.
@@ -213,6 +223,14 @@ def load_reranker(
             candidates.
         calibration: Optional per-pair :class:`~mmrag.rerank.Calibration` of
             the log-odds.
+        blip2_score: How BLIP-2 checkpoints (``Blip2ForImageTextRetrieval``)
+            score text<->image pairs: ``"itm"`` (default), the match head's
+            probability; or ``"itc"``, BLIP-2's contrastive score, the
+            maximum over the query tokens of the query-text cosine, exactly
+            ``logits_per_image`` of ``use_image_text_matching_head=False``
+            (see :class:`~mmrag.rerank.Blip2ItcBackend`). With ``"itc"`` a
+            loaded BLIP-2 encoder scores by ITC too; otherwise a loaded
+            encoder is a dual encoder (cosine of its single vectors).
         **overrides: Any :class:`~mmrag.LoadOptions` field, applied on top of
             ``options`` (``device="cpu"``, ``batch_size=16`` ...).
 
@@ -235,7 +253,11 @@ def load_reranker(
         [RankedItem(index=0, score=0.91, ...), RankedItem(index=1, score=0.88, ...)]
     """
     opts = LoadOptions.merge(options, overrides)
-    resolved = _Options(opts, opts.torch_device(), opts.torch_dtype(), opts.batch_size_or(DEFAULT_RERANK_BATCH_SIZE))
+    if blip2_score not in _BLIP2_SCORES:
+        raise InvalidInputError(f"blip2_score must be 'itm' or 'itc', got {blip2_score!r}")
+    resolved = _Options(
+        opts, opts.torch_device(), opts.torch_dtype(), opts.batch_size_or(DEFAULT_RERANK_BATCH_SIZE), blip2_score
+    )
     if isinstance(model, Mapping):
         plans, assigned = _explicit_routes(model, resolved)
     else:
@@ -312,6 +334,7 @@ class _Options:
     device: torch.device
     dtype: torch.dtype | None
     batch_size: int
+    blip2_score: Blip2Score = "itm"
 
 
 @dataclass(frozen=True, eq=False)
@@ -377,6 +400,8 @@ def _plan(spec: RerankerSpec, options: _Options) -> _Plan:
     if isinstance(spec, RerankBackend):
         return _Plan(spec.name, spec.kind, lambda: spec)
     if isinstance(spec, Encoder):
+        if options.blip2_score == "itc" and isinstance(spec, Blip2FeatureEncoder):
+            return _Plan(f"blip2_itc({spec.model_id})", "blip2_itc", lambda: Blip2ItcBackend(spec))
         return _Plan(f"dual({spec.model_id})", "dual", lambda: DualEncoderBackend(spec))
     if not isinstance(spec, (str, os.PathLike)):
         raise InvalidInputError(f"a reranker model must be {_SPEC_KINDS}, got {_shown(spec)}")
@@ -385,6 +410,8 @@ def _plan(spec: RerankerSpec, options: _Options) -> _Plan:
     source, model_id = resolve_model_source(target)
     config = load_model_config(source, revision=options.load.revision, local_files_only=options.load.local_files_only)
     kind = reranker_kind(config, str(spec))
+    if kind == "blip2_itm" and options.blip2_score == "itc":
+        kind = "blip2_itc"
     if kind == "dual":
         return _Plan(str(spec), kind, lambda: DualEncoderBackend(_load_dual_encoder(target, options)))
     request = LoadRequest(
@@ -503,6 +530,10 @@ def _load_blip2_itm(request: LoadRequest) -> RerankBackend:
     return Blip2ItmBackend(model, processor, model_id=request.model_id)
 
 
+def _load_blip2_itc(request: LoadRequest) -> RerankBackend:
+    return Blip2ItcBackend(load_blip2_encoder(request))
+
+
 def _load_cross_encoder(request: LoadRequest) -> RerankBackend:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -514,5 +545,6 @@ def _load_cross_encoder(request: LoadRequest) -> RerankBackend:
 _LOADERS: dict[str, Callable[[LoadRequest], RerankBackend]] = {
     "blip_itm": _load_blip_itm,
     "blip2_itm": _load_blip2_itm,
+    "blip2_itc": _load_blip2_itc,
     "cross_encoder": _load_cross_encoder,
 }
