@@ -26,7 +26,7 @@ def test_default_is_a_multilingual_siglip2_base() -> None:
 
 def test_rows_are_complete() -> None:
     for preset in mmrag.list_models():
-        assert preset.dim > 0 and preset.family in {"clip", "siglip", "siglip2", "chinese_clip"}
+        assert preset.dim > 0 and preset.family in {"clip", "siglip", "siglip2", "chinese_clip", "visualized_bge"}
         assert preset.languages and preset.license
 
 

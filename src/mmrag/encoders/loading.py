@@ -133,6 +133,7 @@ def load_encoder(
     model: str | os.PathLike[str] = DEFAULT_MODEL,
     *,
     options: LoadOptions | None = None,
+    text_model: str | os.PathLike[str] | None = None,
     **overrides: Unpack[LoadOverrides],
 ) -> Encoder:
     """Load a multimodal encoder.
@@ -144,6 +145,8 @@ def load_encoder(
         options: How to load it (:class:`~mmrag.LoadOptions`: device, dtype,
             batch size, revision, offline, safetensors, remote code, image
             limits); default ``LoadOptions()``.
+        text_model: For a Visualized-BGE ``.pth`` checkpoint: hub id or
+            directory of its BGE text model (config and tokenizer only).
         **overrides: Any :class:`~mmrag.LoadOptions` field, applied on top of
             ``options``: ``device="cpu"``, ``dtype="fp16"``, ``batch_size=32``,
             ``local_files_only=True`` ...
@@ -164,6 +167,10 @@ def load_encoder(
         (1, 512)
     """
     opts = LoadOptions.merge(options, overrides)
+    from mmrag.encoders.visualized_bge.loading import is_visualized_bge_source, load_visualized_bge
+
+    if text_model is not None or is_visualized_bge_source(model):  # a .pth checkpoint plus its text model
+        return load_visualized_bge(model, text_model=text_model, options=opts)
     _register_builtin_families()
     source, model_id = resolve_model_source(model)
     config = load_model_config(source, revision=opts.revision, local_files_only=opts.local_files_only)
