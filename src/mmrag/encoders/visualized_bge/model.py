@@ -10,6 +10,7 @@ same with an empty prompt.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -64,11 +65,12 @@ class VisualizedBgeModel(nn.Module):
                 f"{text_config.model_type!r}"
             )
         try:
-            vision = Eva02VisionTower(Eva02Config.from_state_dict(parts.vision))
-            weight = parts.visual_proj["weight"]
-            visual_proj = nn.Linear(weight.shape[1], weight.shape[0])
-            text_model = AutoModel.from_config(text_config, add_pooling_layer=bool(parts.pooler))  # type: ignore[no-untyped-call]  # transformers is untyped here
-            vision.load_state_dict(parts.vision)
+            with _skip_random_init():  # every parameter is overwritten from the checkpoint just below
+                vision = Eva02VisionTower(Eva02Config.from_state_dict(parts.vision))
+                weight = parts.visual_proj["weight"]
+                visual_proj = nn.Linear(weight.shape[1], weight.shape[0])
+                text_model = AutoModel.from_config(text_config, add_pooling_layer=bool(parts.pooler))  # type: ignore[no-untyped-call]  # transformers is untyped here
+            vision.load_state_dict(parts.vision)  # strict loads: nothing keeps its uninitialised value
             visual_proj.load_state_dict(parts.visual_proj)
             text_model.embeddings.load_state_dict(parts.embeddings)
             text_model.encoder.load_state_dict(parts.encoder)
@@ -142,3 +144,15 @@ class VisualizedBgeModel(nn.Module):
         )
         cls: torch.Tensor = out.last_hidden_state[:, 0]
         return cls
+
+
+def _skip_random_init() -> AbstractContextManager[Any]:
+    """transformers' context that turns torch's init functions into no-ops (its module moved in 5.x)."""
+    import importlib
+
+    for module in ("transformers.initialization", "transformers.modeling_utils"):  # 5.x, then 4.x
+        factory = getattr(importlib.import_module(module), "no_init_weights", None)
+        if factory is not None:
+            context: AbstractContextManager[Any] = factory()
+            return context
+    return nullcontext()
