@@ -198,6 +198,27 @@ def test_a_preset_offline_says_how_to_download() -> None:
     assert "text_model=" in str(info.value)
 
 
+def test_a_preset_downloads_its_file_with_the_callers_revision(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    calls: list[tuple[Any, ...]] = []
+
+    def fake_download(repo_id: str, filename: str, *, revision: str | None, local_files_only: bool) -> str:
+        calls.append((repo_id, filename, revision, local_files_only))
+        return str(PTH)  # the hub file, already "downloaded"
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    encoder = mmrag.load_encoder(
+        "bge-visualized-base-en", text_model=TEXT_MODEL, revision="abc123", local_files_only=True, device="cpu"
+    )
+    assert calls == [("BAAI/bge-visualized", "Visualized_base_en_v1.5.pth", "abc123", True)]
+    assert encoder.model_id == "BAAI/bge-visualized/Visualized_base_en_v1.5.pth"
+    # The recorded id loads the same checkpoint again (what a store hands back to load_encoder).
+    again = mmrag.load_encoder(encoder.model_id, text_model=TEXT_MODEL, device="cpu")
+    assert calls[-1] == ("BAAI/bge-visualized", "Visualized_base_en_v1.5.pth", None, False)
+    np.testing.assert_allclose(again.embed_texts(["dog"]), encoder.embed_texts(["dog"]), atol=1e-6)
+
+
 def test_a_known_file_name_implies_its_text_model(tmp_path: Path) -> None:
     named = tmp_path / "Visualized_base_en_v1.5.pth"
     named.write_bytes(PTH.read_bytes())

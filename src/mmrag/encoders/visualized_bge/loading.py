@@ -11,6 +11,7 @@ read from it. Every weight comes from the ``.pth``, read with
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,8 @@ def is_visualized_bge_source(model: object) -> bool:
         model: What the caller passed.
 
     Returns:
-        ``True`` for a Visualized-BGE preset alias and for any ``.pth`` path.
+        ``True`` for a Visualized-BGE preset alias and for any ``.pth`` path
+        or hub file.
     """
     if isinstance(model, os.PathLike):
         return str(os.fspath(model)).lower().endswith(".pth")
@@ -52,7 +54,9 @@ def load_visualized_bge(
     """Build a :class:`~mmrag.encoders.visualized_bge.VisualizedBgeEncoder`.
 
     Args:
-        model: A Visualized-BGE preset alias or a ``.pth`` file.
+        model: A Visualized-BGE preset alias, a local ``.pth`` file, or a
+            hub file ``"owner/repo/file.pth"`` (what an encoder loaded from
+            a preset records as its ``model_id``).
         text_model: Hub id or directory of the BGE text model; default: the
             preset's, or the one a known checkpoint file name implies.
         options: Loading options.
@@ -103,36 +107,41 @@ def _resolve_weights(model: str | os.PathLike[str], options: LoadOptions) -> tup
     """The local ``.pth`` path, the id to record, and the text model a preset or file name implies."""
     preset = get_preset(model) if isinstance(model, str) else None
     if preset is not None and preset.family == FAMILY:
-        return _download(preset, options), f"{preset.hub_id}/{preset.weights_file}", preset.text_model
-    path = Path(os.fspath(model)).expanduser().resolve()
-    if not path.is_file():
-        raise ModelNotAvailableError(
-            f"checkpoint {str(path)!r} does not exist; pass a Visualized-BGE .pth file or a preset "
-            f"({', '.join(p.alias for p in _visualized_presets())})"
-        )
+        hub_file = f"{preset.hub_id}/{preset.weights_file}"
+        return _download(hub_file, preset.text_model, options), hub_file, preset.text_model
+    text = str(os.fspath(model)).strip()
+    path = Path(text).expanduser().resolve()
     implied = next((p.text_model for p in _visualized_presets() if p.weights_file == path.name), None)
-    return str(path), str(path), implied
+    if path.is_file():
+        return str(path), str(path), implied
+    if isinstance(model, str) and _HUB_FILE.fullmatch(text):  # "owner/repo/file.pth", e.g. a recorded model_id
+        return _download(text, implied, options), text, implied
+    raise ModelNotAvailableError(
+        f"checkpoint {str(path)!r} does not exist; pass a Visualized-BGE .pth file, a hub file "
+        f"('BAAI/bge-visualized/Visualized_base_en_v1.5.pth') or a preset "
+        f"({', '.join(p.alias for p in _visualized_presets())})"
+    )
 
 
-def _download(preset: ModelPreset, options: LoadOptions) -> str:
+_HUB_FILE = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+/[\w.-]+\.pth", re.IGNORECASE)
+
+
+def _download(hub_file: str, text_model: str | None, options: LoadOptions) -> str:
+    repo_id, filename = hub_file.rsplit("/", 1)
     try:
         from huggingface_hub import hf_hub_download
 
         return str(
-            hf_hub_download(
-                preset.hub_id,
-                preset.weights_file,
-                revision=options.revision,
-                local_files_only=options.local_files_only,
-            )
+            hf_hub_download(repo_id, filename, revision=options.revision, local_files_only=options.local_files_only)
         )
     except Exception as exc:  # offline, missing file, hub errors: one clear message
+        text_hint = text_model or "<its BGE text model>"
         raise ModelNotAvailableError(
-            f"Visualized-BGE checkpoint {preset.weights_file!r} of {preset.hub_id!r} is not available offline and "
-            f"could not be downloaded ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-            f"Download it once where the hub is reachable (`hf download {preset.hub_id} {preset.weights_file}` "
-            f"and `hf download {preset.text_model}`), then reuse that HF_HOME cache, or pass the files: "
-            f"mmrag.load_encoder('/path/{preset.weights_file}', text_model='/path/to/{preset.text_model}')"
+            f"Visualized-BGE checkpoint {filename!r} of {repo_id!r} is not available offline and could not be "
+            f"downloaded ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Download it once "
+            f"where the hub is reachable (`hf download {repo_id} {filename}` and `hf download {text_hint}`), then "
+            f"reuse that HF_HOME cache, or pass the files: "
+            f"mmrag.load_encoder('/path/{filename}', text_model='/path/to/{text_hint}')"
         ) from exc
 
 
