@@ -26,7 +26,8 @@ def test_default_is_a_multilingual_siglip2_base() -> None:
 
 def test_rows_are_complete() -> None:
     for preset in mmrag.list_models():
-        assert preset.dim > 0 and preset.family in {"clip", "siglip", "siglip2", "chinese_clip", "blip2"}
+        families = {"clip", "siglip", "siglip2", "chinese_clip", "blip2", "visualized_bge"}
+        assert preset.dim > 0 and preset.family in families
         assert preset.languages and preset.license
 
 

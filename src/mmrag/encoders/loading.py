@@ -149,6 +149,7 @@ def load_encoder(
     model: str | os.PathLike[str] = DEFAULT_MODEL,
     *,
     options: LoadOptions | None = None,
+    text_model: str | os.PathLike[str] | None = None,
     **overrides: Unpack[LoadOverrides],
 ) -> Encoder:
     """Load a multimodal encoder.
@@ -160,6 +161,8 @@ def load_encoder(
         options: How to load it (:class:`~mmrag.LoadOptions`: device, dtype,
             batch size, revision, offline, safetensors, remote code, image
             limits); default ``LoadOptions()``.
+        text_model: For a Visualized-BGE ``.pth`` checkpoint: hub id or
+            directory of its BGE text model (config and tokenizer only).
         **overrides: Any :class:`~mmrag.LoadOptions` field, applied on top of
             ``options``: ``device="cpu"``, ``dtype="fp16"``, ``batch_size=32``,
             ``local_files_only=True`` ...
@@ -179,13 +182,20 @@ def load_encoder(
         >>> enc.embed_texts(["a photo of a cat"]).shape
         (1, 512)
     """
-    request = _request(model, LoadOptions.merge(options, overrides))
-    try:
-        encoder = _FAMILY_LOADERS[request.config.model_type](request)
-    except OSError as exc:
-        raise _not_available(model, request, exc) from exc
-    if request.options.batch_size == "auto" and encoder.device.type == "cuda":
-        encoder.batch_size = encoder.find_batch_size(start=request.batch_size, limit=AUTO_BATCH_LIMIT)
+    opts = LoadOptions.merge(options, overrides)
+    from mmrag.encoders.visualized_bge.loading import is_visualized_bge_source, load_visualized_bge
+
+    encoder: Encoder
+    if text_model is not None or is_visualized_bge_source(model):  # a .pth checkpoint plus its text model
+        encoder = load_visualized_bge(model, text_model=text_model, options=opts)
+    else:
+        request = _request(model, opts)
+        try:
+            encoder = _FAMILY_LOADERS[request.config.model_type](request)
+        except OSError as exc:
+            raise _not_available(model, request, exc) from exc
+    if opts.batch_size == "auto" and encoder.device.type == "cuda":
+        encoder.batch_size = encoder.find_batch_size(start=encoder.batch_size, limit=AUTO_BATCH_LIMIT)
     return encoder
 
 

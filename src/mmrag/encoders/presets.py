@@ -37,6 +37,10 @@ class ModelPreset:
         notes: Anything else worth knowing before choosing it.
         bundled: The weights ship inside the mmrag package (no download);
             ``hub_id`` is then a directory below ``mmrag/models``.
+        weights_file: For checkpoints that are one file in a hub repo (a
+            Visualized-BGE ``.pth``): its name in ``hub_id``.
+        text_model: The text model such a checkpoint is built on (hub id);
+            it supplies config and tokenizer.
     """
 
     alias: str
@@ -47,6 +51,8 @@ class ModelPreset:
     license: str
     notes: str = ""
     bundled: bool = False
+    weights_file: str = ""
+    text_model: str = ""
 
     def local_path(self) -> str | None:
         """Absolute directory of a bundled model, or ``None`` for hub models."""
@@ -67,8 +73,10 @@ def _preset(
     notes: str = "",
     *,
     bundled: bool = False,
+    weights_file: str = "",
+    text_model: str = "",
 ) -> tuple[str, ModelPreset]:
-    return alias, ModelPreset(alias, hub_id, family, dim, languages, license, notes, bundled)
+    return alias, ModelPreset(alias, hub_id, family, dim, languages, license, notes, bundled, weights_file, text_model)
 
 
 PRESETS: dict[str, ModelPreset] = dict(
@@ -202,6 +210,30 @@ PRESETS: dict[str, ModelPreset] = dict(
             "BLIP-2 Q-Former ITC features on EVA ViT-g/14 (~1.2B params), 224 px: wants a GPU. "
             "Image vector = mean of the 32 query features; BLIP-2's own ITC score is their maximum "
             "(load_reranker(..., blip2_score='itc')).",
+        ),
+        _preset(
+            "bge-visualized-base-en",
+            "BAAI/bge-visualized",
+            "visualized_bge",
+            768,
+            ("en",),
+            "MIT",
+            "Visualized-BGE on bge-base-en-v1.5 with an EVA02-CLIP-B/16 tower: text, image and composed "
+            "image+text queries. Downloads Visualized_base_en_v1.5.pth plus the text model's config and tokenizer.",
+            weights_file="Visualized_base_en_v1.5.pth",
+            text_model="BAAI/bge-base-en-v1.5",
+        ),
+        _preset(
+            "bge-visualized-m3",
+            "BAAI/bge-visualized",
+            "visualized_bge",
+            1024,
+            ("multilingual",),
+            "MIT",
+            "Visualized-BGE on bge-m3 with an EVA02-CLIP-L/14 tower; multilingual. Downloads Visualized_m3.pth "
+            "plus the text model's config and tokenizer.",
+            weights_file="Visualized_m3.pth",
+            text_model="BAAI/bge-m3",
         ),
         _preset(
             "demo",
