@@ -22,7 +22,7 @@ from mmrag.testing import speckled_image
 pytest.importorskip("ray.data")
 
 sys.path.insert(0, str(Path(__file__).parent / "store"))
-from test_chroma_server import _free_port, _start_server  # noqa: E402 - the store tests' `chroma run` helper
+from test_chroma_server import _free_port, _start_server  # the store tests' `chroma run` helper
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -112,16 +112,20 @@ def test_embed_dataset_equals_embed_images_on_the_same_files(ray_session, photos
     assert got.shape == (len(files), demo.dim) and got.dtype == np.float32
     assert _cos(got, demo.embed_images(files)).min() >= 0.9999
 
-    paths = ray.data.from_items([{"image": str(f)} for f in files[:8]])
-    from_paths = embed_dataset(paths, model="demo", column="image", device="cpu").take_all()
-    by_path = {Path(row["image"]).name: np.asarray(row["embedding"]) for row in from_paths}
-    assert _cos(np.stack([by_path[f.name] for f in files[:8]]), demo.embed_images(files[:8])).min() >= 0.9999
 
+def test_the_actor_takes_a_column_of_paths_or_of_texts(photos, demo) -> None:
+    from mmrag.ray.embed import BatchEmbedder
+
+    files = sorted(photos.rglob("img*.png"))[:6]
+    images = BatchEmbedder("demo", mmrag.LoadOptions(device="cpu"), "image", "image", "vector")
+    out = images({"image": np.array([str(f) for f in files], dtype=object), "n": np.arange(6)})
+    assert list(out["n"]) == list(range(6)) and out["vector"].shape == (6, demo.dim)
+    assert _cos(out["vector"], demo.embed_images(files)).min() >= 0.9999
     texts = ["a red circle", "a blue square"]
-    embedded = embed_dataset(ray.data.from_items([{"text": t} for t in texts]), model="demo", column="text",
-                             modality="text", device="cpu").take_all()  # fmt: skip
-    by_text = {row["text"]: np.asarray(row["embedding"]) for row in embedded}
-    assert _cos(np.stack([by_text[t] for t in texts]), demo.embed_texts(texts)).min() >= 0.9999
+    embed_texts = BatchEmbedder("demo", mmrag.LoadOptions(device="cpu"), "text", "text", "embedding")
+    assert _cos(embed_texts({"text": np.array(texts)})["embedding"], demo.embed_texts(texts)).min() >= 0.9999
+    with pytest.raises(mmrag.InvalidInputError, match="column 'image' is not in the dataset"):
+        images({"bytes": np.array([b"x"], dtype=object)})
 
 
 def _kill_this_actor_once(marker: str):
@@ -156,7 +160,8 @@ def test_index_folder_ray_matches_index_folder_and_survives_a_killed_actor(
     assert (store.count("image"), store.count("text")) == (N_IMAGES, 2)  # complete, no duplicates
     probe = photos / "more" / "img007.png"
     assert store.search(probe, k=1, modality="image")[0].source == str(probe)
-    assert store.search("something about the sea", k=1, modality="text")[0].source == str(photos / "more" / "sea.md")
+    texts = {hit.source for hit in store.search("something about the sea", k=5, modality="text")}
+    assert texts == {str(photos / "more" / "sea.md"), str(photos / "note.txt")}
 
     # the same folder indexed in-process into an embedded store gives the same ids
     with MultimodalStore(demo, path=tmp_path / "db", collection="rayed") as local:

@@ -72,8 +72,9 @@ class ActorPlan:
         self.concurrency: int = concurrency
 
     def map_arguments(self) -> dict[str, Any]:
-        """The ``concurrency`` and ``num_gpus`` (when any) keywords of ``Dataset.map_batches``."""
-        arguments: dict[str, Any] = {"concurrency": self.concurrency}
+        """The ``compute`` (a fixed pool of actors) and ``num_gpus`` (when any) keywords of ``Dataset.map_batches``."""
+        ray = import_ray()
+        arguments: dict[str, Any] = {"compute": ray.data.ActorPoolStrategy(size=self.concurrency)}
         if self.num_gpus:
             arguments["num_gpus"] = self.num_gpus
         return arguments

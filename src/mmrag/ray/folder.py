@@ -68,13 +68,18 @@ class FolderWriter:
         self.on_batch = on_batch
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Index one batch of planned files; one summary row (counts, ids, failures as JSON)."""
+        """Index one batch of planned files; one summary row (counts, ids, failures as JSON, a lost server)."""
         if self.on_batch is not None:
             self.on_batch()
         todo: list[FileTodo] = [pickle.loads(bytes(item)) for item in batch["todo"]]
         report = IndexReport()
-        self.indexer.index_chunk(todo, self.root, report)
+        lost = ""
+        try:
+            self.indexer.index_chunk(todo, self.root, report)
+        except ConnectionError as exc:  # the server went away: the driver stops the run with this message
+            lost = str(exc)
         row: dict[str, Any] = {name: [getattr(report, name)] for name in _COUNTS}
+        row["lost"] = [lost]
         row["files"] = [len(todo)]
         row["ids"] = [json.dumps(report.ids)]
         row["failed"] = [json.dumps(report.failed)]
@@ -170,30 +175,12 @@ def _collect(written: Any, report: IndexReport, *, total: int, show_progress: bo
     try:
         for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
             for i in range(len(batch["files"])):
+                if batch["lost"][i]:
+                    raise ConnectionError(f"index_folder_ray: {batch['lost'][i]}")
                 for name in _COUNTS:
                     setattr(report, name, getattr(report, name) + int(batch[name][i]))
                 report.ids += json.loads(str(batch["ids"][i]))
                 report.failed += [(str(source), str(reason)) for source, reason in json.loads(str(batch["failed"][i]))]
                 progress.update(int(batch["files"][i]))
-    except Exception as exc:
-        lost = _connection_error(exc)
-        if lost is None:
-            raise
-        raise ConnectionError(f"index_folder_ray: {lost} (records written so far are kept)") from exc
     finally:
         progress.close()
-
-
-def _connection_error(exc: BaseException) -> BaseException | None:
-    """The :class:`ConnectionError` an actor raised, found in what Ray re-raised, else ``None``."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ConnectionError):
-            return current
-        pending += [current.__cause__, current.__context__, getattr(current, "cause", None)]
-    return None
