@@ -197,3 +197,27 @@ def test_a_server_gone_mid_run_is_a_clear_error_and_a_rerun_completes(ray_sessio
     store = MultimodalStore(demo, client=server.client(), collection="cut")
     assert (store.count("image"), store.count("text")) == (N_IMAGES, 2)
     assert store.index_folder(photos).skipped == N_IMAGES + 2
+
+
+def test_the_cli_indexes_with_ray_into_a_server_and_searches_it(ray_session, server, tmp_path, capsys) -> None:
+    from mmrag.cli import main
+    from mmrag.server.settings import ServerSettings
+
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for n in range(6):
+        speckled_image((40 * n, 200 - 30 * n, 90), seed=n, size=24).save(folder / f"p{n}.png")
+    (folder / "bad.png").write_bytes(b"nope")
+    common = ["--chroma-url", server.url, "--collection", "cli", "--device", "cpu"]
+    assert main(["index", str(folder), *common, "--model", "demo", "--ray", "local"]) == 1  # bad.png failed
+    out = capsys.readouterr().out
+    assert "added 6, updated 0, skipped 0, removed 0, failed 1" in out and "bad.png" in out
+    assert main(["index", str(folder), *common]) == 1  # the server's recorded model; everything skipped
+    assert "added 0, updated 0, skipped 6" in capsys.readouterr().out
+    assert main(["search", "--image", str(folder / "p3.png"), "--k", "1", "--json", *common]) == 0
+    assert '"source": "' + str(folder / "p3.png") in capsys.readouterr().out
+    assert main(["index", str(folder), "--ray", "--collection", "cli"]) == 2
+    assert "--ray writes into a Chroma server" in capsys.readouterr().err
+    assert ServerSettings(chroma_url=server.url).chroma_url == server.url
+    with pytest.raises(ValueError, match="not both"):
+        ServerSettings(chroma_url=server.url, db=str(tmp_path))
