@@ -221,3 +221,19 @@ def test_the_cli_indexes_with_ray_into_a_server_and_searches_it(ray_session, ser
     assert ServerSettings(chroma_url=server.url).chroma_url == server.url
     with pytest.raises(ValueError, match="not both"):
         ServerSettings(chroma_url=server.url, db=str(tmp_path))
+
+
+def test_the_server_address_comes_from_a_url_or_an_http_client(server, tmp_path) -> None:
+    import chromadb
+
+    from mmrag.ray import ChromaServer
+
+    assert ChromaServer.from_url("https://db.example:9000") == ChromaServer("db.example", 9000, ssl=True)
+    assert ChromaServer.from_url("http://10.0.0.5").port == 8000
+    assert ChromaServer.of(server.client()).url == server.url
+    with pytest.raises(mmrag.InvalidInputError, match="http://HOST:PORT"):
+        ChromaServer.from_url("127.0.0.1:8000")
+    with pytest.raises(mmrag.InvalidInputError, match="not an embedded client"):
+        ChromaServer.of(chromadb.PersistentClient(path=str(tmp_path / "db")))
+    with pytest.raises(ConnectionError, match=r"cannot reach the Chroma server at http://127\.0\.0\.1:1"):
+        ChromaServer("127.0.0.1", 1).connect()

@@ -29,6 +29,9 @@ Pipeline
     reading (and decoding) chunk ``i + 1`` runs while chunk ``i`` is embedded,
     and chunk ``i - 1`` is written meanwhile; writes stay in order. An
     exception in embedding or writing propagates once both threads have stopped.
+    The same steps are public for other runners (``mmrag.ray``):
+    :meth:`FolderIndexer.plan`, then :meth:`FolderIndexer.index_chunk` for
+    chunks of ``plan.todo`` (anywhere, in any order), then :meth:`FolderIndexer.finish`.
 """
 
 from __future__ import annotations
