@@ -237,3 +237,14 @@ def test_the_server_address_comes_from_a_url_or_an_http_client(server, tmp_path)
         ChromaServer.of(chromadb.PersistentClient(path=str(tmp_path / "db")))
     with pytest.raises(ConnectionError, match=r"cannot reach the Chroma server at http://127\.0\.0\.1:1"):
         ChromaServer("127.0.0.1", 1).connect()
+
+
+def test_one_cpu_actor_without_gpus_and_checked_counts(ray_session) -> None:
+    from mmrag.ray import ActorPlan
+
+    plan = ActorPlan()  # this Ray has no GPUs: one CPU actor
+    assert (plan.concurrency, plan.num_gpus) == (1, 0.0) and "num_gpus" not in plan.map_arguments()
+    assert ActorPlan(concurrency=3, num_gpus=0.5).map_arguments()["num_gpus"] == 0.5
+    for bad in ({"concurrency": 0}, {"concurrency": True}, {"num_gpus": -1}):
+        with pytest.raises(mmrag.InvalidInputError):
+            ActorPlan(**bad)
