@@ -36,7 +36,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "mmrag.prefetch", "mmrag.batching", "mmrag.components", "mmrag.model_sharing", "mmrag._version",
         "mmrag.cache", "mmrag.progress", "mmrag.logs",
     ),
-    "adapter": ("mmrag.llama_index", "mmrag.langchain", "mmrag.chroma"),
+    "adapter": ("mmrag.llama_index", "mmrag.langchain", "mmrag.chroma", "mmrag.ray"),
     "application": ("mmrag.server", "mmrag.cli", "mmrag.__main__", "mmrag.demo", "mmrag.demo_data"),
     "support": ("mmrag.testing", "mmrag.plotting"),
 }  # fmt: skip  # aligned by hand

@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--follow-links", action="store_true", help="also follow symbolic links that leave the folder (off: skipped)"
     )
+    index.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="local|ADDRESS",
+        help="embed with Ray actors (one per GPU) into --chroma-url: a local Ray, or a cluster's address",
+    )
     index.set_defaults(handler=_cmd_index)
 
     search = commands.add_parser("search", help="search the store with a text or an image")
@@ -97,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=DEFAULT_DB, help=f"database directory (default {DEFAULT_DB})")
+    parser.add_argument("--chroma-url", metavar="http://HOST:PORT", help="use a Chroma server instead of --db")
     parser.add_argument("--collection", default="mmrag", help="collection name (default mmrag)")
     parser.add_argument(
         "--model", help="model alias, hub id or directory (default: the store's model, else siglip2-base-224)"
@@ -121,6 +129,17 @@ def _open_store(args: argparse.Namespace, *, must_exist: bool, lazy: bool = Fals
     from mmrag.encoders import LazyEncoder
     from mmrag.store import MultimodalStore
 
+    if args.chroma_url:
+        client = _chroma_client(args.chroma_url)
+        model = args.model or _server_model(client, args.collection)
+        if must_exist and model is None:
+            raise FileNotFoundError(
+                f"collection {args.collection!r} on {args.chroma_url} is empty; run `mmrag index PATH "
+                f"--chroma-url {args.chroma_url}` first"
+            )
+        name, options = model or mmrag.DEFAULT_MODEL, load_options_from_args(args)
+        encoder = LazyEncoder(name, options=options) if lazy else mmrag.load_encoder(name, options=options)
+        return MultimodalStore(encoder, client=client, collection=args.collection)
     db = Path(args.db).expanduser()
     if must_exist and not db.is_dir():
         raise FileNotFoundError(f"no database at {str(db)!r}; run `mmrag index PATH --db {args.db}` first")
@@ -137,25 +156,66 @@ def _open_store(args: argparse.Namespace, *, must_exist: bool, lazy: bool = Fals
         raise
 
 
+def _chroma_client(url: str) -> Any:
+    from mmrag.ray.server import ChromaServer  # no Ray needed: just the server's address
+
+    return ChromaServer.from_url(url).connect()
+
+
+def _server_model(client: Any, collection: str) -> str | None:
+    from mmrag.store.collection_pair import recorded_model_id
+
+    return recorded_model_id(client, collection)
+
+
+def _print_report(path: str, report: Any) -> int:
+    print(f"{path}: {report.summary()}")
+    for source, reason in report.failed:
+        print(f"  failed: {source}: {reason}")
+    for source, reason in report.skipped_links:
+        print(f"  skipped link: {source}: {reason}")
+    return 1 if report.failed else 0
+
+
 def _cmd_index(args: argparse.Namespace) -> int:
     for path in args.paths:
         if not Path(path).is_dir():
             raise NotADirectoryError(f"not a folder: {path!r}")
+    if args.ray:
+        return _index_with_ray(args)
     status = 0
     with _open_store(args, must_exist=False, lazy=True) as store:
         try:
             for path in args.paths:
                 report = store.index_folder(path, recursive=not args.no_recursive, follow_links=args.follow_links)
-                print(f"{path}: {report.summary()}")
-                for source, reason in report.failed:
-                    print(f"  failed: {source}: {reason}")
-                for source, reason in report.skipped_links:
-                    print(f"  skipped link: {source}: {reason}")
-                if report.failed:
-                    status = 1
+                status = max(status, _print_report(path, report))
         finally:
             store.encoder.close()  # stops image worker processes, if any started
-        print(f"store {str(store.path)!r} now holds {store.count('image')} images and {store.count('text')} texts")
+        where = args.chroma_url if args.chroma_url else repr(str(store.path))
+        print(f"store {where} now holds {store.count('image')} images and {store.count('text')} texts")
+    return status
+
+
+def _index_with_ray(args: argparse.Namespace) -> int:
+    import mmrag
+    from mmrag.ray import index_folder_ray, init_ray
+
+    if not args.chroma_url:
+        raise ValueError("--ray writes into a Chroma server: give --chroma-url http://HOST:PORT as well")
+    model = args.model or _server_model(_chroma_client(args.chroma_url), args.collection) or mmrag.DEFAULT_MODEL
+    init_ray(args.ray)
+    status = 0
+    for path in args.paths:
+        report = index_folder_ray(
+            path,
+            model=model,
+            client=args.chroma_url,
+            collection=args.collection,
+            recursive=not args.no_recursive,
+            follow_links=args.follow_links,
+            options=load_options_from_args(args),
+        )
+        status = max(status, _print_report(path, report))
     return status
 
 

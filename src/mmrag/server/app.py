@@ -201,7 +201,7 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
     @app.post("/search")
     async def search(body: SearchRequest) -> Response:
         """Search the ``--db`` store with a text (``query``) or an image (``image``)."""
-        if settings.db is None:
+        if settings.db is None and settings.chroma_url is None:
             raise ApiError(
                 409,
                 "store_not_configured",

@@ -28,6 +28,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", help="model alias, hub id or directory (default: the --db store's model, else siglip2-base-224)"
     )
     parser.add_argument("--db", help="store directory to serve /search from (default: /search disabled)")
+    parser.add_argument("--chroma-url", metavar="http://HOST:PORT", help="serve /search from a Chroma server")
     parser.add_argument("--collection", default=defaults.collection, help="collection name in --db (default mmrag)")
     parser.add_argument("--host", default=defaults.host, help="interface to bind (default 127.0.0.1; no auth!)")
     parser.add_argument("--port", type=int, default=defaults.port, help="port (default 8000; 0 = any free port)")
@@ -112,6 +113,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     return ServerSettings(
         model=args.model,
         db=args.db,
+        chroma_url=args.chroma_url,
         collection=args.collection,
         host=args.host,
         port=args.port,

@@ -130,10 +130,11 @@ class Runtime:
             encoder = load_encoder(model, options=settings.load_options)
             self.encoder = encoder
             self.images.use_model(encoder)
-            if settings.db is not None:
+            if settings.db is not None or settings.chroma_url is not None:
                 from mmrag.store import MultimodalStore
 
-                self.store = MultimodalStore(encoder, path=settings.db, collection=settings.collection)
+                client = self._chroma_client()
+                self.store = MultimodalStore(encoder, path=settings.db, client=client, collection=settings.collection)
             batcher = EmbeddingBatcher(
                 encoder,
                 max_batch_items=settings.batch_size,
@@ -164,7 +165,18 @@ class Runtime:
             return
         self._ready.set()
 
+    def _chroma_client(self) -> Any:
+        if self.settings.chroma_url is None:
+            return None
+        from mmrag.ray.server import ChromaServer
+
+        return ChromaServer.from_url(self.settings.chroma_url).connect()
+
     def _recorded_model(self) -> str | None:
+        if self.settings.chroma_url is not None:
+            from mmrag.store.collection_pair import recorded_model_id
+
+            return recorded_model_id(self._chroma_client(), self.settings.collection)
         if self.settings.db is None:
             return None
         from mmrag.store import MultimodalStore

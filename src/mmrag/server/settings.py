@@ -41,7 +41,9 @@ class ServerSettings:
         model: Model alias, hub id or directory; ``None`` means the ``db``
             store's recorded model, else :data:`mmrag.DEFAULT_MODEL`.
         db: Embedded store directory for ``/search``; ``None`` disables it.
-        collection: Logical store name inside ``db``.
+        collection: Logical store name inside ``db`` (or on ``chroma_url``).
+        chroma_url: A Chroma server (``http://HOST:PORT``) to serve ``/search``
+            from instead of ``db``.
         host: Interface to bind (loopback by default: there is no auth).
         port: TCP port; ``0`` picks a free one (printed at startup).
         device: Shorthand for ``load_options.device`` (given, it wins).
@@ -100,6 +102,7 @@ class ServerSettings:
     model: str | None
     db: str | None
     collection: str
+    chroma_url: str | None
     host: str
     port: int
     allow_local_root: str | None
@@ -141,6 +144,7 @@ class ServerSettings:
         max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
         load_options: LoadOptions | None = None,
+        chroma_url: str | None = None,
     ) -> None:
         """Store the settings (the shorthands go into ``load_options``) and validate them."""
         if load_options is not None and not isinstance(load_options, LoadOptions):
@@ -153,7 +157,7 @@ class ServerSettings:
             limits = dataclasses.replace(options.image_limits or ImageLimits(), max_pixels=max_pixels)
             options = options.replace(image_limits=limits)
         fields = {
-            "model": model, "db": db, "collection": collection, "host": host, "port": port,
+            "model": model, "db": db, "collection": collection, "chroma_url": chroma_url, "host": host, "port": port,
             "allow_local_root": allow_local_root, "allow_private_urls": allow_private_urls,
             "max_body_bytes": max_body_bytes, "max_items": max_items, "max_queue": max_queue,
             "max_wait_ms": max_wait_ms, "graceful_timeout": graceful_timeout, "resolve_workers": resolve_workers,
@@ -179,6 +183,12 @@ class ServerSettings:
             raise ValueError(f"--body-timeout must be positive, got {self.body_timeout}")
         if self.db is not None and not Path(self.db).expanduser().is_dir():
             raise ValueError(f"--db {self.db!r} is not a directory; build it first with `mmrag index PATH --db DIR`")
+        if self.chroma_url is not None:
+            from mmrag.ray.server import ChromaServer  # no Ray needed: just the URL's check
+
+            if self.db is not None:
+                raise ValueError("give --db or --chroma-url, not both")
+            ChromaServer.from_url(self.chroma_url)
         if self.allow_local_root is not None:
             root = Path(self.allow_local_root).expanduser()
             if not root.is_dir():

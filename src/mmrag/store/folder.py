@@ -29,6 +29,9 @@ Pipeline
     reading (and decoding) chunk ``i + 1`` runs while chunk ``i`` is embedded,
     and chunk ``i - 1`` is written meanwhile; writes stay in order. An
     exception in embedding or writing propagates once both threads have stopped.
+    The same steps are public for other runners (``mmrag.ray``):
+    :meth:`FolderIndexer.plan`, then :meth:`FolderIndexer.index_chunk` for
+    chunks of ``plan.todo`` (anywhere, in any order), then :meth:`FolderIndexer.finish`.
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ from mmrag.store.walk import TEXT_EXTENSIONS, scan_folder
 
 if TYPE_CHECKING:
     from mmrag.encoders.base import Encoder
+    from mmrag.store.store import MultimodalStore
 
-__all__ = ["TEXT_EXTENSIONS"]
+__all__ = ["TEXT_EXTENSIONS", "FileTodo", "FolderIndexer", "FolderPlan", "FolderRecord"]
 
 FOLDER_KEY = f"{INTERNAL_PREFIX}folder"
 
@@ -73,16 +77,45 @@ class FolderRecord:
 
 
 @dataclass(frozen=True)
-class _Todo:
+class FileTodo:
+    """One file a run reads, embeds and writes.
+
+    Attributes:
+        file: The file's absolute path.
+        modality: What its ending makes it.
+        stat: Its ``stat`` (size and modification time are recorded with it).
+        previous: Every record of this file (of this modality) found before;
+            those other than its new record are deleted once it is written.
+    """
+
     file: Path
     modality: Modality
     stat: os.stat_result
-    previous: tuple[FolderRecord, ...]  # every record of this file (of this modality) found before
+    previous: tuple[FolderRecord, ...]
+
+
+@dataclass
+class FolderPlan:
+    """What a run over one folder has to do, found before anything is embedded.
+
+    Attributes:
+        root: The folder (absolute, resolved).
+        report: The report so far: failures of the walk, skipped links, and
+            the files skipped as unchanged (with their ids).
+        todo: The files to read, embed and write, one modality after the other.
+        stale: Records to delete at the end (files gone, leftovers of an
+            interrupted run); deleted by :meth:`FolderIndexer.finish`.
+    """
+
+    root: Path
+    report: IndexReport
+    todo: list[FileTodo]
+    stale: list[FolderRecord]
 
 
 @dataclass(frozen=True)
 class _Loaded:
-    todo: _Todo
+    todo: FileTodo
     pending: Pending | None  # None when reading failed
     error: str | None
 
@@ -108,8 +141,30 @@ class FolderIndexer:
     encoder: Encoder
     model_key: str
 
+    @classmethod
+    def for_store(cls, store: MultimodalStore) -> FolderIndexer:
+        """The indexer ``store.index_folder`` uses: the store's collections, encoder and record-id key."""
+        return cls(store._collections, store.encoder, store._model_key)
+
     def index(self, root: Path, *, recursive: bool, follow_links: bool, show_progress: bool | None) -> IndexReport:
         """Bring the store in sync with the folder ``root`` (an absolute, resolved directory)."""
+        plan = self.plan(root, recursive=recursive, follow_links=follow_links)
+        report, todo = plan.report, plan.todo
+        size = self.encoder.batch_size
+        chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+        progress = _progress(len(todo), show_progress, desc=f"indexing {root.name or root}")
+        try:
+            with Prefetcher("mmrag-read") as reader, Prefetcher("mmrag-write") as writer:
+                loaded = reader.run(chunks, lambda chunk: self.read_chunk(chunk, root))
+                embedded = (self._embed_chunk(chunk, report, progress) for chunk in loaded)
+                for _ in writer.run(embedded, lambda chunk: write_chunk(self.collections, chunk)):
+                    pass
+        finally:
+            progress.close()
+        return self.finish(plan)
+
+    def plan(self, root: Path, *, recursive: bool, follow_links: bool) -> FolderPlan:
+        """Walk ``root`` (absolute, resolved) and sort its files into skipped (unchanged), to do, and stale records."""
         scan = scan_folder(root, recursive=recursive, follow_links=follow_links)
         report = IndexReport(failed=list(scan.failed), skipped_links=list(scan.skipped_links))
         files = sorted(scan.files, key=lambda entry: (entry[1], str(entry[0])))  # one modality per chunk
@@ -121,7 +176,7 @@ class FolderIndexer:
             if source not in on_disk and not scan.keeps(source)
             for record in records
         ]
-        todo: list[_Todo] = []
+        todo: list[FileTodo] = []
         for file, modality in files:
             records = known.get(str(file), [])
             try:
@@ -141,24 +196,20 @@ class FolderIndexer:
                 report.ids.append(keep.id)
                 stale += [record for record in same if record is not keep]  # leftovers of an interrupted run
                 continue
-            todo.append(_Todo(file, modality, info, tuple(same)))
+            todo.append(FileTodo(file, modality, info, tuple(same)))
+        return FolderPlan(root, report, todo, stale)
 
-        size = self.encoder.batch_size
-        chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
-        progress = _progress(len(todo), show_progress, desc=f"indexing {root.name or root}")
-        try:
-            with Prefetcher("mmrag-read") as reader, Prefetcher("mmrag-write") as writer:
-                loaded = reader.run(chunks, lambda chunk: self.read_chunk(chunk, root))
-                embedded = (self._embed_chunk(chunk, report, progress) for chunk in loaded)
-                for _ in writer.run(embedded, lambda chunk: write_chunk(self.collections, chunk)):
-                    pass
-        finally:
-            progress.close()
+    def index_chunk(self, chunk: list[FileTodo], root: Path, report: IndexReport) -> None:
+        """Read, embed and write one chunk of a plan's files (no overlap), counting them in ``report``."""
+        progress = _progress(0, False, desc="")
+        write_chunk(self.collections, self._embed_chunk(self.read_chunk(chunk, root), report, progress))
 
+    def finish(self, plan: FolderPlan) -> IndexReport:
+        """Delete the plan's stale records (once every file is written) and return its report."""
         for modality in MODALITIES:
-            self.collections.delete(modality, [record.id for record in stale if record.modality == modality])
-        report.removed += len(stale)
-        return report
+            self.collections.delete(modality, [record.id for record in plan.stale if record.modality == modality])
+        plan.report.removed += len(plan.stale)
+        return plan.report
 
     def known_files(self, root: Path) -> dict[str, list[FolderRecord]]:
         """Every record indexed from ``root`` before, by its file's exact path (more than one after a crash)."""
@@ -175,7 +226,7 @@ class FolderIndexer:
                 )
         return records
 
-    def read_chunk(self, chunk: list[_Todo], root: Path) -> list[_Loaded]:
+    def read_chunk(self, chunk: list[FileTodo], root: Path) -> list[_Loaded]:
         """Read one chunk's files (images stay encoded bytes); a file that fails carries its reason instead."""
         loaded = []
         for item in chunk:
