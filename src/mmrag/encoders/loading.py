@@ -22,7 +22,7 @@ from mmrag.encoders.sources import (
     model_not_available_error,
     resolve_model_source,
 )
-from mmrag.errors import UnsupportedModelError
+from mmrag.errors import ModelNotAvailableError, UnsupportedModelError
 from mmrag.options import LoadOptions, LoadOverrides
 
 if TYPE_CHECKING:
@@ -166,8 +166,15 @@ def load_encoder(
     opts = LoadOptions.merge(options, overrides)
     _register_builtin_families()
     source, model_id = resolve_model_source(model)
-    config = load_model_config(source, revision=opts.revision, local_files_only=opts.local_files_only)
-    loader = _FAMILY_LOADERS.get(config.model_type)
+    try:
+        config = load_model_config(source, revision=opts.revision, local_files_only=opts.local_files_only)
+        loader = _FAMILY_LOADERS.get(config.model_type)
+    except (ModelNotAvailableError, UnsupportedModelError):  # no transformers config.json: OpenCLIP's format?
+        from mmrag.encoders.open_clip import open_clip_family
+
+        if (open_clip := open_clip_family(source, opts)) is None:
+            raise
+        config, loader = open_clip
     if loader is None:
         raise UnsupportedModelError(
             f"model {str(model)!r} has model_type {config.model_type!r}, which mmrag cannot load; "
@@ -184,6 +191,8 @@ def load_encoder(
     )
     try:
         return loader(request)
+    except ModelNotAvailableError:
+        raise
     except OSError as exc:
         raise model_not_available_error(str(model), source, exc, use_safetensors=opts.use_safetensors) from exc
 
