@@ -96,28 +96,28 @@ class OpenClipCheckpoint:
             ModelNotAvailableError: The tokenizer is neither shipped, cached nor downloadable.
             UnsupportedModelError: The tokenizer has more tokens than the model's embedding.
         """
-        from transformers import AutoTokenizer, CLIPTokenizer
+        from transformers import AutoTokenizer
 
         name = self.config.hf_tokenizer_name
-        vocab, merges = (None, None) if name else (self.file("vocab.json"), self.file("merges.txt"))
         try:
             if name:
                 tokenizer = AutoTokenizer.from_pretrained(
                     name, local_files_only=self.options.local_files_only, trust_remote_code=False
                 )
-            elif vocab is not None and merges is not None:
-                tokenizer = _bpe_tokenizer(vocab, merges)
             else:
-                tokenizer = CLIPTokenizer.from_pretrained(
-                    OPENAI_CLIP_TOKENIZER, local_files_only=self.options.local_files_only
-                )
+                tokenizer = self._bpe_tokenizer()
         except OSError as exc:
             raise ModelNotAvailableError(
                 f"OpenCLIP model {self.source!r} uses the tokenizer {name or OPENAI_CLIP_TOKENIZER!r} "
-                f"(OpenCLIP's default: OpenAI's CLIP BPE), which is neither cached nor downloadable ({exc}); "
-                f"download it once with `hf download {name or OPENAI_CLIP_TOKENIZER}`, or put its vocab.json "
-                "and merges.txt next to open_clip_config.json"
+                f"(OpenCLIP's default is OpenAI's CLIP BPE), which is neither shipped with it, cached nor "
+                f"downloadable ({exc}); download it once with `hf download {name or OPENAI_CLIP_TOKENIZER}`, or "
+                "put its vocab.json and merges.txt next to open_clip_config.json"
             ) from exc
+        if len(tokenizer) < 256:  # transformers builds an empty tokenizer when it finds no files
+            raise ModelNotAvailableError(
+                f"OpenCLIP model {self.source!r}: the tokenizer {name!r} has only {len(tokenizer)} tokens; "
+                f"download it once with `hf download {name}`"
+            )
         tokenizer.model_max_length = self.config.context_length
         if len(tokenizer) > self.config.vocab_size:
             raise UnsupportedModelError(
@@ -125,6 +125,17 @@ class OpenClipCheckpoint:
                 f"embeds only {self.config.vocab_size} (text_cfg.vocab_size)"
             )
         return tokenizer
+
+    def _bpe_tokenizer(self) -> Any:
+        """OpenAI's CLIP BPE: the checkpoint's own ``vocab.json`` + ``merges.txt``, else the hub's copy."""
+        vocab, merges = self.file("vocab.json"), self.file("merges.txt")
+        if vocab is None or merges is None:
+            shared = self.options.replace(revision=None)  # the revision names the model's repo, not this one
+            vocab = _checkpoint_file(OPENAI_CLIP_TOKENIZER, "vocab.json", shared)
+            merges = _checkpoint_file(OPENAI_CLIP_TOKENIZER, "merges.txt", shared)
+        if vocab is None or merges is None:
+            raise OSError(f"no vocab.json + merges.txt in {self.source!r} or (cached) in {OPENAI_CLIP_TOKENIZER!r}")
+        return _bpe_tokenizer(vocab, merges)
 
     def load_state_dict(self) -> dict[str, torch.Tensor]:
         """The OpenCLIP weights, converted to transformers' ``CLIPModel`` names.
