@@ -233,3 +233,14 @@ def test_converted_encoder_works_in_the_store(
         store.add_texts(TEXTS[:3])
         hits = store.search(TEXTS[1], k=1)
     assert hits[0].text == TEXTS[1]
+
+
+def test_a_timm_style_config_json_beside_open_clip_files_still_converts(tmp_path: Path) -> None:
+    checkpoint = shutil.copytree(GOLDEN / "gelu", tmp_path / "timm_repo")
+    (checkpoint / "config.json").write_text(json.dumps({"architecture": "vit_base_patch32_clip_224"}))  # no model_type
+    _assert_matches(mmrag.load_encoder(checkpoint, device="cpu"), _golden("gelu"))
+
+
+def test_a_directory_with_neither_config_says_both(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotAvailableError, match="open_clip_config.json"):
+        mmrag.load_encoder(tmp_path, device="cpu")
