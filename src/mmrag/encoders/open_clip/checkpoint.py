@@ -66,11 +66,6 @@ class OpenClipCheckpoint:
     config: OpenClipConfig
     options: LoadOptions
 
-    @property
-    def is_local(self) -> bool:
-        """Whether :attr:`source` is a local directory."""
-        return Path(self.source).is_dir()
-
     def file(self, name: str) -> Path | None:
         """One file of the checkpoint, downloaded (or found in the hub cache) if it lives on the hub.
 
