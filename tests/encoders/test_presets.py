@@ -39,7 +39,7 @@ def test_names_from_other_libraries_point_at_real_presets() -> None:
         assert preset is not None and preset.family == "clip"
     for row in OPEN_CLIP_WEIGHTS:
         preset = get_preset(row.model)
-        if preset is None:  # a hub id of a transformers-format copy
+        if preset is None:  # a hub id: a transformers-format copy, or an OpenCLIP-format repo converted on load
             assert row.model.startswith("laion/CLIP-") and row.model.count("/") == 1
         else:  # SigLIP weights are SigLIP presets, OpenAI weights CLIP presets
             assert preset.family == ("siglip" if "SigLIP" in row.architecture else "clip")

@@ -39,6 +39,11 @@ def test_an_open_clip_pair_is_its_transformers_copy(name: str) -> None:
     assert resolve_model_source(name) == (expected, expected)
 
 
+def test_an_open_clip_pair_without_a_transformers_copy_is_its_open_clip_repo() -> None:
+    expected = "laion/CLIP-ViT-B-16-laion2B-s34B-b88K"  # OpenCLIP's format only: converted on load
+    assert resolve_model_source("ViT-B-16:laion2b_s34b_b88k") == (expected, expected)
+
+
 @pytest.mark.parametrize("row", OPEN_CLIP_WEIGHTS, ids=str)
 def test_every_open_clip_pair_in_the_table_resolves(row) -> None:
     assert resolve_model_source(f"{row.architecture}:{row.pretrained}")[0] == _hub_id(row.model)
@@ -66,7 +71,8 @@ def test_open_clip_hub_names_are_hub_ids(name: str, hub_id: str) -> None:
     [
         ("ViT-B-32", ["without its pretrained weights", "'ViT-B-32:openai' (preset clip-vit-b-32)",
                       "'ViT-B-32:laion2b_s34b_b79k' (laion/CLIP-ViT-B-32-laion2B-s34B-b79K)"]),
-        ("ViT-B-16:laion2b_s34b_b88k", ["no transformers-format copy", "'ViT-B-16:openai' (preset clip-vit-b-16)"]),
+        ("ViT-B-16:commonpool_l_s1b_b8k", ["not in mmrag's table", "'hf-hub:<owner>/<repo>'",
+                                          "'ViT-B-16:openai' (preset clip-vit-b-16)"]),
         ("RN50", ["ResNet CLIP", "'ViT-B/32' (preset clip-vit-b-32)"]),
         ("RN50x4", ["ResNet CLIP"]),
         ("ViT-H/14", ["not an OpenAI CLIP name", "'ViT-L/14@336px' (preset clip-vit-l-14-336)"]),

@@ -22,7 +22,7 @@ from mmrag.encoders.sources import (
     model_not_available_error,
     resolve_model_source,
 )
-from mmrag.errors import UnsupportedModelError
+from mmrag.errors import ModelNotAvailableError, UnsupportedModelError
 from mmrag.options import LoadOptions, LoadOverrides
 
 if TYPE_CHECKING:
@@ -189,9 +189,9 @@ def load_encoder(
     if text_model is not None or is_visualized_bge_source(model):  # a .pth checkpoint plus its text model
         encoder = load_visualized_bge(model, text_model=text_model, options=opts)
     else:
-        request = _request(model, opts)
+        request, loader, _ = _request(model, opts)
         try:
-            encoder = _FAMILY_LOADERS[request.config.model_type](request)
+            encoder = loader(request)
         except OSError as exc:
             raise _not_available(model, request, exc) from exc
     if opts.batch_size == "auto" and encoder.device.type == "cuda":
@@ -223,8 +223,11 @@ def encoder_signature(
         ModelNotAvailableError: As :func:`load_encoder`.
         UnsupportedModelError: As :func:`load_encoder`.
     """
-    request = _request(model, LoadOptions.merge(options, overrides))
-    describe = _FAMILY_SIGNATURES.get(request.config.model_type)
+    from mmrag.encoders.visualized_bge.loading import is_visualized_bge_source
+
+    if is_visualized_bge_source(model):
+        return None
+    request, _, describe = _request(model, LoadOptions.merge(options, overrides))
     if describe is None:
         return None
     try:
@@ -233,17 +236,35 @@ def encoder_signature(
         raise _not_available(model, request, exc) from exc
 
 
-def _request(model: str | os.PathLike[str], opts: LoadOptions) -> LoadRequest:
-    """Resolve the source, read the config, check the family and the device: everything before the weights."""
+def _request(
+    model: str | os.PathLike[str], opts: LoadOptions
+) -> tuple[LoadRequest, FamilyLoader, FamilySignature | None]:
+    """Resolve the source, read the config, check the family and the device: everything before the weights.
+
+    Returns:
+        The request, the family loader that builds it, and the family's
+        weight-free signature function (``None``: none registered).
+    """
     _register_builtin_families()
     source, model_id = resolve_model_source(model)
-    config = load_model_config(source, revision=opts.revision, local_files_only=opts.local_files_only)
-    if config.model_type not in _FAMILY_LOADERS:
+    describe: FamilySignature | None
+    try:
+        config = load_model_config(source, revision=opts.revision, local_files_only=opts.local_files_only)
+        loader = _FAMILY_LOADERS.get(config.model_type)
+        describe = _FAMILY_SIGNATURES.get(config.model_type)
+    except (ModelNotAvailableError, UnsupportedModelError):  # no transformers config.json: OpenCLIP's format?
+        from mmrag.encoders.open_clip import open_clip_family
+
+        if (open_clip := open_clip_family(source, opts)) is None:
+            raise
+        config, loader = open_clip
+        describe = None
+    if loader is None:
         raise UnsupportedModelError(
             f"model {str(model)!r} has model_type {config.model_type!r}, which mmrag cannot load; "
             f"supported model types: {', '.join(sorted(_FAMILY_LOADERS))}"
         )
-    return LoadRequest(
+    request = LoadRequest(
         source=source,
         model_id=model_id,
         config=config,
@@ -252,9 +273,12 @@ def _request(model: str | os.PathLike[str], opts: LoadOptions) -> LoadRequest:
         dtype=opts.torch_dtype(),
         batch_size=opts.batch_size_or(DEFAULT_BATCH_SIZE),
     )
+    return request, loader, describe
 
 
 def _not_available(model: str | os.PathLike[str], request: LoadRequest, exc: OSError) -> Exception:
+    if isinstance(exc, ModelNotAvailableError):
+        return exc
     return model_not_available_error(str(model), request.source, exc, use_safetensors=request.use_safetensors)
 
 

@@ -9,12 +9,14 @@
   written as one string the way ``open_clip.list_pretrained(as_str=True)``
   writes them: ``"ViT-B-32:laion2b_s34b_b79k"``. ``"ViT-B-32/laion2b_s34b_b79k"``
   works too, and so does OpenCLIP's ``"hf-hub:<repo>"``. Each pair maps to a
-  preset or to the hub id of a transformers-format copy of the same weights.
+  preset, to the hub id of a transformers-format copy of the same weights, or
+  (where none is published) to the OpenCLIP-format repository itself, which
+  :mod:`mmrag.encoders.open_clip` converts on load.
 
 A name that is recognisably one of these but cannot be loaded (a ResNet CLIP,
-an OpenCLIP model without its pretrained tag, weights published only in
-OpenCLIP's own format) is refused with a message listing the names that work,
-instead of a failed download of a repository that does not exist.
+an OpenCLIP model without its pretrained tag, a tag not in the table) is
+refused with a message listing the names that work, instead of a failed
+download of a repository that does not exist.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ class OpenClipWeights:
     Attributes:
         architecture: OpenCLIP model name, e.g. ``"ViT-B-32"``.
         pretrained: OpenCLIP pretrained tag, e.g. ``"laion2b_s34b_b79k"``.
-        model: A preset alias or hub id that loads the same weights.
+        model: A preset alias or hub id that loads the same weights: a
+            transformers-format copy where one is published, else the
+            OpenCLIP-format repository (converted to transformers' CLIP on load).
     """
 
     architecture: str
@@ -62,6 +66,15 @@ OPEN_CLIP_WEIGHTS: tuple[OpenClipWeights, ...] = (
     *_weights("ViT-B-32", ("openai", "clip-vit-b-32"), ("laion2b_s34b_b79k", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K")),
     *_weights("ViT-B-32-quickgelu", ("openai", "clip-vit-b-32")),
     *_weights("ViT-B-16", ("openai", "clip-vit-b-16")),
+    # OpenCLIP-format repositories (no transformers copy published): converted on load
+    *_weights("ViT-B-32", ("datacomp_xl_s13b_b90k", "laion/CLIP-ViT-B-32-DataComp.XL-s13B-b90K")),
+    *_weights("ViT-B-32-256", ("datacomp_s34b_b86k", "laion/CLIP-ViT-B-32-256x256-DataComp-s34B-b86K")),
+    *_weights(
+        "ViT-B-16",
+        ("laion2b_s34b_b88k", "laion/CLIP-ViT-B-16-laion2B-s34B-b88K"),
+        ("datacomp_xl_s13b_b90k", "laion/CLIP-ViT-B-16-DataComp.XL-s13B-b90K"),
+    ),
+    *_weights("ViT-L-14", ("datacomp_xl_s13b_b90k", "laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K")),
     *_weights("ViT-B-16-quickgelu", ("openai", "clip-vit-b-16")),
     *_weights("ViT-L-14", ("openai", "clip-vit-l-14"), ("laion2b_s32b_b82k", "laion/CLIP-ViT-L-14-laion2B-s32B-b82K")),
     *_weights("ViT-L-14-quickgelu", ("openai", "clip-vit-l-14")),
@@ -105,8 +118,8 @@ def resolve_model_alias(name: str) -> str | None:
     Raises:
         UnsupportedModelError: ``name`` is a CLIP name mmrag cannot load: a
             ResNet CLIP (transformers has none), an OpenCLIP model without its
-            pretrained tag, or OpenCLIP weights with no transformers-format
-            copy known; the message lists the names that work.
+            pretrained tag, or a tag not in :data:`OPEN_CLIP_WEIGHTS`; the
+            message lists the names that work.
 
     Example:
         >>> resolve_model_alias("ViT-L/14@336px")
@@ -161,9 +174,10 @@ def _open_clip(name: str, known: list[OpenClipWeights], tag: str) -> str:
         if row.pretrained == cleaned:
             return row.model
     raise UnsupportedModelError(
-        f"OpenCLIP weights {name!r} have no transformers-format copy mmrag knows of (mmrag loads transformers "
-        f"checkpoints, not OpenCLIP's own format); for {known[0].architecture} it loads {options}, or pass the "
-        "hub id of any transformers CLIP checkpoint"
+        f"OpenCLIP weights {name!r} are not in mmrag's table of OpenCLIP names; for {known[0].architecture} it "
+        f"knows {options}. Pass the weights' hub repository as 'hf-hub:<owner>/<repo>' (OpenCLIP-format "
+        "checkpoints of ViT models convert on load), a local directory holding open_clip_config.json, or the hub "
+        "id of a transformers CLIP checkpoint"
     )
 
 

@@ -89,10 +89,10 @@ def _local_dir(path: Path) -> tuple[str, str]:
             f"model directory {str(path)!r} does not exist; pass a preset alias (mmrag.list_models()), "
             "a hub id, or a directory written by save_pretrained"
         )
-    if not (path / "config.json").is_file():
+    if not (path / "config.json").is_file() and not (path / "open_clip_config.json").is_file():
         raise ModelNotAvailableError(
-            f"{str(path)!r} has no config.json; point at a directory written by model.save_pretrained "
-            "and processor.save_pretrained"
+            f"{str(path)!r} has no config.json (nor OpenCLIP's open_clip_config.json); point at a directory "
+            "written by model.save_pretrained and processor.save_pretrained, or an OpenCLIP checkpoint"
         )
     return str(path), str(path)
 
