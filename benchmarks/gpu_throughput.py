@@ -71,7 +71,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.smoke:
         args.models = list(SMOKE_MODELS)
-        args.n_images, args.per_item, args.model_only_batches = 40, 4, 2
+        args.n_images, args.per_item, args.model_only_batches = 32, 4, 2
         args.text_queries, args.repeat, args.batch_size = 5, 1, min(args.batch_size, 16)
     elif sorted(set(args.models) - set(MODELS)) or not args.models:
         parser.error(f"unknown --models; choose from {MODELS}")
