@@ -168,7 +168,11 @@ class Runner:
         if "sentence_transformers" in args.modes:
             try:
                 from sentence_transformers import SentenceTransformer
-                from sentence_transformers.models import CLIPModel
+
+                try:  # sentence-transformers >= 6
+                    from sentence_transformers.sentence_transformer.modules import CLIPModel
+                except ImportError:
+                    from sentence_transformers.models import CLIPModel
 
                 module = CLIPModel(source)
                 self.sentence_transformer = SentenceTransformer(modules=[module], device=args.device)
