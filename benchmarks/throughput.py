@@ -9,6 +9,11 @@ Modes, all on the same model weights, device and dtype, the same JPEG files, int
 ``naive_batched``
     Anchor: ``Image.open`` + the HF image processor on batches of ``--batch-size``, one forward
     per batch, no overlap.
+``sentence_transformers``
+    Anchor, when ``sentence_transformers`` imports (it is no mmrag dependency; the row is skipped,
+    with the reason in ``skipped``, when it is missing or cannot load the model):
+    ``SentenceTransformer(modules=[CLIPModel(model)]).encode(pil_images, batch_size=...)`` on images
+    opened with ``Image.open(...).convert("RGB")``, as its image-search examples do.
 ``processor_path``
     ``embed_images`` the way mmrag did it before issue #16 (and still does for families without an
     exact uint8 spec, e.g. SigLIP 2 NaFlex): ``resolve_image`` + the HF image processor on the
@@ -58,6 +63,7 @@ from encode import synthetic_jpegs
 MODES = (
     "per_item",
     "naive_batched",
+    "sentence_transformers",
     "processor_path",
     "mmrag_default",
     "inprocess",
@@ -157,6 +163,21 @@ class Runner:
         self.encoder = self.encoders["processor_path"]
         self.encoder._image_pool = None  # the processor path: what embed_images did before issue #16
         self.batch_size = args.batch_size
+        self.skipped: dict[str, str] = {}
+        self.sentence_transformer: Any = None
+        if "sentence_transformers" in args.modes:
+            try:
+                from sentence_transformers import SentenceTransformer
+
+                try:  # sentence-transformers >= 6
+                    from sentence_transformers.sentence_transformer.modules import CLIPModel
+                except ImportError:
+                    from sentence_transformers.models import CLIPModel
+
+                module = CLIPModel(source)
+                self.sentence_transformer = SentenceTransformer(modules=[module], device=args.device)
+            except Exception as exc:  # missing, or a model its CLIP wrapper cannot load: skip the row
+                self.skipped["sentence_transformers"] = f"{type(exc).__name__}: {str(exc)[:200]}"
 
     def close(self) -> None:
         for encoder in self.encoders.values():
@@ -178,6 +199,8 @@ class Runner:
             return self.per_item(paths)
         if mode == "naive_batched":
             return self.naive_batched(paths)
+        if mode == "sentence_transformers":
+            return self.sentence_transformers(paths)
         vectors: np.ndarray = self.encoders[mode].embed_images(list(paths), batch_size=self.batch_size)
         return vectors
 
@@ -216,6 +239,23 @@ class Runner:
                 with Image.open(path) as image:
                     images.append(image.convert("RGB"))
             out.append(self._features(self.encoder.image_processor(images=images, return_tensors="pt")))
+        return np.concatenate(out)
+
+    def sentence_transformers(self, paths: Sequence[Path]) -> np.ndarray:
+        from PIL import Image
+
+        out = []
+        for start in range(0, len(paths), 256):  # bounded memory: 256 decoded images at a time
+            images = []
+            for path in paths[start : start + 256]:
+                with Image.open(path) as image:
+                    images.append(image.convert("RGB"))
+            out.append(
+                self.sentence_transformer.encode(
+                    images, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+            )  # fmt: skip
         return np.concatenate(out)
 
 
@@ -290,6 +330,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"loading {args.model or 'tiny 224-px CLIP'} on {args.device}")
         runner = Runner(source, args)
         encoder = runner.encoder
+        for mode, reason in runner.skipped.items():
+            log(f"skipping {mode}: {reason}")
+        args.modes = [mode for mode in args.modes if mode not in runner.skipped]
         log(f"writing {args.n_images} JPEGs")
         blobs = synthetic_jpegs(args.n_images, args.image_sizes, quality=args.jpeg_quality, seed=args.seed)
         paths = write_files(blobs, root)
@@ -348,6 +391,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "image_sizes": ["x".join(map(str, s)) for s in args.image_sizes],
         "mean_jpeg_kb": round(float(np.mean([len(b) for b in blobs])) / 1024, 1),
         "results": rows,
+        "skipped": runner.skipped,
         "pil_transfer": transfer,
     }
 

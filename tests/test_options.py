@@ -24,6 +24,7 @@ FIELDS = (
     "image_limits",
     "image_workers",
     "fast_decode",
+    "gpu_decode",
     "compile",
 )
 
@@ -33,6 +34,7 @@ def test_defaults_are_safe() -> None:
     assert options.field_names() == FIELDS
     assert (options.use_safetensors, options.trust_remote_code, options.local_files_only) == (True, False, False)
     assert (options.image_workers, options.fast_decode, options.compile) == (None, False, False)  # exact, eager
+    assert options.gpu_decode is False
     assert options.describe() == {}
     assert mmrag.LoadOptions is LoadOptions
 

@@ -54,6 +54,7 @@ class LoadOverrides(TypedDict, total=False):
     image_limits: ImageLimits | None
     image_workers: int | None
     fast_decode: bool
+    gpu_decode: bool
     compile: bool
 
 
@@ -91,6 +92,12 @@ class LoadOptions:
             image, vectors within cosine ~0.995 of the exact ones (so it is
             recorded in the encoder's ``preprocessing``, and a store built
             without it refuses vectors made with it). Off by default.
+        gpu_decode: Decode JPEGs on the GPU (nvJPEG through
+            ``torchvision.io.decode_jpeg``) and resize them there, for a model
+            on CUDA whose image processor mmrag reproduces: frees the CPU, not
+            exact (cosine ~0.995, recorded in ``preprocessing`` like
+            ``fast_decode``). Without torchvision or CUDA it does nothing (one
+            INFO log line), never an error. Off by default.
         compile: Run the model's towers through ``torch.compile`` (the first
             batch of each shape compiles: slow to start, faster afterwards on
             a GPU). Off by default.
@@ -116,6 +123,7 @@ class LoadOptions:
     image_limits: ImageLimits | None = None
     image_workers: int | None = None
     fast_decode: bool = False
+    gpu_decode: bool = False
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -138,7 +146,14 @@ class LoadOptions:
             )
         if self.image_workers is not None:
             object.__setattr__(self, "image_workers", _worker_count(self.image_workers))
-        for name in ("local_files_only", "use_safetensors", "trust_remote_code", "fast_decode", "compile"):
+        for name in (
+            "local_files_only",
+            "use_safetensors",
+            "trust_remote_code",
+            "fast_decode",
+            "gpu_decode",
+            "compile",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInputError(f"{name} must be True or False, got {_shown(getattr(self, name))}")
         if self.revision is not None and (not isinstance(self.revision, str) or not self.revision.strip()):

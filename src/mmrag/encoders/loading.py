@@ -212,7 +212,7 @@ def encoder_signature(
 
     Args:
         model: As for :func:`load_encoder`.
-        options: As for :func:`load_encoder` (``fast_decode`` matters).
+        options: As for :func:`load_encoder` (``fast_decode`` and ``gpu_decode`` matter).
         **overrides: As for :func:`load_encoder`.
 
     Returns:
@@ -347,6 +347,7 @@ def _load_transformers_dual(request: LoadRequest) -> Encoder:
         image_limits=request.image_limits,
         image_workers=request.options.image_workers,
         fast_decode=request.options.fast_decode,
+        gpu_decode=request.options.gpu_decode,
         compile_model=request.options.compile,
     )
 
@@ -354,16 +355,20 @@ def _load_transformers_dual(request: LoadRequest) -> Encoder:
 def _transformers_dual_signature(request: LoadRequest) -> dict[str, str | int]:
     from transformers import AutoProcessor
 
+    from mmrag.encoders.preprocess.gpu_decode import gpu_decode_unavailable
     from mmrag.encoders.transformers_dual import DUAL_FAMILIES, dual_preprocessing, embedding_dim, text_length_limit
 
     family = DUAL_FAMILIES[request.config.model_type]
     processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
     length = text_length_limit(request.config, processor.tokenizer, family.default_text_length)
+    gpu_decode = request.options.gpu_decode and gpu_decode_unavailable(request.device) is None
     return {
         "model_id": request.model_id,
         "family": family.model_type,
         "dim": embedding_dim(request.config),
-        "preprocessing": dual_preprocessing(family, length, processor.image_processor, request.options.fast_decode),
+        "preprocessing": dual_preprocessing(
+            family, length, processor.image_processor, request.options.fast_decode, gpu_decode=gpu_decode
+        ),
     }
 
 

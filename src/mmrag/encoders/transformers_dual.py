@@ -15,7 +15,8 @@ pixels on a pool of worker processes (:mod:`mmrag.encoders.workers`), copied
 to the device as ``uint8`` (pinned and asynchronous on CUDA) and rescaled and
 normalised there, in the model's dtype: the same pixel values as the
 processor, bit for bit. Everything else (SigLIP 2 NaFlex, the torchvision
-backend, unusual settings) keeps the processor.
+backend, unusual settings) keeps the processor. ``gpu_decode`` decodes JPEGs
+on the GPU instead (:mod:`mmrag.encoders.preprocess.gpu_decode`; not exact).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 
 from mmrag.encoders.base import Batch, Encoder
 from mmrag.encoders.preprocess import ImageSpec, image_spec
+from mmrag.encoders.preprocess.gpu_decode import gpu_jpeg_decoder
 from mmrag.encoders.workers import WORKER_MIN_IMAGES, ImageWorkerPool
 from mmrag.inputs import ImageInput, ImageLimits
 
@@ -92,12 +94,15 @@ class TransformersDualEncoder(Encoder):
             with :meth:`close`.
         fast_decode: Fast, inexact JPEG decoding and resizing (recorded in
             :attr:`preprocessing`).
+        gpu_decode: Decode JPEGs on the GPU where torchvision and CUDA allow
+            (``LoadOptions.gpu_decode``; recorded in :attr:`preprocessing` when on).
         compile_model: Wrap both feature functions in ``torch.compile`` (``LoadOptions.compile``).
 
     Attributes:
         image_spec: What the image processor does, when mmrag reproduces it
             (then images take the worker pipeline); ``None`` otherwise.
         fast_decode: Whether fast decoding is on (never without ``image_spec``).
+        gpu_decode: Whether GPU JPEG decoding is on (asked for, and possible here).
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class TransformersDualEncoder(Encoder):
         image_limits: ImageLimits | None = None,
         image_workers: int | None = None,
         fast_decode: bool = False,
+        gpu_decode: bool = False,
         compile_model: bool = False,
     ) -> None:
         super().__init__(batch_size=batch_size, image_limits=image_limits)
@@ -132,6 +138,8 @@ class TransformersDualEncoder(Encoder):
             if self.image_spec is not None
             else None
         )
+        self._gpu_decoder = gpu_jpeg_decoder(self.image_spec, self.device, gpu_decode)
+        self.gpu_decode = self._gpu_decoder is not None
         self._text_features: Any = model.get_text_features
         self._image_features: Any = model.get_image_features
         if compile_model:
@@ -189,12 +197,20 @@ class TransformersDualEncoder(Encoder):
             ``{"pixels": uint8 tensor (n, 3, h, w)}`` (pinned on CUDA), or the
             processor's tensors for families without an :attr:`image_spec`.
         """
-        if self._image_pool is None:
+        pool = self._image_pool
+        if pool is None:
             return super().prepare_image_inputs(items, limits=limits, start=start, call_size=call_size)
-        pixels = torch.from_numpy(
-            self._image_pool.prepare(items, limits=limits, start=start, allow_start=call_size >= WORKER_MIN_IMAGES)
+
+        def exact(batch: list[ImageInput], first: int) -> Any:
+            return pool.prepare(batch, limits=limits, start=first, allow_start=call_size >= WORKER_MIN_IMAGES)
+
+        prepared = (
+            self._gpu_decoder.prepare(items, limits=limits, start=start, cpu_prepare=exact)
+            if self._gpu_decoder is not None
+            else exact(items, start)
         )
-        if self.device.type == "cuda":
+        pixels = prepared if isinstance(prepared, torch.Tensor) else torch.from_numpy(prepared)
+        if pixels.device.type == "cpu" and self.device.type == "cuda":
             pixels = pixels.pin_memory()  # on the prefetch thread, so the copy in forward_images is asynchronous
         return {"pixels": pixels}
 
@@ -223,14 +239,19 @@ class TransformersDualEncoder(Encoder):
             Un-normalised features, shape ``(n, dim)``.
         """
         if isinstance(batch, Mapping) and "pixels" in batch and self.image_spec is not None:
-            values = self.image_spec.normalize(batch["pixels"], dtype=self.dtype, device=self.device)
+            pixels = batch["pixels"]
+            if pixels.is_cuda:  # decoded on the GPU on another stream: keep its memory until this stream is done
+                pixels.record_stream(torch.cuda.current_stream(pixels.device))
+            values = self.image_spec.normalize(pixels, dtype=self.dtype, device=self.device)
             return pooled_features(self._image_features(pixel_values=values))
         return pooled_features(self._image_features(**self._to_device(batch)))
 
     @property
     def preprocessing(self) -> str:
-        """Text length, padding, the image processor's size/normalisation settings, and fast decoding if on."""
-        return dual_preprocessing(self._family, self.max_text_length, self.image_processor, self.fast_decode)
+        """Text length, padding, the image processor's size/normalisation settings, and fast/GPU decoding if on."""
+        return dual_preprocessing(
+            self._family, self.max_text_length, self.image_processor, self.fast_decode, gpu_decode=self.gpu_decode
+        )
 
     @property
     def image_worker_pids(self) -> tuple[int, ...]:
@@ -266,7 +287,9 @@ class TransformersDualEncoder(Encoder):
         return moved
 
 
-def dual_preprocessing(family: DualFamily, max_text_length: int, image_processor: Any, fast_decode: bool) -> str:
+def dual_preprocessing(
+    family: DualFamily, max_text_length: int, image_processor: Any, fast_decode: bool, *, gpu_decode: bool = False
+) -> str:
     """The ``preprocessing`` signature of a dual encoder, computable without its weights.
 
     Args:
@@ -275,10 +298,13 @@ def dual_preprocessing(family: DualFamily, max_text_length: int, image_processor
         image_processor: The loaded image processor.
         fast_decode: Whether fast decoding was asked for (recorded only where
             it applies, i.e. the image processor has an :class:`ImageSpec`).
+        gpu_decode: Whether GPU JPEG decoding is in effect (asked for, and
+            :func:`~mmrag.encoders.preprocess.gpu_decode.gpu_decode_unavailable`
+            gives no reason; recorded where fast decoding would be).
 
     Returns:
         E.g. ``"text:max_length=77,padding=longest;image:CLIPImageProcessorPil;size={shortest_edge:224};..."``,
-        with ``";decode=fast"`` appended for fast decoding. Worker counts,
+        with ``";decode=fast"``, ``";decode=gpu"`` or ``";decode=gpu+fast"`` appended. Worker counts,
         batch sizes and ``compile`` change no vector and are not recorded.
     """
     padding = "max_length" if family.pad_to_max_length else "longest"
@@ -287,8 +313,9 @@ def dual_preprocessing(family: DualFamily, max_text_length: int, image_processor
         value = getattr(image_processor, name, None)
         if value is not None:
             parts.append(f"{name}={_stable(value)}")
-    if fast_decode and image_spec(image_processor) is not None:
-        parts.append("decode=fast")
+    modes = [mode for mode, on in (("gpu", gpu_decode), ("fast", fast_decode)) if on]
+    if modes and image_spec(image_processor) is not None:
+        parts.append("decode=" + "+".join(modes))
     return ";".join(parts)
 
 
