@@ -240,7 +240,7 @@ def load_blip2_encoder(request: LoadRequest) -> Blip2FeatureEncoder:
     import torch
     from transformers import AutoProcessor, Blip2ForImageTextRetrieval
 
-    from mmrag.encoders.loading import pick_dtype
+    from mmrag.encoders.loading import PIL_BACKEND, pick_dtype
 
     architectures = tuple(getattr(request.config, "architectures", None) or ())
     if architectures and _RETRIEVAL_CLASS not in architectures:
@@ -262,7 +262,7 @@ def load_blip2_encoder(request: LoadRequest) -> Blip2FeatureEncoder:
             f"{request.model_id!r} has no weights for {len(missing)} parameters of {_RETRIEVAL_CLASS} ({shown}); "
             "it is not a trained BLIP-2 retrieval checkpoint and would embed at random"
         )
-    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
+    processor = AutoProcessor.from_pretrained(request.source, **PIL_BACKEND, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
     return Blip2FeatureEncoder(
         model.to(request.device).eval(),
         processor,

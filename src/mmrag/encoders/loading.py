@@ -104,6 +104,11 @@ class LoadRequest:
 
 
 DEFAULT_BATCH_SIZE = 64
+
+PIL_BACKEND: dict[str, str] = {"backend": "pil"}
+"""Image processors load with transformers' PIL backend, also where torchvision is installed: the vectors then do
+not depend on whether torchvision is there, and the exact uint8 worker pipeline (which reproduces the PIL backend
+bit for bit) applies. The torchvision backend resizes differently."""
 """Items per forward pass when :attr:`LoadOptions.batch_size` is ``None`` (or ``"auto"`` off a CUDA GPU)."""
 
 AUTO_BATCH_LIMIT = 1024
@@ -337,7 +342,7 @@ def _load_transformers_dual(request: LoadRequest) -> Encoder:
         **sdpa_attention(request.config), **request.hub_kwargs(),
     )  # fmt: skip  # aligned by hand
     model = model.to(request.device).eval()
-    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
+    processor = AutoProcessor.from_pretrained(request.source, **PIL_BACKEND, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
     return TransformersDualEncoder(
         model,
         processor,
@@ -359,7 +364,7 @@ def _transformers_dual_signature(request: LoadRequest) -> dict[str, str | int]:
     from mmrag.encoders.transformers_dual import DUAL_FAMILIES, dual_preprocessing, embedding_dim, text_length_limit
 
     family = DUAL_FAMILIES[request.config.model_type]
-    processor = AutoProcessor.from_pretrained(request.source, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
+    processor = AutoProcessor.from_pretrained(request.source, **PIL_BACKEND, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
     length = text_length_limit(request.config, processor.tokenizer, family.default_text_length)
     gpu_decode = request.options.gpu_decode and gpu_decode_unavailable(request.device) is None
     return {

@@ -173,6 +173,11 @@ def add_load_arguments(parser: argparse.ArgumentParser, *, batch_size_default: i
         help="decode JPEGs at reduced size before resizing (faster; vectors differ slightly, recorded in the store)",
     )
     parser.add_argument(
+        "--gpu-decode",
+        action="store_true",
+        help="decode JPEGs on the GPU with nvJPEG where torchvision and CUDA are there (not exact; recorded)",
+    )
+    parser.add_argument(
         "--compile", action="store_true", help="run the model through torch.compile (slow start, faster after)"
     )
     parser.add_argument("--revision", help="hub branch, tag or commit of the model (default: main)")
@@ -202,6 +207,7 @@ def load_options_from_args(args: argparse.Namespace) -> LoadOptions:
         image_workers=getattr(args, "image_workers", None),
         fast_decode=bool(getattr(args, "fast_decode", False)),
         compile=bool(getattr(args, "compile", False)),
+        gpu_decode=bool(getattr(args, "gpu_decode", False)),
     )
 
 
