@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from mmrag.batching import EmbeddingBatcher
-    from mmrag.encoders.base import Encoder
+    from mmrag.encoders.base import Encoder, FusedEmbeddings
     from mmrag.store import MultimodalStore
 
 __all__ = ["ItemError", "Runtime"]
@@ -308,6 +308,16 @@ class Runtime:
         vectors = await self._embed("image", list(images))
         self.items_embedded["image"] += len(images)
         return vectors
+
+    async def embed_fused(self, images: Sequence[Image.Image], texts: Sequence[str]) -> FusedEmbeddings:
+        """The family's image, text and fused vectors of image-text pairs (``encoder.embed_fused``), off the loop."""
+        encoder, _ = self.require_ready()
+        ticket = current_ticket()
+        if ticket is not None:
+            ticket.submitted()  # not coalesced: the family fuses the pair itself (Visualized-BGE encodes it jointly)
+        fused = await asyncio.get_running_loop().run_in_executor(None, encoder.embed_fused, list(images), list(texts))
+        self.items_embedded.update(image=len(images), text=len(texts))
+        return fused
 
     async def _embed(self, kind: Literal["text", "image"], items: list[Any]) -> np.ndarray:
         encoder, _ = self.require_ready()
