@@ -63,11 +63,35 @@ def test_search_table_and_json(indexed) -> None:
     assert [h["rank"] for h in hits] == [1, 2, 3]
 
 
+def test_search_with_a_text_and_an_image_is_a_composed_query(indexed, tmp_path, tiny_model_dirs) -> None:
+    import mmrag
+
+    root, _ = indexed
+    shutil.copytree(root / "db", tmp_path / "db")
+    photos = root / "photos"
+    encoder = mmrag.load_encoder(str(tiny_model_dirs["clip"]), device="cpu")
+    with mmrag.MultimodalStore(encoder, path=tmp_path / "db") as store:
+        pair_ids = store.add_pairs([photos / "red.png", photos / "blue.png"], ["make it blue", "make it blue"]).ids
+    red = str(photos / "red.png")
+    found = mmrag_cmd("search", "make it blue", "--image", red, "--db", "db", "--json", cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    fused = encoder.embed_fused([photos / "red.png"], ["make it blue"]).fused[0]
+    assert hits[0]["id"] == pair_ids[0] and hits[0]["modality"] == "pair" and hits[0]["text"] == "make it blue"
+    green = next(h for h in hits if h["source"] == str(photos / "green.png"))
+    assert green["score"] == pytest.approx(float(encoder.embed_images([photos / "green.png"])[0] @ fused), abs=1e-4)
+    pairs = mmrag_cmd("search", "make it blue", "--image", "photos/red.png", "--db", str(tmp_path / "db"),
+                      "--modality", "pair", cwd=root)  # fmt: skip  # aligned by hand
+    assert pairs.returncode == 0, pairs.stderr
+    rows = pairs.stdout.splitlines()[2:]
+    assert len(rows) == 2 and all(row.split()[2] == "pair" for row in rows) and "[red.png]" in rows[0]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("search", "x", "--db", "missing"), "no database at 'missing'"),
-        (("search", "--db", "db"), "give either a text query or --image"),
+        (("search", "--db", "db"), "give a text query, --image PATH_OR_URL or both"),
         (("search", "--image", "nope.png", "--db", "db"), "file not found"),
         (("index", "not-a-folder", "--db", "db"), "not a folder: 'not-a-folder'"),
         (("index", "photos", "--db", "db", "--model", "./no-such-model"), "does not exist"),

@@ -317,8 +317,10 @@ def test_retriever_image_query_and_per_call_options(store: MultimodalStore, imag
     auto = MultimodalStoreRetriever(store=store, k=1, modality="image", query_type="auto")
     assert auto.invoke(image_paths[3])[0].page_content == image_paths[3]
 
-    with pytest.raises(ValueError, match="not both"):
-        retriever.invoke("a red circle", image=image_paths[0])
+    composed = retriever.invoke("a red circle", image=image_paths[0])  # text + image: a composed query
+    fused = store.embed_query("a red circle", image=image_paths[0])
+    expected = store.search_by_vector(fused, k=3, modality="image")
+    assert [d.id for d in composed] == [h.id for h in expected] and len(composed) == 3
     with pytest.raises(ValueError, match="empty query"):
         retriever.invoke("  ")
     with pytest.raises(TypeError):
@@ -327,6 +329,23 @@ def test_retriever_image_query_and_per_call_options(store: MultimodalStore, imag
         retriever.invoke(Image.open(image_paths[0]))  # type: ignore[arg-type]  # the wrong type is what the test passes
     with pytest.raises(ValidationError):
         MultimodalStoreRetriever(store=store, modality="video")
+
+
+def test_retriever_composed_query_finds_the_pair_with_that_image_and_text(store, image_paths) -> None:
+    texts = ["make it blue", "make it red", "make it blue"]
+    ids = store.add_pairs([image_paths[0], image_paths[0], image_paths[1]], texts).ids
+    retriever = MultimodalStoreRetriever(store=store, k=3, modality="pair")
+    docs = retriever.invoke("make it blue", image=image_paths[0])
+    assert docs[0].id == ids[0] and docs[0].metadata["score"] == pytest.approx(1.0, abs=1e-5)
+    assert (docs[0].page_content, docs[0].metadata["source"], docs[0].metadata["modality"]) == (
+        "make it blue",
+        image_paths[0],
+        "pair",
+    )
+    mixed = MultimodalStoreRetriever(store=store, k=20).invoke("make it blue", image=image_paths[0])
+    assert mixed[0].id == ids[0] and {d.metadata["modality"] for d in mixed} == {"image", "text", "pair"}
+    by_text = MultimodalStoreRetriever(store=store, search_kwargs={"modality": "pair"}).invoke("make it red")
+    assert len(by_text) == 3 and {d.metadata["modality"] for d in by_text} == {"pair"}
 
 
 def test_retriever_include_image_base64(store: MultimodalStore, image_paths, tmp_path) -> None:

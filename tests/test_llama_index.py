@@ -359,9 +359,12 @@ def test_store_retriever_retrieve_picks_query_kind_and_modality(store: Multimoda
     by_text = both.retrieve("something about the sea")
     assert {type(r.node) for r in by_text} == {ImageNode, TextNode} and len(by_text) == 7
     assert by_text[0].node.get_content() == "something about the sea"
-    by_image = both.retrieve(QueryBundle(query_str="what is this?", image_path=red))
+    by_image = both.retrieve(QueryBundle(query_str="", image_path=red))
     assert by_image[0].node.image_path == red  # an image query, not a text one
     assert {type(r.node) for r in by_image} == {ImageNode, TextNode}
+    composed = both.retrieve(QueryBundle(query_str="what is this?", image_path=red))  # text + image: composed
+    fused = store.embed_query("what is this?", image=red)
+    assert [r.node.node_id for r in composed] == [h.id for h in store.search_by_vector(fused, k=10)]
 
     # A string that names an image file is still a text query for retrieve().
     assert both.retrieve(red)[0].score < 0.99
@@ -377,6 +380,22 @@ def test_store_retriever_retrieve_picks_query_kind_and_modality(store: Multimoda
         MultimodalStoreRetriever(store, modality="video")
     with pytest.raises(ValueError, match="image_path"):
         both.image_to_image_retrieve(QueryBundle(""))
+
+
+def test_store_retriever_composed_query_finds_the_pair_with_that_image_and_text(store, folder) -> None:
+    red, blue = str(folder / "red.png"), str(folder / "blue.png")
+    ids = store.add_pairs([red, red, blue], ["make it blue", "make it red", "make it blue"]).ids
+    bundle = QueryBundle(query_str="make it blue", image_path=red)
+    pairs = MultimodalStoreRetriever(store, k=3, modality="pair").retrieve(bundle)
+    assert pairs[0].node.node_id == ids[0] and pairs[0].score == pytest.approx(1.0, abs=1e-5)
+    node = pairs[0].node
+    assert type(node) is ImageNode and (node.image_path, node.text) == (red, "make it blue")
+    assert node.metadata["modality"] == "pair" and len(pairs) == 3
+    mixed = MultimodalStoreRetriever(store, similarity_top_k=2, image_similarity_top_k=3).retrieve(bundle)
+    assert mixed[0].node.node_id == ids[0] and {r.node.metadata["modality"] for r in mixed} == {"image", "text", "pair"}
+    assert len(mixed) == 2 + 3  # pairs are searched like images (up to image_similarity_top_k), the total stays
+    async_pairs = asyncio.run(MultimodalStoreRetriever(store, k=3, modality="pair").aretrieve(bundle))
+    assert [r.node.node_id for r in async_pairs] == [r.node.node_id for r in pairs]
 
 
 def test_store_retriever_async_forms_match_and_run_in_threads(store: MultimodalStore, folder, monkeypatch) -> None:

@@ -178,6 +178,8 @@ def test_embed_text_image_and_fused_match_the_library(client: httpx.Client, clip
     np.testing.assert_allclose(vec(both["image_embedding"]), expected_image, atol=1e-5)
     fused = expected_image + expected_text
     np.testing.assert_allclose(vec(both["fused_embedding"]), fused / np.linalg.norm(fused), atol=1e-5)
+    family_fused = clip_encoder.embed_fused([PNG], ["a red circle"]).fused[0]  # what add_pairs stores
+    np.testing.assert_allclose(vec(both["fused_embedding"]), family_fused, atol=1e-5)
 
 
 def test_embed_needs_exactly_one_image_field_and_something(client: httpx.Client) -> None:
@@ -343,9 +345,27 @@ def test_search_with_db(fleet: Fleet, aux_client: httpx.Client) -> None:
     bad_where = aux_client.post("/search", json={"query": "x", "where": {"colour": {"$bogus": 1}}})
     assert bad_where.status_code == 400 and error_of(bad_where)["code"] == "invalid_filter"
     assert "where['colour']: unknown operator" in error_of(bad_where)["message"]
-    for body in ({}, {"query": "x", "image": blue}, {"query": "x", "k": 0}, {"query": "x", "modality": "video"}):
+    for body in ({}, {"query": " ", "image": blue}, {"query": "x", "k": 0}, {"query": "x", "modality": "video"}):
         response = aux_client.post("/search", json=body)
         assert response.status_code == 422 and error_of(response)["type"] == "validation_error"
+
+
+def test_search_with_a_query_and_an_image_is_a_composed_query(aux_client: httpx.Client, clip_encoder) -> None:
+    red = png(COLOURS["red"], size=(24, 24), seed=0)
+    composed = aux_client.post("/search", json={"query": "a blue star", "image": b64(red), "k": 10}).json()
+    assert composed["query_type"] == "composed" and len(composed["results"]) == 6
+    fused = clip_encoder.embed_fused([red], ["a blue star"]).fused[0]
+    for hit in composed["results"]:
+        stored = clip_encoder.embed_texts([hit["text"]]) if hit["modality"] == "text" else None
+        if stored is not None:  # the score is the cosine with the family's fused vector of the pair
+            assert hit["score"] == pytest.approx(float(stored[0] @ fused), abs=1e-4)
+    images = aux_client.post("/search", json={"query": "a blue star", "image": b64(red), "modality": "image"}).json()
+    stored = clip_encoder.embed_images([png(c, size=(24, 24), seed=n) for n, c in enumerate(COLOURS.values())])
+    expected = sorted(zip(stored @ fused, COLOURS), reverse=True)
+    assert [Path(hit["source"]).stem for hit in images["results"]] == [name for _, name in expected]
+    assert [hit["score"] for hit in images["results"]] == pytest.approx([float(v) for v, _ in expected], abs=1e-4)
+    none = aux_client.post("/search", json={"query": "a blue star", "image": b64(red), "modality": "pair"})
+    assert none.status_code == 200 and none.json()["results"] == []  # this store holds no pairs
 
 
 # ----------------------------------------------------------------- batching and overload

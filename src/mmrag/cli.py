@@ -77,11 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     index.set_defaults(handler=_cmd_index)
 
-    search = commands.add_parser("search", help="search the store with a text or an image")
-    search.add_argument("query", nargs="?", help="a text query")
-    search.add_argument("--image", metavar="PATH_OR_URL", help="search with this image instead of a text")
+    search = commands.add_parser("search", help="search the store with a text, an image, or both (composed)")
+    search.add_argument("query", nargs="?", help="a text query (with --image: the text composed with the image)")
+    search.add_argument(
+        "--image", metavar="PATH_OR_URL", help="search with this image; with a text too, a composed query"
+    )
     search.add_argument("--k", type=_positive_int, default=10, help="number of results (default 10)")
-    search.add_argument("--modality", choices=("image", "text"), help="only images or only texts")
+    search.add_argument(
+        "--modality", choices=("image", "text", "pair"), help="only images, only texts or only image-text pairs"
+    )
     _store_options(search)
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
     search.set_defaults(handler=_cmd_search)
@@ -220,12 +224,15 @@ def _index_with_ray(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    if (args.query is None) == (args.image is None):
-        raise ValueError('give either a text query or --image PATH_OR_URL, e.g. mmrag search "a red circle"')
+    if args.query is None and args.image is None:
+        raise ValueError('give a text query, --image PATH_OR_URL or both, e.g. mmrag search "a red circle"')
     with _open_store(args, must_exist=True) as store:
-        query_type: Literal["image", "text"] = "image" if args.image is not None else "text"
+        composed = args.query is not None and args.image is not None
+        query_type: Literal["image", "text"] = "image" if args.image is not None and not composed else "text"
         try:
-            hits = store.search(args.image or args.query, k=args.k, modality=args.modality, query_type=query_type)
+            query = args.query if args.query is not None else args.image
+            image = args.image if composed else None
+            hits = store.search(query, image=image, k=args.k, modality=args.modality, query_type=query_type)
         finally:
             store.encoder.close()
     if args.json:

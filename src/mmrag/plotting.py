@@ -34,7 +34,8 @@ def plot_hits(
 
     Args:
         hits: Search results, best first (``mmrag.Hit`` or anything with
-            ``modality``, ``source``, ``text`` and ``score``).
+            ``modality``, ``source``, ``text`` and ``score``); an image-text
+            pair shows its image, its text under the label.
         query: The query to show first: a text, or an image (path or PIL image).
         title: Figure title.
         columns: Panels per row.
@@ -63,7 +64,9 @@ def plot_hits(
         panels.append(("query", query, None))
     for rank, hit in enumerate(hits, 1):
         label = f"#{rank} {hit.modality} {hit.score:.3f}"
-        payload = hit.source if hit.modality == "image" else hit.text
+        if hit.modality == "pair":  # an image with its text: the image, the text under the label
+            label += "\n" + textwrap.shorten(hit.text or "", 24, placeholder="…")
+        payload = hit.source if hit.modality in ("image", "pair") else hit.text
         panels.append((label, payload, hit.modality))
     rows = max(1, -(-len(panels) // columns))
     cols = min(columns, max(1, len(panels)))
@@ -82,7 +85,7 @@ def plot_hits(
 
 
 def _draw_panel(ax: Any, payload: Any, modality: str | None, family: list[str]) -> None:
-    image = _as_image(payload) if modality in (None, "image") else None
+    image = _as_image(payload) if modality in (None, "image", "pair") else None
     if image is not None:
         ax.imshow(image)
         return

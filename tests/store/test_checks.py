@@ -52,7 +52,7 @@ def test_huge_and_tiny_vectors_score_like_the_unit_vector(filled: MultimodalStor
 
 
 def test_modality_k_and_fusion_are_checked_everywhere(filled: MultimodalStore) -> None:
-    with pytest.raises(InvalidInputError, match="modality must be 'image', 'text' or None, got 'audio'"):
+    with pytest.raises(InvalidInputError, match="modality must be 'image', 'text', 'pair' or None, got 'audio'"):
         filled.count("audio")  # type: ignore[arg-type]  # the wrong type is what the test passes
     for bad_k in (0, -1, 2.5, True, "3"):
         with pytest.raises(InvalidInputError, match="k must be"):

@@ -69,7 +69,7 @@ def test_metadata_filter(store: MultimodalStore) -> None:
 def test_search_checks_k_modality_and_vector_length(store: MultimodalStore) -> None:
     with pytest.raises(ValueError, match="k must be at least 1"):
         store.search("x", k=0)
-    with pytest.raises(ValueError, match="modality must be 'image', 'text' or None"):
+    with pytest.raises(ValueError, match="modality must be 'image', 'text', 'pair' or None"):
         store.search("x", modality="audio")  # type: ignore[arg-type]  # the wrong type is what the test passes
     with pytest.raises(ValueError, match="this store holds"):
         store.search_by_vector([0.1, 0.2])

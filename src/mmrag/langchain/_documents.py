@@ -29,11 +29,12 @@ def hit_to_document(hit: Hit, *, include_image_base64: bool = False, limits: Ima
 
     Returns:
         A document with ``id`` set to the record id; ``page_content`` is the
-        text of a text hit, the path or URL of an image hit (``""`` for images
-        stored as pixels); ``metadata`` is the stored metadata plus
+        text of a text hit or an image-text pair, the path or URL of an image
+        hit (``""`` for images stored as pixels); ``metadata`` is the stored metadata plus
         ``modality``, ``source``, ``score`` and ``id``.
     """
-    content = (hit.text if hit.text is not None else hit.source or "") if hit.modality == "text" else hit.source or ""
+    has_text = hit.modality == "text" or (hit.modality == "pair" and hit.text is not None)
+    content = (hit.text if hit.text is not None else hit.source or "") if has_text else hit.source or ""
     metadata: dict[str, Any] = {
         **hit.metadata,
         "modality": hit.modality,
@@ -41,7 +42,7 @@ def hit_to_document(hit: Hit, *, include_image_base64: bool = False, limits: Ima
         "score": hit.score,
         "id": hit.id,
     }
-    if include_image_base64 and hit.modality == "image" and hit.source:
+    if include_image_base64 and hit.modality in ("image", "pair") and hit.source:
         try:
             data = read_image_bytes(hit.source, limits=limits)
         except ImageInputError as exc:

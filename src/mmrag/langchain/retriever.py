@@ -11,9 +11,9 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field, field_validator
 
 from mmrag.errors import InvalidInputError, TextInputError
-from mmrag.inputs import ImageInput, Modality
+from mmrag.inputs import ImageInput
 from mmrag.langchain._documents import hit_to_document
-from mmrag.store import MultimodalStore
+from mmrag.store import MultimodalStore, StoredModality
 
 __all__ = ["MultimodalStoreRetriever"]
 
@@ -25,7 +25,9 @@ class MultimodalStoreRetriever(BaseRetriever):
 
     Text queries come as the input (``retriever.invoke("a red circle")``); an
     image query comes as the ``image`` keyword (``retriever.invoke("",
-    image="photo.png")``). ``k``, ``modality`` and ``where`` can be changed per
+    image="photo.png")``); both together are a composed query
+    (``retriever.invoke("make it red", image="shoe.jpg")``: the encoder's
+    fused vector of the two, see ``MultimodalStore.search``). ``k``, ``modality`` and ``where`` can be changed per
     call the same way, or bound in a chain with ``retriever.bind(modality="image")``.
     ``search_kwargs={"k": 4, "filter": {...}}`` works as on LangChain's own
     ``vectorstore.as_retriever(search_kwargs=...)``.
@@ -34,11 +36,14 @@ class MultimodalStoreRetriever(BaseRetriever):
     :func:`hit_to_document`): ``page_content`` is the text of a text record and
     the path or URL of an image record; ``metadata`` holds ``modality``,
     ``source``, ``score`` (cosine similarity), ``id`` and the stored metadata.
+    An image-text pair (``modality="pair"``) has its text as ``page_content``
+    and its image's path or URL as ``source``.
 
     Example:
         >>> retriever = MultimodalStoreRetriever(store=store, k=4)
         >>> docs = retriever.invoke("a red circle", modality="image")  # doctest: +SKIP
         >>> docs = retriever.invoke("", image="query.png")  # doctest: +SKIP
+        >>> docs = retriever.invoke("make it red", image="shoe.jpg")  # doctest: +SKIP
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", use_attribute_docstrings=True)
@@ -49,8 +54,8 @@ class MultimodalStoreRetriever(BaseRetriever):
     k: int = Field(default=10, ge=1)
     """Most documents to return."""
 
-    modality: Modality | None = None
-    """``"image"`` or ``"text"`` to return one modality; ``None`` for both (rank-fused)."""
+    modality: StoredModality | None = None
+    """``"image"``, ``"text"`` or ``"pair"`` to return one modality; ``None`` for all (rank-fused)."""
 
     where: dict[str, Any] | None = None
     """Chroma-style filter on the stored metadata, e.g. ``{"album": "2024"}``."""
@@ -84,17 +89,18 @@ class MultimodalStoreRetriever(BaseRetriever):
         run_manager: CallbackManagerForRetrieverRun,
         image: ImageInput | None = None,
         k: int | None = None,
-        modality: Modality | None = _UNSET,
+        modality: StoredModality | None = _UNSET,
         where: dict[str, Any] | None = _UNSET,
     ) -> list[Document]:
         """Search the store.
 
         Args:
-            query: The text query; leave empty (``""``) when ``image`` is given.
+            query: The text query; leave empty (``""``) for an ``image`` query
+                alone, or give both for a composed query.
             run_manager: The callback manager for this run.
             image: An image query: anything :func:`mmrag.resolve_image` accepts.
             k: Most documents for this call (default: the retriever's ``k``).
-            modality: ``"image"``, ``"text"`` or ``None`` (both) for this call.
+            modality: ``"image"``, ``"text"``, ``"pair"`` or ``None`` (all) for this call.
             where: Metadata filter for this call (``None`` for none).
 
         Returns:
@@ -102,7 +108,7 @@ class MultimodalStoreRetriever(BaseRetriever):
 
         Raises:
             mmrag.TextInputError: ``query`` is not a string (also a ``TypeError``).
-            mmrag.InvalidInputError: Neither or both of a text query and ``image`` were given,
+            mmrag.InvalidInputError: Neither a text query nor ``image`` was given,
                 or ``k``/``modality`` is invalid.
             mmrag.ImageInputError: The image query could not be resolved.
         """
@@ -115,17 +121,17 @@ class MultimodalStoreRetriever(BaseRetriever):
         run_manager: AsyncCallbackManagerForRetrieverRun,
         image: ImageInput | None = None,
         k: int | None = None,
-        modality: Modality | None = _UNSET,
+        modality: StoredModality | None = _UNSET,
         where: dict[str, Any] | None = _UNSET,
     ) -> list[Document]:
         """Search the store on a worker thread, leaving the event loop free.
 
         Args:
-            query: The text query; leave empty (``""``) when ``image`` is given.
+            query: The text query (empty for an ``image`` query alone).
             run_manager: The callback manager for this run.
-            image: An image query.
+            image: An image query (composed with a non-empty ``query``).
             k: Most documents for this call.
-            modality: ``"image"``, ``"text"`` or ``None`` (both) for this call.
+            modality: ``"image"``, ``"text"``, ``"pair"`` or ``None`` (all) for this call.
             where: Metadata filter for this call.
 
         Returns:
@@ -146,7 +152,7 @@ class MultimodalStoreRetriever(BaseRetriever):
         *,
         image: ImageInput | None,
         k: int | None,
-        modality: Modality | None,
+        modality: StoredModality | None,
         where: dict[str, Any] | None,
     ) -> list[Document]:
         if not isinstance(query, str):
@@ -155,17 +161,17 @@ class MultimodalStoreRetriever(BaseRetriever):
                 "pass an image as invoke('', image=...)"
             )
         text = query.strip()
-        if image is not None and text:
-            raise InvalidInputError("pass either a text query or image=..., not both (use invoke('', image=...))")
         if image is None and not text:
             raise InvalidInputError("empty query: pass a text, or an image query as invoke('', image=...)")
+        composed = image is not None and bool(text)  # "make it red" + image: one fused query vector
         given = _search_arguments(self.search_kwargs)
         hits = self.store.search(
-            image if image is not None else query,
+            query if image is None or composed else image,
+            image=image if composed else None,
             k=given.get("k", self.k) if k is None else k,
             modality=given.get("modality", self.modality) if modality is _UNSET else modality,
             where=given.get("where", self.where) if where is _UNSET else where,
-            query_type="image" if image is not None else self.query_type,
+            query_type="text" if composed else "image" if image is not None else self.query_type,
             fusion=self.fusion,
         )
         limits = self.store.encoder.image_limits
@@ -187,6 +193,7 @@ def _search_arguments(search_kwargs: dict[str, Any]) -> dict[str, Any]:
     k = given.get("k")
     if "k" in given and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise InvalidInputError(f"search_kwargs: k must be an int of at least 1, got {k!r}")
-    if given.get("modality") not in (None, "image", "text"):
-        raise InvalidInputError(f"search_kwargs: modality must be 'image', 'text' or None, got {given['modality']!r}")
+    if given.get("modality") not in (None, "image", "text", "pair"):
+        modality = given["modality"]
+        raise InvalidInputError(f"search_kwargs: modality must be 'image', 'text', 'pair' or None, got {modality!r}")
     return given

@@ -32,7 +32,8 @@ def hit_to_node(hit: Hit) -> NodeWithScore:
     Returns:
         A ``NodeWithScore`` whose node id is ``hit.id`` and score ``hit.score``:
         an ``ImageNode`` (``image_path`` for files, ``image_url`` for URLs; no
-        pixels) for images, a ``TextNode`` for texts. The metadata holds
+        pixels) for images, and for image-text pairs with the pair's text as
+        its text; a ``TextNode`` for texts. The metadata holds
         ``modality``, ``source`` and ``hit.metadata``; ``modality`` (and a
         ``source`` that merely repeats the text) is hidden from the LLM and
         from embedding.
@@ -43,11 +44,12 @@ def hit_to_node(hit: Hit) -> NodeWithScore:
         "source": hit.source,
     }
     hidden = ["modality"]
-    if hit.modality == "image":
+    if hit.modality in ("image", "pair"):
         url = hit.source if hit.source and is_url(hit.source) else None
         path = hit.source if hit.source and url is None else None
         node: TextNode = ImageNode(
             id_=hit.id,
+            text=(hit.text or "") if hit.modality == "pair" else "",
             image_path=path,
             image_url=url,
             metadata=metadata,
@@ -93,6 +95,13 @@ def query_of(bundle: QueryBundle) -> tuple[str | ImageInput, Modality]:
     if bundle.image_path:
         return bundle.image_path, "image"
     return bundle.query_str, "text"
+
+
+def composed_of(bundle: QueryBundle) -> tuple[str, ImageInput] | None:
+    """``(text, image)`` of a composed query: a bundle with both ``image_path`` and a non-blank ``query_str``."""
+    if bundle.image_path and isinstance(bundle.query_str, str) and bundle.query_str.strip():
+        return bundle.query_str, bundle.image_path
+    return None
 
 
 def rerank_query(bundle: QueryBundle | None) -> tuple[str, InputType]:

@@ -9,6 +9,7 @@ from llama_index.core.vector_stores.types import MetadataFilters
 from mmrag.errors import InvalidInputError
 from mmrag.inputs import Modality
 from mmrag.llama_index.filters import filters_to_where, merge_where
+from mmrag.store import StoredModality
 
 __all__ = ["DEFAULT_K", "RetrieverSettings"]
 
@@ -98,7 +99,7 @@ class RetrieverSettings:
         """
         return merge_where(self.where, self._filters_where)
 
-    def _one_store_call(self, modality: Modality | None) -> bool:
+    def _one_store_call(self, modality: StoredModality | None) -> bool:
         """One store search does it: one modality, or both with one count that is also the total."""
         return modality is not None or self._top_k["text"] == self._top_k["image"] == self.k
 

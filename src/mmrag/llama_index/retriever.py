@@ -14,9 +14,9 @@ from llama_index.core.vector_stores.types import MetadataFilters
 from mmrag.batching import EmbeddingBatcher
 from mmrag.errors import InvalidInputError
 from mmrag.inputs import ImageInput, Modality
-from mmrag.llama_index._nodes import hit_to_node, image_of, query_of, text_of
+from mmrag.llama_index._nodes import composed_of, hit_to_node, image_of, query_of, text_of
 from mmrag.llama_index._settings import RetrieverSettings
-from mmrag.store import Hit, MultimodalStore, merge_ranked
+from mmrag.store import Hit, MultimodalStore, StoredModality, merge_ranked
 
 __all__ = ["MultimodalStoreRetriever"]
 
@@ -30,8 +30,11 @@ class MultimodalStoreRetriever(RetrieverSettings, MultiModalRetriever):
     pixels or base64; texts as ``TextNode``. Every node's metadata holds
     ``modality``, ``source`` and the record's own metadata.
 
-    ``retrieve`` takes a text (a string, or a ``QueryBundle``) or an image (a
-    ``QueryBundle`` with ``image_path``) and searches ``modality``. The
+    ``retrieve`` takes a text (a string, or a ``QueryBundle``), an image (a
+    ``QueryBundle`` with ``image_path``) or both, a composed query
+    (``QueryBundle(query_str="make it red", image_path="shoe.jpg")``: the query
+    vector is the encoder's fused vector of the two, see
+    :meth:`mmrag.MultimodalStore.search`), and searches ``modality``. The
     direction-specific methods fix the modality themselves.
 
     How many results come back takes LlamaIndex's own arguments too:
@@ -45,13 +48,15 @@ class MultimodalStoreRetriever(RetrieverSettings, MultiModalRetriever):
         k: Most results per query: sets both ``similarity_top_k`` and
             ``image_similarity_top_k`` (unless given) and, for a search over
             both modalities, the total. Default 10, when neither of those two is given.
-        modality: What :meth:`retrieve` searches: ``"image"``, ``"text"`` or
-            ``None`` for both (merged by rank fusion, see
+        modality: What :meth:`retrieve` searches: ``"image"``, ``"text"``,
+            ``"pair"`` (image-text pairs, ``ImageNode`` with text; ``k`` of
+            them) or ``None`` for all (merged by rank fusion, see
             :meth:`mmrag.MultimodalStore.search`).
         similarity_top_k: Most text results (``text_retrieve``,
             ``image_to_text_retrieve``, the texts of a mixed ``retrieve``).
         image_similarity_top_k: Most image results (``text_to_image_retrieve``,
-            ``image_to_image_retrieve``, the images of a mixed ``retrieve``).
+            ``image_to_image_retrieve``, the images and the pairs of a mixed
+            ``retrieve``).
         where: Chroma-style metadata filter applied to every query, e.g.
             ``{"album": "2024"}``.
         filters: LlamaIndex ``MetadataFilters`` applied to every query,
@@ -80,7 +85,7 @@ class MultimodalStoreRetriever(RetrieverSettings, MultiModalRetriever):
         self,
         store: MultimodalStore,
         k: int | None = None,
-        modality: Modality | None = None,
+        modality: StoredModality | None = None,
         *,
         similarity_top_k: int | None = None,
         image_similarity_top_k: int | None = None,
@@ -89,8 +94,8 @@ class MultimodalStoreRetriever(RetrieverSettings, MultiModalRetriever):
         batcher: EmbeddingBatcher | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
-        if modality not in (None, "image", "text"):
-            raise InvalidInputError(f"modality must be 'image', 'text' or None, got {modality!r}")
+        if modality not in (None, "image", "text", "pair"):
+            raise InvalidInputError(f"modality must be 'image', 'text', 'pair' or None, got {modality!r}")
         if batcher is not None and batcher.encoder.signature != store.encoder.signature:
             raise InvalidInputError(
                 f"the batcher runs {batcher.encoder.model_id!r} but the store holds vectors of "
@@ -98,7 +103,7 @@ class MultimodalStoreRetriever(RetrieverSettings, MultiModalRetriever):
             )
         super().__init__(callback_manager=callback_manager)
         self.store = store
-        self.modality: Modality | None = modality
+        self.modality: StoredModality | None = modality
         self.where = dict(where) if where else None
         self.batcher = batcher
         self._set_counts(k, similarity_top_k, image_similarity_top_k)
@@ -106,12 +111,18 @@ class MultimodalStoreRetriever(RetrieverSettings, MultiModalRetriever):
 
     # ------------------------------------------------------------- retrieval
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        """Search ``modality`` with the bundle's image if it has one, else its text."""
+        """Search ``modality`` with the bundle's image and text (composed), its image, or its text."""
+        composed = composed_of(query_bundle)
+        if composed is not None:
+            return self._composed(*composed, self.modality)
         query, kind = query_of(query_bundle)
         return self._search(query, kind, self.modality)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         """Async form of :meth:`_retrieve`."""
+        composed = composed_of(query_bundle)
+        if composed is not None:
+            return await asyncio.to_thread(self._composed, *composed, self.modality)
         query, kind = query_of(query_bundle)
         return await self._asearch(query, kind, self.modality)
 
@@ -221,15 +232,21 @@ class MultimodalStoreRetriever(RetrieverSettings, MultiModalRetriever):
         return await self.aimage_to_image_retrieve(query_bundle)
 
     # -------------------------------------------------------------- internals
-    def _search(self, query: str | ImageInput, kind: Modality, modality: Modality | None) -> list[NodeWithScore]:
+    def _composed(self, text: str, image: ImageInput, modality: StoredModality | None) -> list[NodeWithScore]:
+        vector = self.store.embed_query(text, image=image)
+        return [hit_to_node(hit) for hit in self._by_vector(vector, modality)]
+
+    def _search(self, query: str | ImageInput, kind: Modality, modality: StoredModality | None) -> list[NodeWithScore]:
         if self._one_store_call(modality):
-            k = self.k if modality is None else self.top_k_for(modality)
+            k = self._k_for(modality)
             hits = self.store.search(query, k=k, modality=modality, where=self.combined_where(), query_type=kind)
         else:
             hits = self._mixed_by_vector(self.store.embed_query(query, query_type=kind))
         return [hit_to_node(hit) for hit in hits]
 
-    async def _asearch(self, query: str | ImageInput, kind: Modality, modality: Modality | None) -> list[NodeWithScore]:
+    async def _asearch(
+        self, query: str | ImageInput, kind: Modality, modality: StoredModality | None
+    ) -> list[NodeWithScore]:
         # Nothing blocking runs on the event loop. With a batcher, the query is
         # embedded on its worker thread (concurrent queries share forward
         # passes) and only the Chroma lookup goes to a thread. Without one,
@@ -245,17 +262,23 @@ class MultimodalStoreRetriever(RetrieverSettings, MultiModalRetriever):
         hits = await asyncio.to_thread(self._by_vector, vectors[0], modality)
         return [hit_to_node(hit) for hit in hits]
 
-    def _by_vector(self, vector: Any, modality: Modality | None) -> list[Hit]:
+    def _k_for(self, modality: StoredModality | None) -> int:
+        """The ``k`` of one store call: the total for all modalities or pairs, else that modality's top-k."""
+        return self.k if modality is None or modality == "pair" else self.top_k_for(modality)
+
+    def _by_vector(self, vector: Any, modality: StoredModality | None) -> list[Hit]:
         if not self._one_store_call(modality):
             return self._mixed_by_vector(vector)
-        k = self.k if modality is None else self.top_k_for(modality)
+        k = self._k_for(modality)
         return self.store.search_by_vector(vector, k=k, modality=modality, where=self.combined_where())
 
     def _mixed_by_vector(self, vector: Any) -> list[Hit]:
-        """Up to ``similarity_top_k`` texts and ``image_similarity_top_k`` images, rank-fused, at most ``k``."""
+        """Up to ``similarity_top_k`` texts and ``image_similarity_top_k`` images and pairs, fused, at most ``k``."""
         where = self.combined_where()
+        counts: dict[StoredModality, int] = {"image": self.top_k_for("image"), "text": self.top_k_for("text")}
+        counts["pair"] = counts["image"]  # pairs come back as ImageNode (with text)
         ranked = [
-            self.store.search_by_vector(vector, k=self.top_k_for(modality), modality=modality, where=where)
-            for modality in ("image", "text")
+            self.store.search_by_vector(vector, k=count, modality=modality, where=where)
+            for modality, count in counts.items()
         ]
         return merge_ranked(ranked, self.k)

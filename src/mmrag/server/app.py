@@ -17,7 +17,6 @@ import numpy as np
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from mmrag.encoders.base import l2_normalize
 from mmrag.errors import InvalidFilterError
 from mmrag.server.errors import ApiError, install_error_handlers
 from mmrag.server.filters import check_where
@@ -94,7 +93,7 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
 
     @app.post("/embed", response_model=EmbedResponse, response_model_exclude_none=True)
     async def embed(body: EmbedRequest) -> Response:
-        """Embed an image, a text, or both (then also their fused vector)."""
+        """Embed an image, a text, or both (then also the family's fused vector of the pair)."""
         if body.image is not None and body.image_base64 is not None:
             raise ApiError(422, "validation_error", "give `image` or `image_base64`, not both")
         image = body.image if body.image is not None else body.image_base64
@@ -105,17 +104,19 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
         texts = [body.text] if body.text is not None else []
         runtime.check_texts(texts, lambda _i: "text")
         with runtime.admitted(int(image is not None) + len(texts)):
-            jobs = []
-            if image is not None:
-                decoded = await _decode_or_400(runtime, [image], lambda _i: "image")
-                jobs.append(runtime.embed_images(decoded))
+            decoded = await _decode_or_400(runtime, [image], lambda _i: "image") if image is not None else []
             if texts:
-                jobs.append(runtime.embed_texts(await runtime.prepare_texts(texts, lambda _i: "text")))
-            vectors = await asyncio.gather(*jobs)
+                texts = await runtime.prepare_texts(texts, lambda _i: "text")
+            if decoded and texts:  # the family's own fused vector (not always the sum of the two)
+                pair = await runtime.embed_fused(decoded, texts)
+                result["fused_embedding"] = pair.fused[0]
+                vectors = [pair.image, pair.text]
+            elif decoded:
+                vectors = [await runtime.embed_images(decoded)]
+            else:
+                vectors = [await runtime.embed_texts(texts)]
         image_vec = vectors[0][0] if image is not None else None
         text_vec = vectors[-1][0] if body.text is not None else None
-        if image_vec is not None and text_vec is not None:
-            result["fused_embedding"] = l2_normalize((image_vec + text_vec)[None, :])[0]
         if image_vec is not None:
             result["image_embedding"] = image_vec
         if text_vec is not None:
@@ -200,7 +201,7 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
 
     @app.post("/search")
     async def search(body: SearchRequest) -> Response:
-        """Search the ``--db`` store with a text (``query``) or an image (``image``)."""
+        """Search the ``--db`` store with a text (``query``), an image (``image``) or both (a composed query)."""
         if settings.db is None and settings.chroma_url is None:
             raise ApiError(
                 409,
@@ -208,8 +209,10 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
                 "this server has no store: start it with `mmrag serve --db DIR` (a directory built with "
                 "`mmrag index`) to enable /search",
             )
-        if (body.query is None) == (body.image is None):
-            raise ApiError(422, "validation_error", "give exactly one of `query` (a text) or `image`")
+        if body.query is None and body.image is None:
+            raise ApiError(422, "validation_error", "give `query` (a text), `image`, or both (a composed query)")
+        if body.query is not None and body.image is not None and not body.query.strip():
+            raise ApiError(422, "validation_error", "a composed query needs a text: `query` is blank")
         encoder, _ = runtime.require_ready()
         store = runtime.store
         assert store is not None
@@ -217,7 +220,11 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
         if body.query is not None:
             runtime.check_texts([body.query], lambda _i: "query")
         with runtime.admitted(1):
-            if body.image is not None:
+            if body.image is not None and body.query is not None:
+                decoded = await _decode_or_400(runtime, [body.image], lambda _i: "image")
+                texts = await runtime.prepare_texts([body.query], lambda _i: "query")
+                vector = (await runtime.embed_fused(decoded, texts)).fused[0]
+            elif body.image is not None:
                 decoded = await _decode_or_400(runtime, [body.image], lambda _i: "image")
                 vector = (await runtime.embed_images(decoded))[0]
             else:
@@ -242,7 +249,7 @@ def create_app(settings: ServerSettings | None = None, *, on_fatal: Any = None) 
             }
             for hit in hits
         ]
-        query_type = "image" if body.image is not None else "text"
+        query_type = "text" if body.image is None else "image" if body.query is None else "composed"
         return json_response({"results": results, "query_type": query_type, "model_id": encoder.model_id})
 
     return app

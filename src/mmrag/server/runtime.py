@@ -43,13 +43,14 @@ from mmrag.server.images import ImageDecoder
 from mmrag.server.limits import Admission, DecodeBudget, current_ticket
 from mmrag.server.memory import MemoryTrimmer
 from mmrag.server.settings import ServerSettings
+from mmrag.server.store_source import chroma_client, recorded_model
 from mmrag.server.tokens import SHORT_TEXT_CHARS, TokenCounter
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from mmrag.batching import EmbeddingBatcher
-    from mmrag.encoders.base import Encoder
+    from mmrag.encoders.base import Encoder, FusedEmbeddings
     from mmrag.store import MultimodalStore
 
 __all__ = ["ItemError", "Runtime"]
@@ -125,7 +126,7 @@ class Runtime:
 
         settings = self.settings
         try:
-            model = settings.model or self._recorded_model() or DEFAULT_MODEL
+            model = settings.model or recorded_model(settings) or DEFAULT_MODEL
             started = time.perf_counter()
             encoder = load_encoder(model, options=settings.load_options)
             self.encoder = encoder
@@ -133,7 +134,7 @@ class Runtime:
             if settings.db is not None or settings.chroma_url is not None:
                 from mmrag.store import MultimodalStore
 
-                client = self._chroma_client()
+                client = chroma_client(settings)
                 self.store = MultimodalStore(encoder, path=settings.db, client=client, collection=settings.collection)
             batcher = EmbeddingBatcher(
                 encoder,
@@ -164,24 +165,6 @@ class Runtime:
             self._close_loaded()
             return
         self._ready.set()
-
-    def _chroma_client(self) -> Any:
-        if self.settings.chroma_url is None:
-            return None
-        from mmrag.ray.server import ChromaServer
-
-        return ChromaServer.from_url(self.settings.chroma_url).connect()
-
-    def _recorded_model(self) -> str | None:
-        if self.settings.chroma_url is not None:
-            from mmrag.store.collection_pair import recorded_model_id
-
-            return recorded_model_id(self._chroma_client(), self.settings.collection)
-        if self.settings.db is None:
-            return None
-        from mmrag.store import MultimodalStore
-
-        return MultimodalStore.recorded_model(self.settings.db, collection=self.settings.collection)
 
     def require_ready(self) -> tuple[Encoder, EmbeddingBatcher]:
         """The encoder and batcher, or a 503 while they load.
@@ -320,6 +303,16 @@ class Runtime:
         vectors = await self._embed("image", list(images))
         self.items_embedded["image"] += len(images)
         return vectors
+
+    async def embed_fused(self, images: Sequence[Image.Image], texts: Sequence[str]) -> FusedEmbeddings:
+        """The family's image, text and fused vectors of image-text pairs (``encoder.embed_fused``), off the loop."""
+        encoder, _ = self.require_ready()
+        ticket = current_ticket()
+        if ticket is not None:
+            ticket.submitted()  # not coalesced: the family fuses the pair itself (Visualized-BGE encodes it jointly)
+        fused = await asyncio.get_running_loop().run_in_executor(None, encoder.embed_fused, list(images), list(texts))
+        self.items_embedded.update(image=len(images), text=len(texts))
+        return fused
 
     async def _embed(self, kind: Literal["text", "image"], items: list[Any]) -> np.ndarray:
         encoder, _ = self.require_ready()

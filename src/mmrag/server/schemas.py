@@ -19,6 +19,7 @@ __all__ = [
 ]
 
 Modality = Literal["text", "image"]
+StoreModality = Literal["text", "image", "pair"]
 
 
 def _valid_text(value: str) -> str:
@@ -43,6 +44,12 @@ class _Request(BaseModel):
 class EmbedRequest(_Request):
     """``POST /embed``: an image, a text, or both.
 
+    With both, the answer also holds ``fused_embedding``: the family's fused
+    vector of the pair (``encoder.embed_fused``; for dual encoders such as
+    CLIP and SigLIP the normalised sum of the two vectors, for Visualized-BGE
+    its joint image+text encoding), the vector ``add_pairs`` stores and a
+    composed ``/search`` queries with.
+
     Attributes:
         image: Base64, a data URI or an http(s) URL (a server path only below
             ``--allow-local-root``).
@@ -56,7 +63,7 @@ class EmbedRequest(_Request):
 
 
 class EmbedResponse(BaseModel):
-    """``POST /embed`` answer. Keys for an absent input are omitted; ``fused_embedding`` needs both."""
+    """``POST /embed`` answer. Keys for an absent input are omitted; ``fused_embedding`` needs both (see above)."""
 
     fused_embedding: list[float] | None = None
     image_embedding: list[float] | None = None
@@ -111,10 +118,12 @@ class SearchRequest(_Request):
     """``POST /search`` over the ``--db`` store.
 
     Attributes:
-        query: A text query (give ``query`` or ``image``, not both).
-        image: An image query (base64, data URI, URL).
+        query: A text query.
+        image: An image query (base64, data URI, URL). Given together with
+            ``query``, a composed query ("this shoe, but in red"): the query
+            vector is the family's fused vector of the two (as ``/embed``).
         k: Most results.
-        modality: Search only ``"image"`` or ``"text"`` records; both when omitted.
+        modality: Search only ``"image"``, ``"text"`` or ``"pair"`` records; all when omitted.
         where: Chroma-style metadata filter, e.g. ``{"album": "2024"}``.
         fusion: How two modalities merge: ``"rrf"`` or ``"score"``.
     """
@@ -122,6 +131,6 @@ class SearchRequest(_Request):
     query: Text | None = None
     image: str | None = None
     k: int = Field(default=10, ge=1, le=1000)
-    modality: Modality | None = None
+    modality: StoreModality | None = None
     where: dict[str, Any] | None = None
     fusion: Literal["rrf", "score"] = "rrf"

@@ -6,7 +6,9 @@ Layout
     collection, which keeps it as fast as an unfiltered query (a ``where``
     filter on a shared collection was ~20x slower at 50k vectors; see
     ``benchmarks/store.py``). A search over both modalities queries both and
-    merges the two ranked lists.
+    merges the two ranked lists. Image-text pairs (``add_pairs``, one fused
+    vector each) go in a third collection, ``<name>_pairs``, made by the first
+    ``add_pairs``; a search over all modalities includes it where it exists.
 
 Records
     Every record carries its ``modality``, its ``source`` (an image's path or
@@ -29,7 +31,8 @@ Modules
     (records, hits, reports, checks, digests), :mod:`~mmrag.store.fusion`
     (``merge_ranked``), :mod:`~mmrag.store.upsert` (the add path),
     :mod:`~mmrag.store.folder` (``index_folder``),
-    :mod:`~mmrag.store.collection_pair` (the two Chroma collections),
+    :mod:`~mmrag.store.pairs` (``add_pairs``, composed queries),
+    :mod:`~mmrag.store.collection_pair` (the Chroma collections),
     :mod:`~mmrag.store.embedded` (an on-disk database: open, close, clear
     storage errors), :mod:`~mmrag.store.lock` (one process per embedded path),
     :mod:`~mmrag.store.walk` (which folder entries are indexed; the links
@@ -43,7 +46,7 @@ from __future__ import annotations
 from mmrag.inputs import IMAGE_EXTENSIONS, Modality
 from mmrag.store.filters import validate_where
 from mmrag.store.fusion import merge_ranked
-from mmrag.store.records import Hit, IndexReport, Record
+from mmrag.store.records import Hit, IndexReport, Record, StoredModality
 from mmrag.store.store import MultimodalStore
 from mmrag.store.walk import TEXT_EXTENSIONS
 
@@ -55,6 +58,7 @@ __all__ = [
     "Modality",
     "MultimodalStore",
     "Record",
+    "StoredModality",
     "merge_ranked",
     "validate_where",
 ]

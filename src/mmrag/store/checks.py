@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 
 from mmrag.errors import InvalidInputError
-from mmrag.inputs import Modality
 from mmrag.store.names import is_utf8
-from mmrag.store.records import INTERNAL_PREFIX, MODALITIES, RESERVED_KEYS
+from mmrag.store.records import INTERNAL_PREFIX, RESERVED_KEYS, STORED_MODALITIES, StoredModality
 
 __all__: list[str] = []  # internal to mmrag.store
 
@@ -40,17 +39,17 @@ def check_collection_name(name: object) -> None:
         )
 
 
-def check_modality(modality: object) -> tuple[Modality, ...]:
-    """The modalities ``modality`` names: one, or both for ``None``.
+def check_modality(modality: object) -> tuple[StoredModality, ...]:
+    """The modalities ``modality`` names: one, or all for ``None``.
 
     Raises:
-        InvalidInputError: Anything but ``"image"``, ``"text"`` or ``None``.
+        InvalidInputError: Anything but ``"image"``, ``"text"``, ``"pair"`` or ``None``.
     """
     if modality is None:
-        return MODALITIES
-    if modality == "image" or modality == "text":
+        return STORED_MODALITIES
+    if modality == "image" or modality == "text" or modality == "pair":
         return (modality,)
-    raise InvalidInputError(f"modality must be 'image', 'text' or None, got {modality!r}")
+    raise InvalidInputError(f"modality must be 'image', 'text', 'pair' or None, got {modality!r}")
 
 
 def check_k(k: object) -> int:

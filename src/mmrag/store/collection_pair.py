@@ -1,13 +1,18 @@
-"""The two Chroma collections behind one logical store, ``<name>_images`` and ``<name>_texts``.
+"""The Chroma collections behind one logical store: ``<name>_images``, ``<name>_texts`` and ``<name>_pairs``.
+
+``<name>_pairs`` holds the image-text pairs of ``add_pairs`` (one fused vector
+each). It is made on the first ``add_pairs``, so a store without pairs keeps
+the two-collection layout it always had; a store opened where it exists uses
+it (and checks its signature like the other two).
 
 A modality-restricted search touches one collection, which keeps it as fast as
 an unfiltered query (a ``where`` filter on a shared collection was ~20x slower
 at 50k vectors; see ``benchmarks/store.py``). Each collection records the
 encoder's signature (model, dimension, preprocessing) and refuses another one.
 Writes go in blocks of the client's max batch size (``add`` for new ids,
-``upsert`` for stored ones). A search of both modalities queries the two
-collections at once on a two-thread pool the pair owns (made on first use,
-shut down by :meth:`CollectionPair.close`).
+``upsert`` for stored ones). A search of several modalities queries their
+collections at once on a thread pool the pair owns (made on first use, shut
+down by :meth:`CollectionPair.close`).
 """
 
 from __future__ import annotations
@@ -20,9 +25,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmrag.errors import StoreMismatchError
-from mmrag.inputs import Modality
-from mmrag.store.embedded import server_address, storage_errors
-from mmrag.store.records import INTERNAL_PREFIX, MODALITIES, Hit, Pending, Record, to_hit, to_record
+from mmrag.store.embedded import EmbeddedDatabase, server_address, storage_errors
+from mmrag.store.records import (
+    INTERNAL_PREFIX,
+    MODALITIES,
+    STORED_MODALITIES,
+    Hit,
+    Pending,
+    Record,
+    StoredModality,
+    to_hit,
+    to_record,
+)
 
 if TYPE_CHECKING:
     from mmrag.encoders.base import Encoder
@@ -32,11 +46,16 @@ __all__: list[str] = []  # internal to mmrag.store
 FORMAT_VERSION = 1
 
 
+def collection_name(name: str, modality: StoredModality) -> str:
+    """The Chroma collection of one modality of store ``name``: ``<name>_images``, ``_texts`` or ``_pairs``."""
+    return f"{name}_{modality}s"
+
+
 def recorded_model_id(client: Any, name: str) -> str | None:
     """The model id the collections of store ``name`` were built with, or ``None``."""
-    for modality in MODALITIES:
+    for modality in STORED_MODALITIES:
         try:
-            metadata = client.get_collection(f"{name}_{modality}s").metadata or {}
+            metadata = client.get_collection(collection_name(name, modality)).metadata or {}
         except Exception:  # chroma raises NotFoundError / ValueError across versions
             continue
         model_id = metadata.get(f"{INTERNAL_PREFIX}model_id")
@@ -45,8 +64,22 @@ def recorded_model_id(client: Any, name: str) -> str | None:
     return None
 
 
+def recorded_model_at(path: Path, name: str) -> str | None:
+    """The model id store ``name`` in the embedded database at ``path`` was built with, or ``None`` (no store)."""
+    if not path.is_dir():
+        return None
+    database = EmbeddedDatabase.open(path)
+    try:
+        return recorded_model_id(database.client, name)
+    finally:
+        database.close()
+
+
 class CollectionPair:
-    """The image and text collections of one store, opened (or made) for one encoder.
+    """The image and text collections of one store (and its pair collection), opened (or made) for one encoder.
+
+    The pair collection is opened when it exists and made by the first write
+    to it (:meth:`ensure`); reads of it before then find nothing.
 
     Args:
         client: A Chroma client.
@@ -63,25 +96,47 @@ class CollectionPair:
         self.name = name
         self._encoder = encoder
         self._path = path
-        server = None if path is not None else server_address(client)
+        self._client = client
+        self._server = server = None if path is not None else server_address(client)
         with storage_errors(path, "open the store", server):
-            opened = {modality: self._open(client, modality) for modality in MODALITIES}
+            opened: dict[StoredModality, Any] = {m: self._open(client, m) for m in MODALITIES}
+            if self._exists("pair"):
+                opened["pair"] = self._open(client, "pair")
             max_batch = int(client.get_max_batch_size())
-        self._collections = {modality: _Guarded(c, path, server) for modality, c in opened.items()}
+        self._collections: dict[StoredModality, Any] = {m: _Guarded(c, path, server) for m, c in opened.items()}
         self.write_batch = max(1, max_batch)
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
 
-    def __getitem__(self, modality: Modality) -> Any:
+    def __getitem__(self, modality: StoredModality) -> Any:
         return self._collections[modality]
 
-    def _open(self, client: Any, modality: Modality) -> Any:
+    def present(self, modalities: Sequence[StoredModality] = STORED_MODALITIES) -> tuple[StoredModality, ...]:
+        """Those of ``modalities`` whose collection exists (image and text always; pair once made)."""
+        return tuple(m for m in modalities if m in self._collections)
+
+    def ensure(self, modality: StoredModality) -> Any:
+        """The collection of ``modality``, made now if it does not exist yet (the pair collection)."""
+        if modality not in self._collections:
+            with storage_errors(self._path, "write to the store", self._server):
+                collection = self._open(self._client, modality)
+            self._collections[modality] = _Guarded(collection, self._path, self._server)
+        return self._collections[modality]
+
+    def _exists(self, modality: StoredModality) -> bool:
+        try:
+            self._client.get_collection(collection_name(self.name, modality))
+        except Exception:  # chroma raises NotFoundError / ValueError across versions
+            return False
+        return True
+
+    def _open(self, client: Any, modality: StoredModality) -> Any:
         encoder = self._encoder
         signature: dict[str, Any] = {f"{INTERNAL_PREFIX}{key}": value for key, value in encoder.signature.items()}
         signature[f"{INTERNAL_PREFIX}format"] = FORMAT_VERSION
         signature[f"{INTERNAL_PREFIX}modality"] = modality
         collection = client.get_or_create_collection(
-            name=f"{self.name}_{modality}s",
+            name=collection_name(self.name, modality),
             metadata=signature,
             configuration={"hnsw": {"space": "cosine"}},
             embedding_function=None,
@@ -107,7 +162,7 @@ class CollectionPair:
     def existing_metadata(self, pending: Sequence[Pending]) -> dict[str, dict[str, Any]]:
         """The stored metadata of every pending item already present, by id."""
         found: dict[str, dict[str, Any]] = {}
-        for modality in MODALITIES:
+        for modality in self.present():
             ids = list(dict.fromkeys(item.id for item in pending if item.modality == modality))
             for start in range(0, len(ids), self.write_batch):
                 got = self[modality].get(ids=ids[start : start + self.write_batch], include=["metadatas"])
@@ -118,31 +173,31 @@ class CollectionPair:
         """Rewrite one stored item's metadata (its vector stays)."""
         self[item.modality].update(ids=[item.id], metadatas=[item.chroma_metadata()])
 
-    def upsert(self, modality: Modality, items: Sequence[Pending], vectors: np.ndarray) -> None:
+    def upsert(self, modality: StoredModality, items: Sequence[Pending], vectors: np.ndarray) -> None:
         """Write items with their vectors (row ``i`` belongs to ``items[i]``), replacing stored ones."""
         self.write(modality, items, vectors, replace=True)
 
-    def write(self, modality: Modality, items: Sequence[Pending], vectors: np.ndarray, *, replace: bool) -> None:
+    def write(self, modality: StoredModality, items: Sequence[Pending], vectors: np.ndarray, *, replace: bool) -> None:
         """Write items with their vectors: ``add`` (ids not stored; Chroma keeps a stored one) or ``upsert``."""
-        collection = self[modality]
+        collection = self.ensure(modality)
         for start in range(0, len(items), self.write_batch):
             chunk = items[start : start + self.write_batch]
             (collection.upsert if replace else collection.add)(
                 ids=[item.id for item in chunk],
                 embeddings=vectors[start : start + len(chunk)],
                 metadatas=[item.chroma_metadata() for item in chunk],
-                documents=[item.document for item in chunk] if modality == "text" else None,
+                documents=[item.document for item in chunk] if modality != "image" else None,
             )
 
-    def delete(self, modality: Modality, ids: Sequence[str]) -> None:
+    def delete(self, modality: StoredModality, ids: Sequence[str]) -> None:
         """Delete records of one modality by id (all present; in write batches)."""
         for start in range(0, len(ids), self.write_batch):
             self[modality].delete(ids=list(ids[start : start + self.write_batch]))
 
     def delete_present(self, ids: Sequence[str]) -> int:
-        """Delete whichever of ``ids`` exist, in either modality; how many were deleted."""
+        """Delete whichever of ``ids`` exist, in any modality; how many were deleted."""
         deleted = 0
-        for modality in MODALITIES:
+        for modality in self.present():
             present = self[modality].get(ids=list(ids), include=[])["ids"]
             if present:
                 self[modality].delete(ids=present)
@@ -150,7 +205,7 @@ class CollectionPair:
         return deleted
 
     # ------------------------------------------------------------------- read
-    def metadata_where(self, modality: Modality, where: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    def metadata_where(self, modality: StoredModality, where: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """``(id, metadata)`` of every record of one modality matching a Chroma filter."""
         got = self[modality].get(where=dict(where), include=["metadatas"])
         return [(record_id, meta or {}) for record_id, meta in zip(got["ids"], got["metadatas"])]
@@ -158,15 +213,17 @@ class CollectionPair:
     def get(self, ids: Sequence[str]) -> list[Record]:
         """The records with these ids, in their order (unknown ids are left out)."""
         found: dict[str, Record] = {}
-        for modality in MODALITIES:
+        for modality in self.present():
             got = self[modality].get(ids=list(ids), include=["metadatas", "documents"])
             documents = got.get("documents") or [None] * len(got["ids"])
             for record_id, meta, document in zip(got["ids"], got["metadatas"], documents):
                 found[record_id] = to_record(record_id, modality, meta or {}, document)
         return [found[i] for i in ids if i in found]
 
-    def query(self, modality: Modality, vector: np.ndarray, k: int, where: Mapping[str, Any] | None) -> list[Hit]:
-        """Up to ``k`` nearest records of one modality, best first, scored by cosine similarity."""
+    def query(self, modality: StoredModality, vector: np.ndarray, k: int, where: Mapping[str, Any] | None) -> list[Hit]:
+        """Up to ``k`` nearest records of one modality, best first, by cosine (none without its collection)."""
+        if modality not in self._collections:
+            return []
         result = self[modality].query(  # Chroma returns fewer than k (or none) when it holds fewer
             query_embeddings=[vector],
             n_results=k,
@@ -182,13 +239,13 @@ class CollectionPair:
         ]
 
     def query_each(
-        self, modalities: Sequence[Modality], vector: np.ndarray, k: int, where: Mapping[str, Any] | None
-    ) -> dict[Modality, list[Hit]]:
-        """:meth:`query` for each modality, the collections queried at once when there are two."""
+        self, modalities: Sequence[StoredModality], vector: np.ndarray, k: int, where: Mapping[str, Any] | None
+    ) -> dict[StoredModality, list[Hit]]:
+        """:meth:`query` for each modality, the collections queried at once when there are several."""
         if len(modalities) < 2 or self._closed:
             return {m: self.query(m, vector, k, where) for m in modalities}
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=len(MODALITIES), thread_name_prefix="mmrag-query")
+            self._pool = ThreadPoolExecutor(max_workers=len(STORED_MODALITIES), thread_name_prefix="mmrag-query")
         futures = {m: self._pool.submit(self.query, m, vector, k, where) for m in modalities}
         return {m: future.result() for m, future in futures.items()}
 
@@ -199,10 +256,10 @@ class CollectionPair:
         if pool is not None:
             pool.shutdown(wait=True)
 
-    def count(self, modality: Modality | None = None) -> int:
-        """Number of records of one modality, or of both."""
-        modalities = MODALITIES if modality is None else (modality,)
-        return sum(self[m].count() for m in modalities)
+    def count(self, modality: StoredModality | None = None) -> int:
+        """Number of records of one modality, or of all."""
+        modalities = STORED_MODALITIES if modality is None else (modality,)
+        return sum(self[m].count() for m in self.present(modalities))
 
 
 _WRITES = frozenset({"add", "upsert", "update", "delete", "modify"})

@@ -11,17 +11,23 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mmrag.inputs import Modality
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["Hit", "IndexReport", "Modality", "Record"]
+__all__ = ["Hit", "IndexReport", "Modality", "Record", "StoredModality"]
+
+StoredModality = Literal["image", "text", "pair"]
+"""What a store record is: an image, a text, or an image-text pair (one fused vector, see ``add_pairs``)."""
 
 MODALITIES: tuple[Modality, ...] = ("image", "text")
-"""Both modalities, in the order a store walks them."""
+"""Both single modalities, in the order a store walks them (what ``index_folder`` writes)."""
+
+STORED_MODALITIES: tuple[StoredModality, ...] = ("image", "text", "pair")
+"""Every kind of record, in the order a store walks them (the pair collection only where it exists)."""
 
 RESERVED_KEYS = frozenset({"modality", "source"})
 INTERNAL_PREFIX = "mmrag_"
@@ -34,17 +40,19 @@ class Record:
 
     Attributes:
         id: The record id.
-        modality: ``"image"`` or ``"text"``.
-        source: The image's path or URL, or the text file's path; for texts
-            added directly, the text itself. ``None`` for images given as
-            pixels or bytes. Always valid UTF-8: bytes of a file name that
-            are not UTF-8 show as ``\\xNN`` (the store keeps the exact name).
-        text: The text of a text record; ``None`` for images.
+        modality: ``"image"``, ``"text"`` or ``"pair"`` (an image with its
+            text, stored as one fused vector by ``add_pairs``).
+        source: The image's path or URL (also of a pair), or the text file's
+            path; for texts added directly, the text itself. ``None`` for
+            images given as pixels or bytes. Always valid UTF-8: bytes of a
+            file name that are not UTF-8 show as ``\\xNN`` (the store keeps
+            the exact name).
+        text: The text of a text or pair record; ``None`` for images.
         metadata: The caller's metadata (without mmrag's own keys).
     """
 
     id: str
-    modality: Modality
+    modality: StoredModality
     source: str | None
     text: str | None
     metadata: dict[str, Any]
@@ -109,11 +117,11 @@ class Pending:
     """An item about to be written: its id, what Chroma stores, and what is embedded."""
 
     id: str
-    modality: Modality
+    modality: StoredModality
     document: str | None
     internal: dict[str, Any]
     user_metadata: dict[str, Any]
-    payload: Any  # the text, image or image file's bytes to embed (None once embedded elsewhere)
+    payload: Any  # the text, image, image file's bytes or (image, text) pair to embed (None once embedded elsewhere)
 
     def chroma_metadata(self) -> dict[str, Any]:
         """The metadata written to Chroma: the caller's, then mmrag's own keys."""
@@ -125,7 +133,7 @@ def user_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if k not in RESERVED_KEYS and not k.startswith(INTERNAL_PREFIX)}
 
 
-def stored_source(modality: Modality, meta: Mapping[str, Any], document: str | None) -> str | None:
+def stored_source(modality: StoredModality, meta: Mapping[str, Any], document: str | None) -> str | None:
     """A record's ``source``: its ``source`` metadata, else (a text added directly) its text.
 
     A text added directly is stored without a ``source`` key (its document is
@@ -136,12 +144,14 @@ def stored_source(modality: Modality, meta: Mapping[str, Any], document: str | N
     return (document or None) if modality == "text" else None
 
 
-def to_record(record_id: str, modality: Modality, meta: Mapping[str, Any], document: str | None) -> Record:
+def to_record(record_id: str, modality: StoredModality, meta: Mapping[str, Any], document: str | None) -> Record:
     """A :class:`Record` from what Chroma returned."""
     return Record(record_id, modality, stored_source(modality, meta, document), document, user_metadata(meta))
 
 
-def to_hit(record_id: str, modality: Modality, meta: Mapping[str, Any], document: str | None, score: float) -> Hit:
+def to_hit(
+    record_id: str, modality: StoredModality, meta: Mapping[str, Any], document: str | None, score: float
+) -> Hit:
     """A :class:`Hit` from what Chroma returned."""
     source = stored_source(modality, meta, document)
     return Hit(record_id, modality, source, document, user_metadata(meta), score)
@@ -164,7 +174,7 @@ def pixel_digest(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
-def record_id(model_key: str, modality: Modality, digest: str, source: str | None) -> str:
+def record_id(model_key: str, modality: StoredModality, digest: str, source: str | None) -> str:
     """The content-derived id: the same model, modality, content and source give the same id."""
     key = f"{model_key}|{modality}|{digest}|{source or ''}"
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]

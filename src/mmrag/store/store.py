@@ -1,6 +1,7 @@
 """``MultimodalStore``: text and image vectors in one Chroma-backed store, searchable in all four directions.
 
-The store ties an encoder to a :class:`~mmrag.store.collection_pair.CollectionPair`:
+It also holds image-text pairs and answers composed (image + text) queries
+(:mod:`mmrag.store.pairs`). The store ties an encoder to a :class:`~mmrag.store.collection_pair.CollectionPair`:
 it embeds what is added (skipping what is stored unchanged), searches one or
 both modalities and merges them (:mod:`mmrag.store.fusion`), and indexes
 folders (:mod:`mmrag.store.folder`). An embedded path is held by one process
@@ -17,14 +18,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mmrag.errors import TextInputError
-from mmrag.inputs import ImageInput, Modality, QueryType, as_items, is_image_query
+from mmrag.inputs import ImageInput, QueryType, as_items, is_image_query
 from mmrag.store.checks import check_collection_name, check_fusion, check_k, check_modality, query_vector
-from mmrag.store.collection_pair import CollectionPair, recorded_model_id
+from mmrag.store.collection_pair import CollectionPair, recorded_model_at
 from mmrag.store.embedded import EmbeddedDatabase
 from mmrag.store.filters import validate_where
 from mmrag.store.folder import FolderIndexer
 from mmrag.store.fusion import merge_ranked
-from mmrag.store.records import Hit, IndexReport, Record
+from mmrag.store.pairs import PairsMixin, composed_vector
+from mmrag.store.records import Hit, IndexReport, Record, StoredModality
 from mmrag.store.upsert import pending_images, pending_texts, write_pending
 
 if TYPE_CHECKING:
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["MultimodalStore"]
 
 
-class MultimodalStore:
+class MultimodalStore(PairsMixin):
     """Text and image vectors in one Chroma-backed store, searchable in all four directions.
 
     Args:
@@ -46,7 +48,9 @@ class MultimodalStore:
             ``with``) before another process writes to the path: a store
             opened again afterwards sees what that process wrote.
         collection: Name of the logical store (3+ characters, letters, digits,
-            ``.``, ``_``, ``-``); two Chroma collections are made from it.
+            ``.``, ``_``, ``-``); Chroma collections ``<name>_images`` and
+            ``<name>_texts`` are made from it (and ``<name>_pairs`` by the
+            first :meth:`add_pairs`).
         client: A Chroma client to use instead of an embedded one, e.g.
             ``chromadb.HttpClient(host="127.0.0.1", port=8000)``.
 
@@ -105,14 +109,7 @@ class MultimodalStore:
             StoreLockedError: Another process has the path open.
             OSError: The folder is read-only or its disk is full.
         """
-        db_path = Path(path).expanduser().resolve()
-        if not db_path.is_dir():
-            return None
-        database = EmbeddedDatabase.open(db_path)
-        try:
-            return recorded_model_id(database.client, collection)
-        finally:
-            database.close()
+        return recorded_model_at(Path(path).expanduser().resolve(), collection)
 
     def close(self) -> None:
         """Close the embedded database this store opened, release its path, stop its query threads (twice: no-op).
@@ -248,22 +245,27 @@ class MultimodalStore:
         self,
         query: str | ImageInput,
         *,
+        image: ImageInput | None = None,
         k: int = 10,
-        modality: Modality | None = None,
+        modality: StoredModality | None = None,
         where: Mapping[str, Any] | None = None,
         query_type: QueryType = "auto",
         fusion: Literal["rrf", "score"] = "rrf",
     ) -> list[Hit]:
-        """Search texts and images with a text or an image query.
+        """Search texts, images and pairs with a text, an image or a composed (image + text) query.
 
         Args:
             query: A text, or any image input (path, URL, data URI, bytes, PIL,
                 numpy). With ``query_type="auto"`` a string is an image when it
                 is an http(s) URL, a ``data:`` URI, or an existing file with an
                 image ending; any other string is a text. Non-strings are images.
+            image: An image to compose with the text ``query`` ("this shoe, but
+                in red"): the query vector is then
+                ``encoder.embed_fused([image], [query]).fused``.
             k: Most hits to return.
-            modality: ``"image"`` or ``"text"`` to search one modality; ``None``
-                for both, merged by reciprocal rank fusion (see ``fusion``).
+            modality: ``"image"``, ``"text"`` or ``"pair"`` to search one kind of
+                record; ``None`` for all (pairs where the store has any), merged
+                by reciprocal rank fusion (see ``fusion``).
             where: Chroma-style metadata filter on the caller's metadata, e.g.
                 ``{"album": "2024"}`` or ``{"year": {"$gte": 2020}}``; checked
                 by :func:`~mmrag.store.validate_where`.
@@ -278,8 +280,8 @@ class MultimodalStore:
             Up to ``k`` hits, best first; ``hit.score`` is the cosine similarity.
 
         Raises:
-            mmrag.InvalidInputError: ``k`` is not an int >= 1, or an unknown
-                ``modality`` or ``fusion``.
+            mmrag.InvalidInputError: ``k`` is not an int >= 1, an unknown
+                ``modality`` or ``fusion``, or ``image=`` with a blank text.
             mmrag.InvalidFilterError: ``where`` is malformed (the message names the part).
             mmrag.ImageInputError: An image query could not be resolved.
         """
@@ -287,16 +289,15 @@ class MultimodalStore:
         check_modality(modality)
         check_fusion(fusion)
         validate_where(where)
-        return self.search_by_vector(
-            self.embed_query(query, query_type=query_type), k=k, modality=modality, where=where, fusion=fusion
-        )
+        vector = self.embed_query(query, image=image, query_type=query_type)
+        return self.search_by_vector(vector, k=k, modality=modality, where=where, fusion=fusion)
 
     def search_by_vector(
         self,
         vector: np.ndarray | Sequence[float],
         *,
         k: int = 10,
-        modality: Modality | None = None,
+        modality: StoredModality | None = None,
         where: Mapping[str, Any] | None = None,
         fusion: Literal["rrf", "score"] = "rrf",
     ) -> list[Hit]:
@@ -305,7 +306,7 @@ class MultimodalStore:
         Args:
             vector: A vector of length ``encoder.dim`` from this store's encoder.
             k: Most hits to return.
-            modality: ``"image"``, ``"text"`` or ``None`` for both (merged).
+            modality: ``"image"``, ``"text"``, ``"pair"`` or ``None`` for all (merged).
             where: Chroma-style metadata filter (see :meth:`search`).
             fusion: ``"rrf"`` or ``"score"``; see :meth:`search`.
 
@@ -324,21 +325,26 @@ class MultimodalStore:
         check_fusion(fusion)
         checked_where = validate_where(where)
         query = query_vector(vector, self.encoder.dim)
-        ranked = self._collections.query_each(modalities, query, k, checked_where)
+        ranked = self._collections.query_each(self._collections.present(modalities), query, k, checked_where)
         if modality is not None:
-            return ranked[modality]
+            return ranked.get(modality, [])
         return merge_ranked(list(ranked.values()), k, fusion=fusion)
 
-    def embed_query(self, query: str | ImageInput, *, query_type: QueryType = "auto") -> np.ndarray:
+    def embed_query(
+        self, query: str | ImageInput, *, image: ImageInput | None = None, query_type: QueryType = "auto"
+    ) -> np.ndarray:
         """The query vector :meth:`search` uses.
 
         Args:
             query: A text or an image input.
+            image: An image composed with the text ``query`` (see :meth:`search`).
             query_type: ``"auto"``, ``"text"`` or ``"image"`` (see :meth:`search`).
 
         Returns:
             A float32 vector of length ``encoder.dim``.
         """
+        if image is not None:
+            return composed_vector(self.encoder, query, image, query_type)
         if is_image_query(query, query_type):
             vectors = self.encoder.embed_images([query])
         elif isinstance(query, str):
@@ -347,11 +353,11 @@ class MultimodalStore:
             raise TextInputError(f"a query must be a string or an image, got {type(query).__name__}")
         return np.asarray(vectors[0])
 
-    def count(self, modality: Modality | None = None) -> int:
-        """Number of records, of one modality or of both.
+    def count(self, modality: StoredModality | None = None) -> int:
+        """Number of records, of one modality or of all.
 
         Args:
-            modality: ``"image"``, ``"text"`` or ``None`` for all.
+            modality: ``"image"``, ``"text"``, ``"pair"`` or ``None`` for all.
 
         Returns:
             The record count.

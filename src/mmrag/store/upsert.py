@@ -1,4 +1,4 @@
-"""The add path of ``add_texts`` and ``add_images``: check, derive ids, skip what is stored unchanged, embed the rest.
+"""The add path of ``add_texts``, ``add_images`` and ``add_pairs``: check, derive ids, skip the unchanged, embed.
 
 Every item is checked (and every image decoded) before anything is written. An
 item stored with the same id and metadata is skipped without embedding; one
@@ -6,22 +6,33 @@ whose metadata alone changed has its metadata rewritten; new items, and items
 given an explicit id, are embedded in ``encoder.batch_size`` chunks and written
 in blocks of the client's max batch size: new ids with Chroma ``add``, stored
 ones with ``upsert``. A text's own text is its document only (no ``source``
-copy; :func:`~mmrag.store.records.stored_source` reads it back).
+copy; :func:`~mmrag.store.records.stored_source` reads it back). A pair is
+one record: the image's source, the text as its document, and the vector
+``encoder.embed_fused(images, texts).fused``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrag.errors import TextInputError
-from mmrag.inputs import ImageInput, Modality, as_items, image_source, resolve_image
+from mmrag.errors import InvalidInputError, TextInputError
+from mmrag.inputs import ImageInput, as_items, image_source, resolve_image
 from mmrag.store.checks import check_ids, check_metadatas
 from mmrag.store.collection_pair import CollectionPair
 from mmrag.store.names import is_utf8, path_key, printable
-from mmrag.store.records import MODALITIES, IndexReport, Pending, pixel_digest, record_id, text_digest, user_metadata
+from mmrag.store.records import (
+    STORED_MODALITIES,
+    IndexReport,
+    Pending,
+    StoredModality,
+    pixel_digest,
+    record_id,
+    text_digest,
+    user_metadata,
+)
 
 if TYPE_CHECKING:
     from mmrag.encoders.base import Encoder
@@ -36,15 +47,47 @@ def pending_texts(
     model_key: str,
 ) -> list[Pending]:
     """Checked texts as pending writes (see ``MultimodalStore.add_texts`` for what is raised)."""
+    items = checked_texts(texts)
+    user_meta = check_metadatas(metadatas, len(items))
+    record_ids = check_ids(ids, len(items)) or [record_id(model_key, "text", text_digest(t), None) for t in items]
+    return [Pending(item_id, "text", text, {}, meta, text) for item_id, text, meta in zip(record_ids, items, user_meta)]
+
+
+def checked_texts(texts: Sequence[str]) -> list[str]:
+    """``texts`` as a list, every item a valid string (``TextInputError`` naming the first bad index)."""
     items = as_items(texts, "texts")
     for index, text in enumerate(items):
         if not isinstance(text, str):
             raise TextInputError(f"expected str, got {type(text).__name__}", index=index)
         if not is_utf8(text):
             raise TextInputError("holds a lone surrogate (not valid Unicode text)", index=index)
-    user_meta = check_metadatas(metadatas, len(items))
-    record_ids = check_ids(ids, len(items)) or [record_id(model_key, "text", text_digest(t), None) for t in items]
-    return [Pending(item_id, "text", text, {}, meta, text) for item_id, text, meta in zip(record_ids, items, user_meta)]
+    return list(items)
+
+
+def pending_pairs(
+    images: Sequence[ImageInput],
+    texts: Sequence[str],
+    metadatas: Sequence[Mapping[str, Any] | None] | None,
+    encoder: Encoder,
+    model_key: str,
+) -> list[Pending]:
+    """Checked image-text pairs as pending writes, one record each (see ``MultimodalStore.add_pairs``)."""
+    image_items = as_items(images, "images")
+    text_items = checked_texts(texts)
+    if len(image_items) != len(text_items):
+        raise InvalidInputError(
+            f"add_pairs needs one text per image: got {len(image_items)} images and {len(text_items)} texts"
+        )
+    user_meta = check_metadatas(metadatas, len(image_items))
+    limits = encoder.image_limits
+    decoded = [resolve_image(item, limits=limits, index=index) for index, item in enumerate(image_items)]
+    sources = [image_source(item) or "" for item in image_items]
+    pending = []
+    for image, text, source, meta in zip(decoded, text_items, sources, user_meta):
+        digest = text_digest(f"{pixel_digest(image)}|{text_digest(text)}")
+        item_id = record_id(model_key, "pair", digest, path_key(source))
+        pending.append(Pending(item_id, "pair", text, {"source": printable(source)}, meta, (image, text)))
+    return pending
 
 
 def pending_images(
@@ -109,7 +152,7 @@ def write_pending(
             collections.update_metadata(item)
         else:
             report.skipped += 1
-    for modality in MODALITIES:
+    for modality in STORED_MODALITIES:
         for group, replace in ((new, False), (replacing, True)):
             items = [item for item in group.values() if item.modality == modality]
             report.embedded += _embed_and_write(collections, encoder, modality, items, replace=replace)
@@ -117,13 +160,28 @@ def write_pending(
 
 
 def _embed_and_write(
-    collections: CollectionPair, encoder: Encoder, modality: Modality, items: list[Pending], *, replace: bool
+    collections: CollectionPair, encoder: Encoder, modality: StoredModality, items: list[Pending], *, replace: bool
 ) -> int:
     """Embed items of one modality in encoder batches, written a full client batch at a time; how many."""
-    embed = encoder.embed_images if modality == "image" else encoder.embed_texts
+    if not items:
+        return 0
+    embed = _embedder(encoder, modality)
     size = max(1, encoder.batch_size)
     for start in range(0, len(items), collections.write_batch):
         block = items[start : start + collections.write_batch]
         vectors = [embed([item.payload for item in block[i : i + size]]) for i in range(0, len(block), size)]
         collections.write(modality, block, np.concatenate(vectors), replace=replace)
     return len(items)
+
+
+def _embedder(encoder: Encoder, modality: StoredModality) -> Callable[[list[Any]], np.ndarray]:
+    """What embeds a list of payloads of ``modality``: images, texts, or ``(image, text)`` pairs (fused)."""
+    if modality == "image":
+        return encoder.embed_images
+    if modality == "text":
+        return encoder.embed_texts
+
+    def embed_pairs(pairs: list[Any]) -> np.ndarray:
+        return encoder.embed_fused([image for image, _ in pairs], [text for _, text in pairs]).fused
+
+    return embed_pairs

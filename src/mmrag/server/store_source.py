@@ -1,0 +1,31 @@
+"""Where the service's store lives: an embedded ``--db`` folder or a Chroma server (``--chroma-url``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmrag.server.settings import ServerSettings
+
+__all__ = ["chroma_client", "recorded_model"]
+
+
+def chroma_client(settings: ServerSettings) -> Any:
+    """A client of the ``--chroma-url`` server, or ``None`` for an embedded store."""
+    if settings.chroma_url is None:
+        return None
+    from mmrag.ray.server import ChromaServer  # the server's address only: Ray is not imported
+
+    return ChromaServer.from_url(settings.chroma_url).connect()
+
+
+def recorded_model(settings: ServerSettings) -> str | None:
+    """The model id the configured store was built with, or ``None`` (no store, or an empty one)."""
+    if settings.chroma_url is not None:
+        from mmrag.store.collection_pair import recorded_model_id
+
+        return recorded_model_id(chroma_client(settings), settings.collection)
+    if settings.db is None:
+        return None
+    from mmrag.store import MultimodalStore
+
+    return MultimodalStore.recorded_model(settings.db, collection=settings.collection)
