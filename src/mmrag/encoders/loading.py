@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig
     from typing_extensions import Unpack
 
+    from mmrag.cache import EmbeddingCache
     from mmrag.encoders.base import Encoder
     from mmrag.inputs import ImageLimits
 
@@ -149,6 +150,7 @@ def load_encoder(
     model: str | os.PathLike[str] = DEFAULT_MODEL,
     *,
     options: LoadOptions | None = None,
+    cache: EmbeddingCache | None = None,
     **overrides: Unpack[LoadOverrides],
 ) -> Encoder:
     """Load a multimodal encoder.
@@ -163,6 +165,9 @@ def load_encoder(
         **overrides: Any :class:`~mmrag.LoadOptions` field, applied on top of
             ``options``: ``device="cpu"``, ``dtype="fp16"``, ``batch_size=32``,
             ``local_files_only=True`` ...
+        cache: An :class:`~mmrag.EmbeddingCache` the encoder consults before
+            every forward pass (its :attr:`~mmrag.Encoder.cache`); loading
+            does not depend on it.
 
     Returns:
         An :class:`~mmrag.Encoder`.
@@ -186,6 +191,7 @@ def load_encoder(
         raise _not_available(model, request, exc) from exc
     if request.options.batch_size == "auto" and encoder.device.type == "cuda":
         encoder.batch_size = encoder.find_batch_size(start=request.batch_size, limit=AUTO_BATCH_LIMIT)
+    encoder.cache = cache
     return encoder
 
 
