@@ -12,6 +12,7 @@ shut down by :meth:`CollectionPair.close`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +22,8 @@ import numpy as np
 
 from mmrag.errors import StoreMismatchError
 from mmrag.inputs import Modality
-from mmrag.store.embedded import server_address, storage_errors
+from mmrag.logs import logger
+from mmrag.store.embedded import EmbeddedDatabase, server_address, storage_errors
 from mmrag.store.records import INTERNAL_PREFIX, MODALITIES, Hit, Pending, Record, to_hit, to_record
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 __all__: list[str] = []  # internal to mmrag.store
 
 FORMAT_VERSION = 1
+_log = logger("store")
 
 
 def recorded_model_id(client: Any, name: str) -> str | None:
@@ -43,6 +46,15 @@ def recorded_model_id(client: Any, name: str) -> str | None:
         if model_id:
             return str(model_id)
     return None
+
+
+def recorded_model_at(path: Path, name: str) -> str | None:
+    """The model id store ``name`` in the embedded database at ``path`` was built with (opened and closed here)."""
+    database = EmbeddedDatabase.open(path)
+    try:
+        return recorded_model_id(database.client, name)
+    finally:
+        database.close()
 
 
 class CollectionPair:
@@ -71,6 +83,9 @@ class CollectionPair:
         self.write_batch = max(1, max_batch)
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
+        if _log.isEnabledFor(logging.INFO):
+            counts = ", ".join(f"{self.count(modality)} {modality}s" for modality in MODALITIES)
+            _log.info("opened store %r (%s) for %s", name, counts, encoder.model_id)
 
     def __getitem__(self, modality: Modality) -> Any:
         return self._collections[modality]

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +43,9 @@ import numpy as np
 
 from mmrag.errors import ImageInputError
 from mmrag.inputs import Modality, read_image_bytes
+from mmrag.logs import logger
 from mmrag.prefetch import Prefetcher
+from mmrag.progress import progress_bar
 from mmrag.store.collection_pair import CollectionPair
 from mmrag.store.names import path_key, printable, recorded_path, source_metadata
 from mmrag.store.records import INTERNAL_PREFIX, MODALITIES, IndexReport, Pending, file_digest, record_id, text_digest
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     from mmrag.encoders.base import Encoder
 
 __all__ = ["TEXT_EXTENSIONS"]
+
+_log = logger("store")
 
 FOLDER_KEY = f"{INTERNAL_PREFIX}folder"
 
@@ -145,7 +148,7 @@ class FolderIndexer:
 
         size = self.encoder.batch_size
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
-        progress = _progress(len(todo), show_progress, desc=f"indexing {root.name or root}")
+        progress = progress_bar(len(todo), show=show_progress, desc=f"indexing {root.name or root}", unit="file")
         try:
             with Prefetcher("mmrag-read") as reader, Prefetcher("mmrag-write") as writer:
                 loaded = reader.run(chunks, lambda chunk: self.read_chunk(chunk, root))
@@ -158,6 +161,9 @@ class FolderIndexer:
         for modality in MODALITIES:
             self.collections.delete(modality, [record.id for record in stale if record.modality == modality])
         report.removed += len(stale)
+        for failed_path, reason in report.failed:
+            _log.warning("skipped %s: %s", failed_path, reason)
+        _log.info("indexed %s: %s", printable(str(root)), report.summary())
         return report
 
     def known_files(self, root: Path) -> dict[str, list[FolderRecord]]:
@@ -290,10 +296,3 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"cannot read: {exc.strerror or exc}"
     return str(exc)
-
-
-def _progress(total: int, show: bool | None, *, desc: str) -> Any:
-    from tqdm.auto import tqdm
-
-    enabled = sys.stderr.isatty() if show is None else show
-    return tqdm(total=total, desc=desc, unit="file", disable=not enabled or total == 0, leave=False)

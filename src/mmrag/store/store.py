@@ -19,15 +19,17 @@ import numpy as np
 from mmrag.errors import TextInputError
 from mmrag.inputs import ImageInput, Modality, QueryType, as_items, is_image_query
 from mmrag.store.checks import check_collection_name, check_fusion, check_k, check_modality, query_vector
-from mmrag.store.collection_pair import CollectionPair, recorded_model_id
+from mmrag.store.collection_pair import CollectionPair, recorded_model_at
 from mmrag.store.embedded import EmbeddedDatabase
 from mmrag.store.filters import validate_where
 from mmrag.store.folder import FolderIndexer
 from mmrag.store.fusion import merge_ranked
-from mmrag.store.records import Hit, IndexReport, Record
+from mmrag.store.hits import HitList
+from mmrag.store.records import IndexReport, Record
 from mmrag.store.upsert import pending_images, pending_texts, write_pending
 
 if TYPE_CHECKING:
+    from mmrag.cache import EmbeddingCache
     from mmrag.encoders.base import Encoder
 
 __all__ = ["MultimodalStore"]
@@ -49,6 +51,8 @@ class MultimodalStore:
             ``.``, ``_``, ``-``); two Chroma collections are made from it.
         client: A Chroma client to use instead of an embedded one, e.g.
             ``chromadb.HttpClient(host="127.0.0.1", port=8000)``.
+        cache: An :class:`~mmrag.EmbeddingCache` for an encoder that has none
+            (it becomes ``encoder.cache``, shared by everything using it).
 
     Raises:
         StoreMismatchError: The collections were built with another model,
@@ -71,11 +75,14 @@ class MultimodalStore:
         path: str | os.PathLike[str] | None = None,
         collection: str = "mmrag",
         client: Any | None = None,
+        cache: EmbeddingCache | None = None,
     ) -> None:
         self._database: EmbeddedDatabase | None = None  # the embedded path this store opened, closed by close()
         self.path: Path | None = None
         check_collection_name(collection)
         self.encoder = encoder
+        if cache is not None and encoder.cache is None:
+            encoder.cache = cache
         self.name = collection
         if client is None:
             db_path = Path(path if path is not None else "./mmrag_db").expanduser().resolve()
@@ -106,13 +113,7 @@ class MultimodalStore:
             OSError: The folder is read-only or its disk is full.
         """
         db_path = Path(path).expanduser().resolve()
-        if not db_path.is_dir():
-            return None
-        database = EmbeddedDatabase.open(db_path)
-        try:
-            return recorded_model_id(database.client, collection)
-        finally:
-            database.close()
+        return recorded_model_at(db_path, collection) if db_path.is_dir() else None
 
     def close(self) -> None:
         """Close the embedded database this store opened, release its path, stop its query threads (twice: no-op).
@@ -146,6 +147,7 @@ class MultimodalStore:
         texts: Sequence[str],
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
         ids: Sequence[str] | None = None,
+        show_progress: bool | None = None,
     ) -> IndexReport:
         """Embed and store texts (upsert).
 
@@ -157,6 +159,7 @@ class MultimodalStore:
                 ``mmrag_*`` are reserved.
             ids: Record ids to use instead of content-derived ones; an id that
                 exists is overwritten.
+            show_progress: As for :meth:`index_folder`; by default only past one batch.
 
         Returns:
             An :class:`IndexReport`; ``report.ids`` holds the record ids.
@@ -167,13 +170,14 @@ class MultimodalStore:
             ValueError: Lengths differ, or a metadata value or key is invalid.
         """
         pending = pending_texts(texts, metadatas, ids, self._model_key)
-        return write_pending(self._collections, self.encoder, pending, explicit_ids=ids is not None)
+        return write_pending(self._collections, self.encoder, pending, ids is not None, show_progress)
 
     def add_images(
         self,
         images: Sequence[ImageInput],
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
         ids: Sequence[str] | None = None,
+        show_progress: bool | None = None,
     ) -> IndexReport:
         """Embed and store images (upsert).
 
@@ -187,6 +191,7 @@ class MultimodalStore:
                 never are.
             metadatas: One metadata mapping (or ``None``) per image.
             ids: Record ids to use instead of content-derived ones.
+            show_progress: As for :meth:`add_texts`.
 
         Returns:
             An :class:`IndexReport`; ``report.ids`` holds the record ids.
@@ -197,7 +202,7 @@ class MultimodalStore:
             ValueError: Lengths differ, or a metadata value or key is invalid.
         """
         pending = pending_images(images, metadatas, ids, self.encoder, self._model_key)
-        return write_pending(self._collections, self.encoder, pending, explicit_ids=ids is not None)
+        return write_pending(self._collections, self.encoder, pending, ids is not None, show_progress)
 
     def index_folder(
         self,
@@ -228,7 +233,8 @@ class MultimodalStore:
             recursive: Walk sub-folders too (hidden ones are skipped).
             follow_links: Also follow links to files and folders outside the
                 folder (a folder reached twice is walked once).
-            show_progress: Show a progress bar; default: when stderr is a terminal.
+            show_progress: Show a progress bar; default: a widget in Jupyter
+                (text without ipywidgets), a bar in a terminal, none otherwise.
 
         Returns:
             An :class:`IndexReport` with added, updated, skipped, removed,
@@ -253,7 +259,7 @@ class MultimodalStore:
         where: Mapping[str, Any] | None = None,
         query_type: QueryType = "auto",
         fusion: Literal["rrf", "score"] = "rrf",
-    ) -> list[Hit]:
+    ) -> HitList:
         """Search texts and images with a text or an image query.
 
         Args:
@@ -275,7 +281,7 @@ class MultimodalStore:
                 unknown value is still refused).
 
         Returns:
-            Up to ``k`` hits, best first; ``hit.score`` is the cosine similarity.
+            Up to ``k`` hits, best first (a :class:`~mmrag.HitList`); ``hit.score`` is the cosine.
 
         Raises:
             mmrag.InvalidInputError: ``k`` is not an int >= 1, or an unknown
@@ -299,7 +305,7 @@ class MultimodalStore:
         modality: Modality | None = None,
         where: Mapping[str, Any] | None = None,
         fusion: Literal["rrf", "score"] = "rrf",
-    ) -> list[Hit]:
+    ) -> HitList:
         """Search with a query vector you already have (e.g. from :meth:`embed_query`).
 
         Args:
@@ -325,9 +331,8 @@ class MultimodalStore:
         checked_where = validate_where(where)
         query = query_vector(vector, self.encoder.dim)
         ranked = self._collections.query_each(modalities, query, k, checked_where)
-        if modality is not None:
-            return ranked[modality]
-        return merge_ranked(list(ranked.values()), k, fusion=fusion)
+        hits = ranked[modality] if modality is not None else merge_ranked(list(ranked.values()), k, fusion=fusion)
+        return HitList(hits)
 
     def embed_query(self, query: str | ImageInput, *, query_type: QueryType = "auto") -> np.ndarray:
         """The query vector :meth:`search` uses.
