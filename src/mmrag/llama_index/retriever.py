@@ -222,6 +222,7 @@ class MultimodalStoreRetriever(RetrieverSettings, MultiModalRetriever):
 
     # -------------------------------------------------------------- internals
     def _search(self, query: str | ImageInput, kind: Modality, modality: Modality | None) -> list[NodeWithScore]:
+        hits: list[Hit]
         if self._one_store_call(modality):
             k = self.k if modality is None else self.top_k_for(modality)
             hits = self.store.search(query, k=k, modality=modality, where=self.combined_where(), query_type=kind)
