@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from mmrag.batching import EmbeddingBatcher
+    from mmrag.cache import EmbeddingCache
     from mmrag.encoders.base import Encoder
     from mmrag.store import MultimodalStore
 
@@ -127,7 +129,7 @@ class Runtime:
         try:
             model = settings.model or self._recorded_model() or DEFAULT_MODEL
             started = time.perf_counter()
-            encoder = load_encoder(model, options=settings.load_options)
+            encoder = load_encoder(model, options=settings.load_options, cache=_cache(settings))
             self.encoder = encoder
             self.images.use_model(encoder)
             if settings.db is not None:
@@ -355,6 +357,7 @@ class Runtime:
             "items_embedded": {"text": self.items_embedded["text"], "image": self.items_embedded["image"]},
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "process_cpu_s": round(time.process_time(), 3),
+            "cache": dataclasses.asdict(encoder.cache.stats) if encoder is not None and encoder.cache else None,
         }
 
     # ---------------------------------------------------------------- closing
@@ -374,6 +377,18 @@ class Runtime:
             self.store.close()
         if self.encoder is not None:
             self.encoder.close()
+            if self.encoder.cache is not None:
+                self.encoder.cache.close()
+
+
+def _cache(settings: ServerSettings) -> EmbeddingCache | None:
+    """The embedding cache the settings ask for (``":memory:"``: in memory only), or ``None``."""
+    from mmrag.cache import EmbeddingCache
+
+    if settings.cache_path is None:
+        return None
+    path = None if settings.cache_path == ":memory:" else settings.cache_path
+    return EmbeddingCache(path, max_entries=settings.cache_max_entries)
 
 
 def _item_message(name: str, error: ImageInputError) -> str:
