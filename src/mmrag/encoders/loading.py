@@ -23,6 +23,7 @@ from mmrag.encoders.sources import (
     resolve_model_source,
 )
 from mmrag.errors import UnsupportedModelError
+from mmrag.logs import logger
 from mmrag.options import LoadOptions, LoadOverrides
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ __all__ = [
     "resolve_model_source",
     "supported_model_types",
 ]
+
+_log = logger("encoders")
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,8 @@ def _request(model: str | os.PathLike[str], opts: LoadOptions) -> LoadRequest:
             f"model {str(model)!r} has model_type {config.model_type!r}, which mmrag cannot load; "
             f"supported model types: {', '.join(sorted(_FAMILY_LOADERS))}"
         )
+    if opts.device is None:
+        _log.debug("no device given: chose %s", opts.torch_device())
     return LoadRequest(
         source=source,
         model_id=model_id,
@@ -301,6 +306,8 @@ def _load_transformers_dual(request: LoadRequest) -> Encoder:
 
     family = DUAL_FAMILIES[request.config.model_type]
     dtype = pick_dtype(request.dtype, request.device, family.gpu_dtype)
+    shown_dtype = str(dtype).removeprefix("torch.")
+    _log.info("loading %s (%s) on %s in %s", request.model_id, family.model_type, request.device, shown_dtype)
     model = AutoModel.from_pretrained(
         request.source, config=request.config, dtype=dtype, use_safetensors=request.use_safetensors,
         **sdpa_attention(request.config), **request.hub_kwargs(),
