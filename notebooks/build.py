@@ -67,7 +67,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
             'query = "白色的星形"  # a white star\n'
             'hits = store.search(query, k=6, modality="image")\n'
             'print("query:", query)\n'
-            'plot_hits(hits, query=f"{query} (a white star)");',
+            'plot_hits(hits, query="(zh) a white star");  # an English title: not every machine has a CJK font',
         ),
         ("md", "## Image → image and image → text"),
         (
