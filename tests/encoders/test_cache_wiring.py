@@ -80,3 +80,12 @@ def test_a_lazy_encoder_answers_from_its_cache_without_loading(tiny_model_dirs, 
     assert not lazy.loaded
     lazy.embed_texts(["something new"])
     assert lazy.loaded
+
+
+def test_a_bad_file_after_cached_images_is_named_by_its_input_index_and_path(encoder, tmp_path) -> None:
+    good = _images(2)
+    encoder.embed_images(good)  # both cached: only the broken file is a miss
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image at all")
+    with pytest.raises(mmrag.ImageInputError, match=r"image 2 \(.*broken\.png\)"):
+        encoder.embed_images([*good, broken])
