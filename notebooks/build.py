@@ -49,16 +49,25 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         (
             "code",
             'store = mmrag.MultimodalStore(encoder, path=work / "db")\n'
-            'report = store.index_folder(work / "photos")\nprint(report)\n'
+            'report = store.index_folder(work / "photos", show_progress=False)  # no bar in the saved output\n'
+            "print(report)\n"
             'print(store.count("image"), "images,", store.count("text"), "texts")',
         ),
         ("md", "## Text → image"),
         ("code", 'query = "a yellow circle"\nplot_hits(store.search(query, k=6, modality="image"), query=query);'),
+        (
+            "md",
+            "`search` returns a `HitList`: a plain list of `Hit`s that Jupyter shows as thumbnails and cards "
+            "with their scores when it ends a cell.",
+        ),
+        ("code", 'store.search("a red square", k=4)'),
         ("md", "Chinese queries work too (the demo model was trained on English and Chinese captions):"),
         (
             "code",
-            'hits = store.search("白色的星形", k=6, modality="image")  # a white star\n'
-            'plot_hits(hits, query="(zh) a white star");',
+            'query = "白色的星形"  # a white star\n'
+            'hits = store.search(query, k=6, modality="image")\n'
+            'print("query:", query)\n'
+            'plot_hits(hits, query="(zh) a white star");  # an English title: not every machine has a CJK font',
         ),
         ("md", "## Image → image and image → text"),
         (
@@ -124,28 +133,32 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
             '                            source=getattr(r.node, "image_path", None), text=r.node.get_content(),\n'
             "                            score=r.score) for r in results]\n\n"
             "retriever = index.as_retriever(similarity_top_k=3, image_similarity_top_k=5)\n"
-            'plot_hits(as_hits(retriever.text_to_image_retrieve("a yellow triangle")), query="a yellow triangle");',
+            'plot_hits(as_hits(retriever.text_to_image_retrieve("a yellow triangle")), query="a yellow triangle",\n'
+            '          title="score: Chroma\'s exp(-distance)");',
         ),
         (
             "code",
             'probe = str(work / "shapes" / "shape_005.png")\n'
-            "plot_hits(as_hits(retriever.image_to_image_retrieve(probe)), query=probe);",
+            'plot_hits(as_hits(retriever.image_to_image_retrieve(probe)), query=probe, title="score: Chroma\'s exp(-distance)");',
         ),
         (
             "code",
+            "# ChromaVectorStore reports exp(-distance), not the cosine: the order is the same, the numbers differ\n"
+            'print("kind  exp(-distance)  item")\n'
             'for result in retriever.retrieve("a small red diamond"):\n'
             '    image = getattr(result.node, "image_path", None)\n'
-            '    print("image" if image else "text ", f"{result.score:.3f}", Path(image).name if image else result.node.get_content().strip())',
+            '    print("image" if image else "text ", f"{result.score:14.3f} ", Path(image).name if image else result.node.get_content().strip())',
         ),
         ("md", "## Querying an mmrag store from LlamaIndex"),
         (
             "code",
             "import mmrag\nfrom mmrag.llama_index import MultimodalStoreRetriever\n\n"
             'store = mmrag.MultimodalStore(embed.encoder, path=work / "mmrag_db")\n'
-            'print(store.index_folder(work / "shapes"))\n'
+            'print(store.index_folder(work / "shapes", show_progress=False))\n'
             "store_retriever = MultimodalStoreRetriever(store, k=4, batcher=embed.batcher)\n"
+            'print("cosine  caption")  # an mmrag store scores by cosine similarity\n'
             "for result in store_retriever.image_to_text_retrieve(probe):\n"
-            '    print(f"{result.score:.3f}", result.node.get_content().strip())',
+            '    print(f"{result.score:6.3f}", result.node.get_content().strip())',
         ),
         (
             "code",
@@ -172,7 +185,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
             "from mmrag.plotting import plot_hits\n\n"
             'write_sample_folder(work / "photos", n=48)\n'
             'store = mmrag.MultimodalStore(mmrag.load_encoder("demo"), path=work / "db")\n'
-            'print(store.index_folder(work / "photos"))\n'
+            'print(store.index_folder(work / "photos", show_progress=False))\n'
             'retriever = MultimodalStoreRetriever(store=store, k=8, modality="image")',
         ),
         (
@@ -225,7 +238,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
             "from mmrag.demo_data import write_sample_folder\n\n"
             'write_sample_folder(work / "photos", n=32)\n'
             'with mmrag.MultimodalStore(mmrag.load_encoder("demo"), path=work / "db") as store:\n'
-            '    print(store.index_folder(work / "photos"))  # closed again: the server opens the store\n\n'
+            '    print(store.index_folder(work / "photos", show_progress=False))  # closed: the server opens it\n\n'
             'with socket.socket() as s:\n    s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]\n'
             'server = subprocess.Popen([sys.executable, "-m", "mmrag", "serve", "--db", str(work / "db"),\n'
             '                           "--port", str(port), "--no-access-log"],\n'
@@ -243,11 +256,13 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         ),
         (
             "code",
+            'photos = sorted((work / "photos").glob("*.png"))[:12]\n'
+            "names = {base64.b64encode(p.read_bytes()).decode(): p.name for p in photos}  # candidate -> file\n"
             'ranked = httpx.post(f"{base}/similarity", json={\n'
-            '    "query": "a large red cross", "query_type": "text", "candidate_type": "image",\n'
-            '    "candidates": [base64.b64encode(p.read_bytes()).decode() for p in sorted((work / "photos").glob("*.png"))[:12]],\n'
+            '    "query": "a large red cross", "query_type": "text", "candidate_type": "image", "candidates": list(names),\n'
             "}).json()\n"
-            '[round(score, 3) for _, score in ranked["similarities"]]',
+            "# each answer is [candidate, cosine], best first: name the image each score belongs to\n"
+            '[(names[candidate], round(score, 3)) for candidate, score in ranked["similarities"]]',
         ),
         (
             "code",
@@ -259,8 +274,11 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
             "code",
             "from openai import OpenAI\n"
             'client = OpenAI(base_url=f"{base}/v1", api_key="unused")\n'
-            'response = client.embeddings.create(model="demo", input=["a red circle", "红色的圆形"])\n'
-            "[len(item.embedding) for item in response.data], response.usage",
+            'inputs = ["a red circle", "红色的圆形"]  # the second is Chinese for the first\n'
+            'response = client.embeddings.create(model="demo", input=inputs)\n'
+            "for text, item in zip(inputs, response.data):\n"
+            "    print(text, len(item.embedding))  # printed as written, not as \\u escapes\n"
+            "response.usage",
         ),
         (
             "code",

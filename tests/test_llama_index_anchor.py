@@ -89,7 +89,7 @@ def test_model_name_is_honoured_as_clip_embedding_takes_it(demo: mmrag.Encoder) 
     embed_model = out["embed_model"]
     assert isinstance(embed_model, LocalMultiModalEmbedding)
     assert embed_model.encoder.model_id == "mmrag/demo"  # not the default model: model_name was not ignored
-    assert (embed_model.model, embed_model.model_name) == ("demo", "mmrag/demo")
+    assert (embed_model.model, embed_model.model_name) == ("mmrag/demo", "mmrag/demo")  # the model's id, not the alias
     np.testing.assert_allclose(out["vector"], demo.embed_texts(["a red cross"])[0], atol=1e-6)
 
     # ClipEmbedding's own names load the same weights from the hub (offline here, so the error names them).
@@ -103,7 +103,7 @@ def test_model_name_is_honoured_as_clip_embedding_takes_it(demo: mmrag.Encoder) 
         LocalMultiModalEmbedding(encoder=demo, model_name="ViT-B/32")
     assert LocalMultiModalEmbedding(encoder=demo, model_name="demo").encoder is demo  # naming the same model is fine
     again = LocalMultiModalEmbedding.from_dict(embed_model.to_dict())  # carries model and model_name
-    assert (again.model, again.model_name) == ("demo", "mmrag/demo")
+    assert (again.model, again.model_name) == ("mmrag/demo", "mmrag/demo")
 
 
 # ---------------------------------------------------- MultiModalVectorStoreIndex
@@ -246,7 +246,7 @@ def test_embedding_pickles_and_copies(embed: LocalMultiModalEmbedding, caplog: p
         assert len(asyncio.run(clone.aget_text_embedding("async too"))) == 64, name
     assert clones["deep"].encoder is owned.encoder and clones["copy"].encoder is owned.encoder  # shared
     assert clones["owned"].encoder is not owned.encoder  # a pickle loads the model again, where it lands
-    assert (clones["owned"].model, clones["owned"].embed_batch_size, clones["owned"].device) == ("demo", 8, "cpu")
+    assert (clones["owned"].model, clones["owned"].embed_batch_size, clones["owned"].device) == ("mmrag/demo", 8, "cpu")
     assert clones["adopted"].encoder.batch_size == embed.encoder.batch_size
     assert clones["deep"].batcher is not owned.batcher  # own worker thread and lock
     owned.close()

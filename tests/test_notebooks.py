@@ -39,3 +39,24 @@ def test_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
     assert _has_figure(notebook)
+
+
+def _text_outputs(name: str) -> str:
+    notebook = nbformat.read(Path(__file__).parents[1] / "notebooks" / name, as_version=4)
+    parts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            parts.append(str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", "")))
+    return "\n".join(parts)
+
+
+def test_committed_outputs_say_what_each_number_is() -> None:
+    """Scores name their image, Chroma's exp(-distance) is labelled, Chinese prints as Chinese, no progress noise."""
+    service = _text_outputs("04_http_service_client.ipynb")
+    assert "('shape_0" in service and ".png', " in service  # each /similarity score with its file
+    assert "红色的圆形" in service and "\\u7ea2" not in service
+    assert "exp(-distance)" in _text_outputs("02_llama_index_pipeline.ipynb")
+    quickstart = _text_outputs("01_quickstart_store.ipynb")
+    assert "白色的星形" in quickstart and "Hit(" in quickstart  # the HitList cell
+    every = "\n".join(_text_outputs(path.name) for path in NOTEBOOKS)
+    assert "indexing " not in every and "it/s]" not in every  # no progress bars saved

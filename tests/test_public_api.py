@@ -102,3 +102,19 @@ def test_errors_all_matches_the_classes_defined_there() -> None:
     }
     assert set(mmrag.errors.__all__) == defined
     assert {name for name in defined if inspect.isclass(getattr(mmrag.errors, name))} <= set(mmrag.__all__)
+
+
+def test_the_issue_14_pieces_are_exported_from_mmrag() -> None:
+    """The cache, the visible hit list and the logging one-liner, importable as README shows them."""
+    from mmrag.cache import CacheStats, EmbeddingCache, embed_with_cache
+    from mmrag.logs import log_to_stderr
+    from mmrag.store.hits import HitList
+
+    assert (mmrag.EmbeddingCache, mmrag.CacheStats, mmrag.embed_with_cache) == (
+        EmbeddingCache,
+        CacheStats,
+        embed_with_cache,
+    )
+    assert mmrag.HitList is HitList and mmrag.store.HitList is HitList
+    assert mmrag.log_to_stderr is log_to_stderr
+    assert issubclass(HitList, list)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from mmrag._version import __version__
 from mmrag.batching import EmbeddingBatcher, QueueFullError
+from mmrag.cache import CacheStats, EmbeddingCache, embed_with_cache
 from mmrag.encoders import (
     DEFAULT_MODEL,
     Encoder,
@@ -39,17 +40,21 @@ from mmrag.errors import (
     UnsupportedPairError,
 )
 from mmrag.inputs import ImageInput, ImageLimits, resolve_image, resolve_images
+from mmrag.logs import log_to_stderr  # importing mmrag.logs also puts a NullHandler on the "mmrag" logger
 from mmrag.options import LoadOptions
 from mmrag.rerank import Calibration, RankedItem, Reranker, list_rerankers, load_reranker
-from mmrag.store import Hit, IndexReport, MultimodalStore, Record
+from mmrag.store import Hit, HitList, IndexReport, MultimodalStore, Record
 
 __all__ = [
     "DEFAULT_MODEL",
+    "CacheStats",
     "Calibration",
     "EmbeddingBatcher",
+    "EmbeddingCache",
     "Encoder",
     "FusedEmbeddings",
     "Hit",
+    "HitList",
     "ImageInput",
     "ImageInputError",
     "ImageLimits",
@@ -74,10 +79,12 @@ __all__ = [
     "UnsupportedModelError",
     "UnsupportedPairError",
     "__version__",
+    "embed_with_cache",
     "list_models",
     "list_rerankers",
     "load_encoder",
     "load_reranker",
+    "log_to_stderr",
     "register_family",
     "resolve_image",
     "resolve_images",

@@ -140,7 +140,7 @@ def test_naflex_keeps_the_processor_path(tiny_encoders) -> None:
 
 
 def test_sdpa_attention_is_requested(tiny_encoders) -> None:
-    from mmrag.encoders.loading import sdpa_attention
+    from mmrag.encoders.dual_loading import sdpa_attention
 
     for encoder in tiny_encoders.values():
         assert encoder.model.config._attn_implementation == "sdpa"

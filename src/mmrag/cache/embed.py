@@ -9,8 +9,8 @@ import numpy as np
 
 from mmrag.cache.embedding_cache import EmbeddingCache
 from mmrag.cache.keys import image_key, text_key
-from mmrag.errors import InvalidInputError
-from mmrag.inputs import ImageInput, ImageLimits, as_items, as_texts
+from mmrag.errors import ImageInputError, InvalidInputError
+from mmrag.inputs import ImageInput, ImageLimits, as_items, as_texts, describe_image_input
 from mmrag.logs import logger
 
 __all__ = ["CacheableEncoder", "EmbedKind", "embed_with_cache"]
@@ -89,11 +89,13 @@ def embed_with_cache(
     active = limits or encoder.image_limits
     keys: list[str]
     payloads: list[Any]
+    originals: list[Any]
     if kind == "text":
-        texts = as_texts(items)
+        originals = texts = as_texts(items)
         keys, payloads = [text_key(text) for text in texts], list(texts)
     elif kind == "image":
-        pairs = [image_key(item, limits=active, index=i) for i, item in enumerate(as_items(items, "images"))]
+        originals = as_items(items, "images")
+        pairs = [image_key(item, limits=active, index=i) for i, item in enumerate(originals)]
         keys, payloads = [key for key, _ in pairs], [payload for _, payload in pairs]
     else:
         raise InvalidInputError(f"kind must be 'text' or 'image', got {kind!r}")
@@ -101,15 +103,23 @@ def embed_with_cache(
     found = cache.get_many(identity, keys)
     todo: dict[str, int] = {}  # key -> row in ``fresh``
     todo_payloads: list[Any] = []
-    for key, vector, payload in zip(keys, found, payloads):
+    todo_rows: list[int] = []  # the input index of each miss, for error messages
+    for row, (key, vector, payload) in enumerate(zip(keys, found, payloads)):
         if vector is None and key not in todo:
             todo[key] = len(todo_payloads)
             todo_payloads.append(payload)
+            todo_rows.append(row)
     _log.debug("%d %ss: %d cached, %d to embed", len(keys), kind, len(keys) - len(todo_payloads), len(todo_payloads))
     out = np.empty((len(keys), encoder.dim), dtype=np.float32)
     fresh = out[:0]
     if todo_payloads:
-        fresh = _embed_misses(encoder, todo_payloads, kind, batch_size, active, embed)
+        try:
+            fresh = _embed_misses(encoder, todo_payloads, kind, batch_size, active, embed)
+        except ImageInputError as exc:  # name the item as the caller gave it, not its position among the misses
+            if exc.index is None or not 0 <= exc.index < len(todo_rows):
+                raise
+            row = todo_rows[exc.index]
+            raise ImageInputError(exc.reason, index=row, item=describe_image_input(originals[row])) from exc
         cache.put_many(identity, list(todo), fresh)
     for row, (key, vector) in enumerate(zip(keys, found)):
         out[row] = vector if vector is not None else fresh[todo[key]]

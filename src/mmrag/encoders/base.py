@@ -17,11 +17,12 @@ import threading
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from mmrag.cache import EmbeddingCache, embed_with_cache
+from mmrag.encoders.fused import FusedEmbeddings, l2_normalize
 from mmrag.encoders.memory import batch_length, free_cached_memory, is_out_of_memory, split_batch
 from mmrag.inputs import ImageInput, ImageLimits, as_items, as_texts, resolve_image
 from mmrag.prefetch import Prefetcher
@@ -30,45 +31,11 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-__all__ = ["Encoder", "FusedEmbeddings"]
+__all__ = ["Encoder", "FusedEmbeddings", "l2_normalize"]
 
 _Item = TypeVar("_Item")
 Batch = Any
 """Whatever a family's prepare step returns and its forward step accepts."""
-
-
-@dataclass(frozen=True)
-class FusedEmbeddings:
-    """Image, text and fused vectors for paired images and texts.
-
-    All three arrays have shape ``(n, dim)``, dtype float32 and L2-normalised
-    rows. ``fused[i]`` is ``normalize(image[i] + text[i])``: one vector that
-    stands for the pair, e.g. a product photo with its caption.
-
-    Attributes:
-        image: Image vectors.
-        text: Text vectors.
-        fused: Normalised sums of the image and text vectors.
-    """
-
-    image: np.ndarray
-    text: np.ndarray
-    fused: np.ndarray
-
-
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """Return ``vectors`` as float32 with unit-length rows (zero rows stay zero).
-
-    Args:
-        vectors: A 2-D array.
-
-    Returns:
-        A new float32 array of the same shape.
-    """
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    normalized: np.ndarray = vectors / np.maximum(norms, np.float32(1e-12))
-    return normalized
 
 
 class Encoder(ABC):
@@ -89,6 +56,8 @@ class Encoder(ABC):
         image_limits: Limits applied when resolving image inputs.
         forward_count: Forward passes run so far (texts and images); handy to
             check that work is batched.
+        cache: An :class:`~mmrag.EmbeddingCache` consulted before any forward
+            pass (texts and images seen before cost a lookup), or ``None``.
     """
 
     model_id: str
@@ -98,12 +67,16 @@ class Encoder(ABC):
     dtype: torch.dtype
     batch_size: int
     image_limits: ImageLimits
+    cache: EmbeddingCache | None = None
 
-    def __init__(self, *, batch_size: int = 64, image_limits: ImageLimits | None = None) -> None:
+    def __init__(
+        self, *, batch_size: int = 64, image_limits: ImageLimits | None = None, cache: EmbeddingCache | None = None
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self.image_limits = image_limits or ImageLimits()
+        self.cache = cache
         self.forward_count = 0
         self._count_lock = threading.Lock()
         self._prefetcher = Prefetcher("mmrag-prefetch")
@@ -207,6 +180,12 @@ class Encoder(ABC):
             (2, 768)
         """
         items = as_texts(texts)
+        if self.cache is not None:
+            embed = lambda misses: self._embed_texts(misses, batch_size)  # noqa: E731 - the uncached path
+            return embed_with_cache(self.cache, self, items, "text", batch_size=batch_size, embed=embed)
+        return self._embed_texts(items, batch_size)
+
+    def _embed_texts(self, items: list[str], batch_size: int | None) -> np.ndarray:
         # Batch texts of similar length together so little of each batch is padding;
         # rows go back to input order afterwards (padding never changes a vector).
         order = sorted(range(len(items)), key=lambda i: len(items[i]), reverse=True)
@@ -257,6 +236,12 @@ class Encoder(ABC):
         """
         items = as_items(images, "images")
         active = limits or self.image_limits
+        if self.cache is not None:
+            embed = lambda misses: self._embed_images(misses, batch_size, active)  # noqa: E731 - the uncached path
+            return embed_with_cache(self.cache, self, items, "image", batch_size=batch_size, limits=active, embed=embed)
+        return self._embed_images(items, batch_size, active)
+
+    def _embed_images(self, items: list[ImageInput], batch_size: int | None, active: ImageLimits) -> np.ndarray:
         total = len(items)
 
         def prepare(chunk: list[ImageInput], start: int) -> Batch:

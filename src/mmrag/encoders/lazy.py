@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrag.encoders.base import Batch, Encoder, FusedEmbeddings
+from mmrag.encoders.base import Batch, Encoder
 from mmrag.encoders.loading import DEFAULT_BATCH_SIZE, encoder_signature, load_encoder
 from mmrag.encoders.presets import DEFAULT_MODEL
 from mmrag.inputs import ImageInput, ImageLimits
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from PIL import Image
     from typing_extensions import Unpack
 
+    from mmrag.cache import EmbeddingCache
     from mmrag.options import LoadOverrides
 
 __all__ = ["LazyEncoder"]
@@ -44,6 +44,8 @@ class LazyEncoder(Encoder):
     Args:
         model: As for :func:`mmrag.load_encoder`.
         options: As for :func:`mmrag.load_encoder`.
+        cache: As for :func:`mmrag.load_encoder`; consulted before the model
+            is loaded, so a call whose vectors are all cached loads nothing.
         **overrides: As for :func:`mmrag.load_encoder`.
 
     Raises:
@@ -64,10 +66,12 @@ class LazyEncoder(Encoder):
         model: str | os.PathLike[str] = DEFAULT_MODEL,
         *,
         options: LoadOptions | None = None,
+        cache: EmbeddingCache | None = None,
         **overrides: Unpack[LoadOverrides],
     ) -> None:
         opts = LoadOptions.merge(options, dict(overrides))
-        super().__init__(batch_size=opts.batch_size_or(DEFAULT_BATCH_SIZE), image_limits=opts.image_limits)
+        batch_size = opts.batch_size_or(DEFAULT_BATCH_SIZE)
+        super().__init__(batch_size=batch_size, image_limits=opts.image_limits, cache=cache)
         self._model = model
         self._options = opts
         self._load_lock = threading.Lock()
@@ -151,21 +155,12 @@ class LazyEncoder(Encoder):
         """The loaded encoder's :meth:`~mmrag.Encoder.forward_images`."""
         return self.encoder.forward_images(batch)
 
-    def embed_texts(self, texts: Iterable[str], *, batch_size: int | None = None) -> np.ndarray:
-        """:meth:`mmrag.Encoder.embed_texts` of the loaded encoder (loading it on the first call)."""
-        return self.encoder.embed_texts(texts, batch_size=batch_size)
+    def _embed_texts(self, items: list[str], batch_size: int | None) -> np.ndarray:
+        # The uncached path of the loaded encoder: this encoder's ``cache`` is consulted first (before loading).
+        return self.encoder._embed_texts(items, batch_size)
 
-    def embed_images(
-        self, images: Iterable[ImageInput], *, batch_size: int | None = None, limits: ImageLimits | None = None
-    ) -> np.ndarray:
-        """:meth:`mmrag.Encoder.embed_images` of the loaded encoder (loading it on the first call)."""
-        return self.encoder.embed_images(images, batch_size=batch_size, limits=limits or self.image_limits)
-
-    def embed_fused(
-        self, images: Iterable[ImageInput], texts: Iterable[str], *, batch_size: int | None = None
-    ) -> FusedEmbeddings:
-        """:meth:`mmrag.Encoder.embed_fused` of the loaded encoder (loading it on the first call)."""
-        return self.encoder.embed_fused(images, texts, batch_size=batch_size)
+    def _embed_images(self, items: list[ImageInput], batch_size: int | None, active: ImageLimits) -> np.ndarray:
+        return self.encoder._embed_images(items, batch_size, active)
 
     def find_batch_size(self, *, start: int = 8, limit: int = 1024) -> int:
         """:meth:`mmrag.Encoder.find_batch_size` of the loaded encoder."""

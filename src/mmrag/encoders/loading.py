@@ -23,6 +23,7 @@ from mmrag.encoders.sources import (
     resolve_model_source,
 )
 from mmrag.errors import ModelNotAvailableError, UnsupportedModelError
+from mmrag.logs import logger
 from mmrag.options import LoadOptions, LoadOverrides
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig
     from typing_extensions import Unpack
 
+    from mmrag.cache import EmbeddingCache
     from mmrag.encoders.base import Encoder
     from mmrag.inputs import ImageLimits
 
@@ -47,6 +49,8 @@ __all__ = [
     "resolve_model_source",
     "supported_model_types",
 ]
+
+_log = logger("encoders")
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,7 @@ def load_encoder(
     *,
     options: LoadOptions | None = None,
     text_model: str | os.PathLike[str] | None = None,
+    cache: EmbeddingCache | None = None,
     **overrides: Unpack[LoadOverrides],
 ) -> Encoder:
     """Load a multimodal encoder.
@@ -171,6 +176,9 @@ def load_encoder(
         **overrides: Any :class:`~mmrag.LoadOptions` field, applied on top of
             ``options``: ``device="cpu"``, ``dtype="fp16"``, ``batch_size=32``,
             ``local_files_only=True`` ...
+        cache: An :class:`~mmrag.EmbeddingCache` the encoder consults before
+            every forward pass (its :attr:`~mmrag.Encoder.cache`); loading
+            does not depend on it.
 
     Returns:
         An :class:`~mmrag.Encoder`.
@@ -201,6 +209,7 @@ def load_encoder(
             raise _not_available(model, request, exc) from exc
     if opts.batch_size == "auto" and encoder.device.type == "cuda":
         encoder.batch_size = encoder.find_batch_size(start=encoder.batch_size, limit=AUTO_BATCH_LIMIT)
+    encoder.cache = cache
     return encoder
 
 
@@ -269,6 +278,8 @@ def _request(
             f"model {str(model)!r} has model_type {config.model_type!r}, which mmrag cannot load; "
             f"supported model types: {', '.join(sorted(_FAMILY_LOADERS))}"
         )
+    if opts.device is None:
+        _log.debug("no device given: chose %s", opts.torch_device())
     request = LoadRequest(
         source=source,
         model_id=model_id,
@@ -320,80 +331,12 @@ def _register_builtin_families() -> None:
     if _BUILTINS_REGISTERED:
         return
     from mmrag.encoders.blip2 import BLIP2_MODEL_TYPE, load_blip2_encoder
+    from mmrag.encoders.dual_loading import load_transformers_dual, transformers_dual_signature
     from mmrag.encoders.transformers_dual import DUAL_FAMILIES
 
     for model_type in DUAL_FAMILIES:
         if model_type not in _FAMILY_LOADERS:
-            register_family(model_type, _load_transformers_dual, signature=_transformers_dual_signature)
+            register_family(model_type, load_transformers_dual, signature=transformers_dual_signature)
     if BLIP2_MODEL_TYPE not in _FAMILY_LOADERS:
         register_family(BLIP2_MODEL_TYPE, load_blip2_encoder)
     _BUILTINS_REGISTERED = True
-
-
-def _load_transformers_dual(request: LoadRequest) -> Encoder:
-    from transformers import AutoModel, AutoProcessor
-
-    from mmrag.encoders.transformers_dual import DUAL_FAMILIES, TransformersDualEncoder
-
-    family = DUAL_FAMILIES[request.config.model_type]
-    dtype = pick_dtype(request.dtype, request.device, family.gpu_dtype)
-    model = AutoModel.from_pretrained(
-        request.source, config=request.config, dtype=dtype, use_safetensors=request.use_safetensors,
-        **sdpa_attention(request.config), **request.hub_kwargs(),
-    )  # fmt: skip  # aligned by hand
-    model = model.to(request.device).eval()
-    processor = AutoProcessor.from_pretrained(request.source, **PIL_BACKEND, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
-    return TransformersDualEncoder(
-        model,
-        processor,
-        family=family,
-        model_id=request.model_id,
-        batch_size=request.batch_size,
-        image_limits=request.image_limits,
-        image_workers=request.options.image_workers,
-        fast_decode=request.options.fast_decode,
-        gpu_decode=request.options.gpu_decode,
-        compile_model=request.options.compile,
-    )
-
-
-def _transformers_dual_signature(request: LoadRequest) -> dict[str, str | int]:
-    from transformers import AutoProcessor
-
-    from mmrag.encoders.preprocess.gpu_decode import gpu_decode_unavailable
-    from mmrag.encoders.transformers_dual import DUAL_FAMILIES, dual_preprocessing, embedding_dim, text_length_limit
-
-    family = DUAL_FAMILIES[request.config.model_type]
-    processor = AutoProcessor.from_pretrained(request.source, **PIL_BACKEND, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated
-    length = text_length_limit(request.config, processor.tokenizer, family.default_text_length)
-    gpu_decode = request.options.gpu_decode and gpu_decode_unavailable(request.device) is None
-    return {
-        "model_id": request.model_id,
-        "family": family.model_type,
-        "dim": embedding_dim(request.config),
-        "preprocessing": dual_preprocessing(
-            family, length, processor.image_processor, request.options.fast_decode, gpu_decode=gpu_decode
-        ),
-    }
-
-
-def sdpa_attention(config: PretrainedConfig) -> dict[str, str]:
-    """``{"attn_implementation": "sdpa"}`` when the model class for ``config`` supports it, else ``{}``.
-
-    transformers 5 already picks SDPA by default where it can; asking for it
-    explicitly keeps a saved ``attn_implementation="eager"`` or a changed
-    default from slowing the model down (SDPA is PyTorch's fused attention).
-
-    Args:
-        config: The checkpoint's config.
-
-    Returns:
-        Keyword arguments for ``from_pretrained``.
-    """
-    from transformers import AutoModel
-
-    try:
-        model_class = AutoModel._model_mapping[type(config)]
-    except (KeyError, AttributeError):  # not an AutoModel family: let transformers choose
-        return {}
-    return {"attn_implementation": "sdpa"} if getattr(model_class, "_supports_sdpa", False) else {}

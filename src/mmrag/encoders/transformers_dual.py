@@ -21,6 +21,7 @@ on the GPU instead (:mod:`mmrag.encoders.preprocess.gpu_decode`; not exact).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,12 +33,15 @@ from mmrag.encoders.preprocess import ImageSpec, image_spec
 from mmrag.encoders.preprocess.gpu_decode import gpu_jpeg_decoder
 from mmrag.encoders.workers import WORKER_MIN_IMAGES, ImageWorkerPool
 from mmrag.inputs import ImageInput, ImageLimits
+from mmrag.logs import logger
 
 if TYPE_CHECKING:
     from PIL import Image
     from transformers import PretrainedConfig
 
 __all__ = ["COMPILE_BACKEND", "DUAL_FAMILIES", "DualFamily", "TransformersDualEncoder", "dual_preprocessing"]
+
+_log = logger("encoders")
 
 COMPILE_BACKEND = "inductor"
 """The ``torch.compile`` backend of ``LoadOptions(compile=True)``."""
@@ -131,6 +135,7 @@ class TransformersDualEncoder(Encoder):
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.max_text_length = text_length_limit(model.config, self.tokenizer, family.default_text_length)
+        self._warned_truncation = False
         self.image_spec: ImageSpec | None = image_spec(self.image_processor)
         self.fast_decode = fast_decode and self.image_spec is not None
         self._image_pool = (
@@ -163,7 +168,34 @@ class TransformersDualEncoder(Encoder):
             max_length=self.max_text_length,
             return_tensors="pt",
         )
+        self._log_truncation(tokens, texts)
         return self._staged(tokens)
+
+    def count_truncated(self, texts: list[str]) -> int:
+        """How many of ``texts`` are longer than ``max_text_length`` tokens (and so are cut when embedded).
+
+        Args:
+            texts: The texts, as they would be embedded.
+
+        Returns:
+            The number that :meth:`embed_texts` truncates.
+        """
+        ids = self.tokenizer(list(texts), truncation=False, padding=False, verbose=False)["input_ids"]
+        return sum(len(row) > self.max_text_length for row in ids)
+
+    def _log_truncation(self, tokens: Any, texts: list[str]) -> None:
+        """Log texts the tokenizer cut: a warning the first time for this encoder, debug afterwards."""
+        encodings = getattr(tokens, "encodings", None)  # fast tokenizers record what truncation dropped
+        cut = [i for i, encoding in enumerate(encodings or ()) if encoding.overflowing]
+        if not cut:
+            return
+        level = logging.DEBUG if self._warned_truncation else logging.WARNING
+        self._warned_truncation = True
+        _log.log(
+            level,
+            "%d of %d texts were longer than %d tokens and were truncated (first: %r)",
+            len(cut), len(texts), self.max_text_length, texts[cut[0]][:60],
+        )  # fmt: skip  # one line of arguments
 
     def prepare_images(self, images: list[Image.Image]) -> Batch:
         """Run the image processor with its own saved settings.

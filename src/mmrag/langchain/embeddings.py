@@ -5,17 +5,19 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from mmrag.batching import EmbeddingBatcher
+from mmrag.cache import EmbeddingCache, encoder_identity
 from mmrag.components import options_for, recorded_options
 from mmrag.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from mmrag.inputs import ImageInput, as_items
 from mmrag.langchain._arguments import adopted_fields, model_from_open_clip_names
 from mmrag.langchain._documents import query_text, vector_lists
+from mmrag.langchain._progress import embed_with_progress
 from mmrag.model_sharing import SharesModelWhenCopied
 from mmrag.options import LoadOptions
 
@@ -64,8 +66,8 @@ class LocalMultiModalEmbeddings(SharesModelWhenCopied, BaseModel, Embeddings):
     dtype: str | None = None
     """``"float32"``, ``"float16"`` or ``"bfloat16"``; ``None`` picks per device (float32 on CPU)."""
 
-    batch_size: int = Field(default=64, ge=1)
-    """Most items per forward pass."""
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 64
+    """Most items per forward pass; ``"auto"``: the largest that fits the GPU (see :class:`mmrag.LoadOptions`)."""
 
     local_files_only: bool = False
     """Never use the network to load the model; fail unless it is local or cached."""
@@ -73,12 +75,23 @@ class LocalMultiModalEmbeddings(SharesModelWhenCopied, BaseModel, Embeddings):
     batch_wait_ms: float = Field(default=2.0, ge=0.0)
     """How long the async batcher waits for concurrent calls to join a forward pass."""
 
+    show_progress: bool | None = None
+    """A progress bar for :meth:`embed_documents` and :meth:`embed_image`; ``None``: past one batch, where
+    the user can see it (a widget in Jupyter, a bar in a terminal, none in pipes and services)."""
+
     _encoder: Encoder | None = PrivateAttr(default=None)
     _options: LoadOptions | None = PrivateAttr(default=None)
     _batcher: EmbeddingBatcher | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
-    def __init__(self, *, encoder: Encoder | None = None, options: LoadOptions | None = None, **data: Any) -> None:
+    def __init__(
+        self,
+        *,
+        encoder: Encoder | None = None,
+        options: LoadOptions | None = None,
+        cache: EmbeddingCache | None = None,
+        **data: Any,
+    ) -> None:
         """Load the model, or adopt ``encoder``.
 
         Args:
@@ -87,6 +100,10 @@ class LocalMultiModalEmbeddings(SharesModelWhenCopied, BaseModel, Embeddings):
                 options cannot be passed with it; ``batch_size`` may only
                 repeat the encoder's own.
             options: How to load ``model`` (:class:`mmrag.LoadOptions`).
+            cache: An :class:`mmrag.EmbeddingCache` for the encoder (it becomes
+                ``encoder.cache``, shared with everyone using that encoder):
+                :meth:`embed_documents`, :meth:`embed_query` *and*
+                :meth:`embed_image` then embed what is new only. Not serialised.
             **data: The fields (``model``, ``batch_size``, ``batch_wait_ms``),
                 OpenCLIPEmbeddings' ``model_name`` and ``checkpoint`` (instead
                 of ``model``), and any :class:`mmrag.LoadOptions` field
@@ -110,10 +127,12 @@ class LocalMultiModalEmbeddings(SharesModelWhenCopied, BaseModel, Embeddings):
                 fields["batch_size"] = opts.batch_size
             super().__init__(**data, **fields)
             self._options = opts.replace(batch_size=self.batch_size)
-            self._encoder = load_encoder(self.model, options=self._options)
+            self._encoder = load_encoder(self.model, options=self._options, cache=cache)
             return
         super().__init__(**adopted_fields(encoder, data, batch_size))
         self._encoder = encoder
+        if cache is not None:
+            encoder.cache = cache
 
     @model_validator(mode="before")
     @classmethod
@@ -154,6 +173,21 @@ class LocalMultiModalEmbeddings(SharesModelWhenCopied, BaseModel, Embeddings):
         """Embedding dimension."""
         return self.encoder.dim
 
+    @property
+    def cache_identity(self) -> str:
+        """One string per vector space (:func:`mmrag.cache.encoder_identity`).
+
+        Pass it as the ``namespace`` of LangChain's caches, e.g.
+        ``CacheBackedEmbeddings.from_bytes_store(emb, store, namespace=emb.cache_identity)``,
+        so that their entries are keyed by the model, not by a name you chose.
+        """
+        return encoder_identity(self.encoder)
+
+    @property
+    def forward_batch(self) -> int:
+        """The batch size in effect (``batch_size``, or what ``"auto"`` chose)."""
+        return self.encoder.batch_size if self.batch_size == "auto" else self.batch_size
+
     # ------------------------------------------------------------------ sync
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed texts to store, in forward passes of at most ``batch_size``.
@@ -168,7 +202,10 @@ class LocalMultiModalEmbeddings(SharesModelWhenCopied, BaseModel, Embeddings):
             mmrag.NotASequenceError: ``texts`` is a single string.
             mmrag.TextInputError: An item is not a string.
         """
-        return vector_lists(self.encoder.embed_texts(as_items(texts, "texts"), batch_size=self.batch_size))
+        encoder, size = self.encoder, self.forward_batch
+        items = as_items(texts, "texts")
+        embed = lambda chunk: encoder.embed_texts(chunk, batch_size=size)  # noqa: E731 - one call per progress step
+        return vector_lists(embed_with_progress(embed, items, batch_size=size, show=self.show_progress, unit="text"))
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query text.
@@ -203,7 +240,10 @@ class LocalMultiModalEmbeddings(SharesModelWhenCopied, BaseModel, Embeddings):
             mmrag.ImageInputError: An image could not be resolved; the message
                 names its index.
         """
-        return vector_lists(self.encoder.embed_images(as_items(uris, "uris"), batch_size=self.batch_size))
+        encoder, size = self.encoder, self.forward_batch
+        items = as_items(uris, "uris")
+        embed = lambda chunk: encoder.embed_images(chunk, batch_size=size)  # noqa: E731 - one call per progress step
+        return vector_lists(embed_with_progress(embed, items, batch_size=size, show=self.show_progress, unit="image"))
 
     # ----------------------------------------------------------------- async
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -287,7 +327,7 @@ class LocalMultiModalEmbeddings(SharesModelWhenCopied, BaseModel, Embeddings):
             with self._lock:
                 if self._batcher is None:
                     self._batcher = EmbeddingBatcher(
-                        encoder, max_batch_items=self.batch_size, max_wait_ms=self.batch_wait_ms
+                        encoder, max_batch_items=self.forward_batch, max_wait_ms=self.batch_wait_ms
                     )
                 batcher = self._batcher
         return batcher

@@ -12,6 +12,7 @@ from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.schema import BaseNode, ImageType
 
 from mmrag.batching import EmbeddingBatcher
+from mmrag.cache import EmbeddingCache, encoder_identity
 from mmrag.components import options_for, recorded_options
 from mmrag.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from mmrag.errors import InvalidInputError
@@ -45,6 +46,12 @@ class LocalMultiModalEmbedding(SharesModelWhenCopied, MultiModalEmbedding):
     Copies (``copy.deepcopy``, ``model_copy``) share the loaded model; a pickle
     holds the settings, and the model loads again on first use after unpickling.
 
+    The serialised fields (what LlamaIndex's ``IngestionCache`` keys a
+    transformation by) depend on the vector space only: ``model`` is the loaded
+    model's id and ``device``/``dtype`` what it runs in, whether it was named
+    (``model="demo"``) or passed (``encoder=load_encoder("demo")``), and
+    ``cache_identity`` is :func:`mmrag.cache.encoder_identity` of the encoder.
+
     Args:
         model: A preset alias (see :func:`mmrag.list_models`), a hub id or a
             local directory. Defaults to ``"siglip2-base-224"``. Leave it out
@@ -61,6 +68,9 @@ class LocalMultiModalEmbedding(SharesModelWhenCopied, MultiModalEmbedding):
             else 64, or the encoder's ``batch_size`` when ``encoder`` is given.
         batch_wait_ms: How long concurrent async requests wait for others to
             join their forward pass.
+        cache: An :class:`mmrag.EmbeddingCache` for the encoder (it becomes
+            ``encoder.cache``, shared with everyone using that encoder): texts
+            and images embedded before cost a lookup. Not serialised.
         **kwargs: Any :class:`mmrag.LoadOptions` field (``device="cpu"``,
             ``dtype="float16"``, ``local_files_only=True``...), applied on top
             of ``options``; and other ``BaseEmbedding`` fields, e.g. ``callback_manager``.
@@ -110,6 +120,10 @@ class LocalMultiModalEmbedding(SharesModelWhenCopied, MultiModalEmbedding):
         default=False,
         description="As a transformation, keep 'file_path' metadata in the embedded text of text nodes.",
     )
+    cache_identity: str = Field(
+        default="",
+        description="mmrag.cache.encoder_identity of the encoder: one value per vector space.",
+    )
 
     _encoder: Encoder | None = PrivateAttr(default=None)
     _options: LoadOptions | None = PrivateAttr(default=None)
@@ -125,11 +139,12 @@ class LocalMultiModalEmbedding(SharesModelWhenCopied, MultiModalEmbedding):
         options: LoadOptions | None = None,
         embed_batch_size: int | None = None,
         batch_wait_ms: float = 2.0,
+        cache: EmbeddingCache | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.pop("cache_identity", None)  # from_dict hands it back; it is computed from the encoder
         opts = options_for("encoder", encoder, options, kwargs)
         owned: LoadOptions | None = None  # the options, when this object loads (and so owns) the encoder
-        fields: dict[str, Any]
         if encoder is not None:
             if model is not None and str(model) not in (
                 encoder.model_id,
@@ -139,7 +154,7 @@ class LocalMultiModalEmbedding(SharesModelWhenCopied, MultiModalEmbedding):
                     f"got model={str(model)!r} and an encoder for {encoder.model_id!r}; pass one of them"
                 )
             check_model_name(model_name, model, encoder)
-            loaded, fields = encoder, {"model": encoder.model_id}
+            loaded = encoder
             batch_size = encoder.batch_size if embed_batch_size is None else embed_batch_size
         else:
             owned = opts if embed_batch_size is None else opts.replace(batch_size=embed_batch_size)
@@ -150,7 +165,16 @@ class LocalMultiModalEmbedding(SharesModelWhenCopied, MultiModalEmbedding):
             loaded = load_encoder(name, options=owned)
             if model is not None:
                 check_model_name(model_name, model, loaded)
-            batch_size, fields = loaded.batch_size, {"model": os.fspath(name), **recorded_options(owned)}
+            batch_size = loaded.batch_size
+        fields: dict[str, Any] = {
+            **(recorded_options(owned) if owned is not None else {}),
+            "model": loaded.model_id,  # not the alias: one serialised identity per vector space
+            "device": str(loaded.device),
+            "dtype": str(loaded.dtype).removeprefix("torch."),
+            "cache_identity": encoder_identity(loaded),
+        }
+        if cache is not None:
+            loaded.cache = cache
         super().__init__(
             model_name=loaded.model_id, embed_batch_size=batch_size, batch_wait_ms=batch_wait_ms, **fields, **kwargs
         )

@@ -237,6 +237,7 @@ class MultimodalStoreRetriever(RetrieverSettings, MultiModalRetriever):
         return [hit_to_node(hit) for hit in self._by_vector(vector, modality)]
 
     def _search(self, query: str | ImageInput, kind: Modality, modality: StoredModality | None) -> list[NodeWithScore]:
+        hits: list[Hit]
         if self._one_store_call(modality):
             k = self._k_for(modality)
             hits = self.store.search(query, k=k, modality=modality, where=self.combined_where(), query_type=kind)

@@ -22,6 +22,7 @@ from mmrag.encoders.blip2 import Blip2FeatureEncoder, load_blip2_encoder
 from mmrag.encoders.loading import LoadRequest, load_encoder, pick_dtype, supported_model_types
 from mmrag.encoders.sources import load_model_config, model_not_available_error, resolve_model_source
 from mmrag.errors import InvalidInputError, UnsupportedModelError
+from mmrag.logs import logger
 from mmrag.options import LoadOptions, LoadOverrides
 from mmrag.rerank.base import ALL_PAIRS, Calibration, PairKey, RerankBackend
 from mmrag.rerank.blip2_itc import Blip2ItcBackend
@@ -48,6 +49,8 @@ __all__ = [
     "load_reranker",
     "reranker_kind",
 ]
+
+_log = logger("rerank")
 
 DEFAULT_RERANK_BATCH_SIZE = 32
 """(query, candidate) pairs per model call when :attr:`LoadOptions.batch_size` is ``None``."""
@@ -500,6 +503,7 @@ def _from_pretrained(model_class: Any, request: LoadRequest) -> Any:
     import torch
 
     dtype = pick_dtype(request.dtype, request.device, torch.float16)
+    _log.info("loading reranker %s on %s in %s", request.model_id, request.device, str(dtype).removeprefix("torch."))
     model, info = model_class.from_pretrained(
         request.source, config=request.config, dtype=dtype, use_safetensors=request.use_safetensors,
         output_loading_info=True, **request.hub_kwargs(),

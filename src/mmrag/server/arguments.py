@@ -87,6 +87,12 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a request body may take to arrive; then 408 and the connection closes (default 60)",
     )
     parser.add_argument(
+        "--cache",
+        default=None,
+        metavar="PATH",
+        help="embedding cache file or directory (':memory:' for memory only); default $MMRAG_CACHE_PATH, else none",
+    )
+    parser.add_argument(
         "--graceful-timeout",
         type=float,
         default=defaults.graceful_timeout,
@@ -131,6 +137,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         graceful_timeout=args.graceful_timeout,
         access_log=not args.no_access_log,
         log_level=args.log_level,
+        cache_path=getattr(args, "cache", None),
     )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -43,7 +44,7 @@ from mmrag.server.images import ImageDecoder
 from mmrag.server.limits import Admission, DecodeBudget, current_ticket
 from mmrag.server.memory import MemoryTrimmer
 from mmrag.server.settings import ServerSettings
-from mmrag.server.store_source import chroma_client, recorded_model
+from mmrag.server.store_source import chroma_client, embedding_cache, recorded_model
 from mmrag.server.tokens import SHORT_TEXT_CHARS, TokenCounter
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ class Runtime:
         try:
             model = settings.model or recorded_model(settings) or DEFAULT_MODEL
             started = time.perf_counter()
-            encoder = load_encoder(model, options=settings.load_options)
+            encoder = load_encoder(model, options=settings.load_options, cache=embedding_cache(settings))
             self.encoder = encoder
             self.images.use_model(encoder)
             if settings.db is not None or settings.chroma_url is not None:
@@ -360,6 +361,7 @@ class Runtime:
             "items_embedded": {"text": self.items_embedded["text"], "image": self.items_embedded["image"]},
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "process_cpu_s": round(time.process_time(), 3),
+            "cache": dataclasses.asdict(encoder.cache.stats) if encoder is not None and encoder.cache else None,
         }
 
     # ---------------------------------------------------------------- closing
@@ -379,6 +381,8 @@ class Runtime:
             self.store.close()
         if self.encoder is not None:
             self.encoder.close()
+            if self.encoder.cache is not None:
+                self.encoder.cache.close()
 
 
 def _item_message(name: str, error: ImageInputError) -> str:

@@ -81,6 +81,13 @@ class ServerSettings:
             model's input needs, so this bounds the memory images take.
         body_timeout: Seconds a request's whole body may take to arrive after
             its headers; then 408 and the connection is closed.
+        cache_path: Where the embedding cache keeps vectors
+            (:class:`~mmrag.EmbeddingCache`: a SQLite file or a directory,
+            shareable by several workers), ``":memory:"`` for a cache in
+            memory only; default the ``MMRAG_CACHE_PATH`` environment
+            variable, else no cache. Texts and images seen before then cost
+            a lookup instead of a forward pass.
+        cache_max_entries: Most vectors the cache holds in memory.
         load_options: How the model is loaded (:class:`~mmrag.LoadOptions`:
             device, dtype, batch size, revision, offline ...), the one object
             the server keeps. Its ``batch_size`` (default 64) is also the most
@@ -118,6 +125,8 @@ class ServerSettings:
     max_text_chars: int
     max_decode_pixels: int
     body_timeout: float
+    cache_path: str | None
+    cache_max_entries: int
     load_options: LoadOptions
 
     def __init__(
@@ -144,6 +153,8 @@ class ServerSettings:
         max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
         load_options: LoadOptions | None = None,
+        cache_path: str | None = None,
+        cache_max_entries: int = 100_000,
         chroma_url: str | None = None,
     ) -> None:
         """Store the settings (the shorthands go into ``load_options``) and validate them."""
@@ -163,6 +174,8 @@ class ServerSettings:
             "max_wait_ms": max_wait_ms, "graceful_timeout": graceful_timeout, "resolve_workers": resolve_workers,
             "access_log": access_log, "log_level": log_level, "max_text_chars": max_text_chars,
             "max_decode_pixels": max_decode_pixels, "body_timeout": body_timeout, "load_options": options,
+            "cache_path": cache_path if cache_path is not None else os.environ.get("MMRAG_CACHE_PATH") or None,
+            "cache_max_entries": cache_max_entries,
         }  # fmt: skip  # aligned by hand
         for name, value in fields.items():
             object.__setattr__(self, name, value)
@@ -172,6 +185,7 @@ class ServerSettings:
         """Validate limits, normalise ``allow_local_root`` and complete ``load_options``."""
         for name in (
             "max_body_bytes", "max_items", "max_queue", "resolve_workers", "max_text_chars", "max_decode_pixels",
+            "cache_max_entries",
         ):  # fmt: skip
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")

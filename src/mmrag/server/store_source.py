@@ -1,12 +1,15 @@
-"""Where the service's store lives: an embedded ``--db`` folder or a Chroma server (``--chroma-url``)."""
+"""Where the service's store lives (an embedded ``--db`` folder or a Chroma server, ``--chroma-url``) and its cache."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmrag.server.settings import ServerSettings
 
-__all__ = ["chroma_client", "recorded_model"]
+if TYPE_CHECKING:
+    from mmrag.cache import EmbeddingCache
+
+__all__ = ["chroma_client", "embedding_cache", "recorded_model"]
 
 
 def chroma_client(settings: ServerSettings) -> Any:
@@ -29,3 +32,13 @@ def recorded_model(settings: ServerSettings) -> str | None:
     from mmrag.store import MultimodalStore
 
     return MultimodalStore.recorded_model(settings.db, collection=settings.collection)
+
+
+def embedding_cache(settings: ServerSettings) -> EmbeddingCache | None:
+    """The embedding cache the settings ask for (``":memory:"``: in memory only), or ``None``."""
+    from mmrag.cache import EmbeddingCache
+
+    if settings.cache_path is None:
+        return None
+    path = None if settings.cache_path == ":memory:" else settings.cache_path
+    return EmbeddingCache(path, max_entries=settings.cache_max_entries)

@@ -46,6 +46,7 @@ from __future__ import annotations
 from mmrag.inputs import IMAGE_EXTENSIONS, Modality
 from mmrag.store.filters import validate_where
 from mmrag.store.fusion import merge_ranked
+from mmrag.store.hits import HitList
 from mmrag.store.records import Hit, IndexReport, Record, StoredModality
 from mmrag.store.store import MultimodalStore
 from mmrag.store.walk import TEXT_EXTENSIONS
@@ -54,6 +55,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "TEXT_EXTENSIONS",
     "Hit",
+    "HitList",
     "IndexReport",
     "Modality",
     "MultimodalStore",

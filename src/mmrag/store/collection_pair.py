@@ -17,6 +17,7 @@ down by :meth:`CollectionPair.close`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmrag.errors import StoreMismatchError
+from mmrag.logs import logger
 from mmrag.store.embedded import EmbeddedDatabase, server_address, storage_errors
 from mmrag.store.records import (
     INTERNAL_PREFIX,
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 __all__: list[str] = []  # internal to mmrag.store
 
 FORMAT_VERSION = 1
+_log = logger("store")
 
 
 def collection_name(name: str, modality: StoredModality) -> str:
@@ -107,6 +110,9 @@ class CollectionPair:
         self.write_batch = max(1, max_batch)
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
+        if _log.isEnabledFor(logging.INFO):
+            counts = ", ".join(f"{self.count(modality)} {modality}s" for modality in MODALITIES)
+            _log.info("opened store %r (%s) for %s", name, counts, encoder.model_id)
 
     def __getitem__(self, modality: StoredModality) -> Any:
         return self._collections[modality]

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +46,9 @@ import numpy as np
 
 from mmrag.errors import ImageInputError
 from mmrag.inputs import Modality, probe_image, read_image_bytes
+from mmrag.logs import logger
 from mmrag.prefetch import Prefetcher
+from mmrag.progress import progress_bar
 from mmrag.store.collection_pair import CollectionPair
 from mmrag.store.names import path_key, printable, recorded_path, source_metadata
 from mmrag.store.records import INTERNAL_PREFIX, MODALITIES, IndexReport, Pending, file_digest, record_id, text_digest
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
     from mmrag.store.store import MultimodalStore
 
 __all__ = ["TEXT_EXTENSIONS", "FileTodo", "FolderIndexer", "FolderPlan", "FolderRecord"]
+
+_log = logger("store")
 
 FOLDER_KEY = f"{INTERNAL_PREFIX}folder"
 
@@ -152,7 +155,7 @@ class FolderIndexer:
         report, todo = plan.report, plan.todo
         size = self.encoder.batch_size
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
-        progress = _progress(len(todo), show_progress, desc=f"indexing {root.name or root}")
+        progress = progress_bar(len(todo), show=show_progress, desc=f"indexing {root.name or root}", unit="file")
         try:
             with Prefetcher("mmrag-read") as reader, Prefetcher("mmrag-write") as writer:
                 loaded = reader.run(chunks, lambda chunk: self.read_chunk(chunk, root))
@@ -201,7 +204,7 @@ class FolderIndexer:
 
     def index_chunk(self, chunk: list[FileTodo], root: Path, report: IndexReport) -> None:
         """Read, embed and write one chunk of a plan's files (no overlap), counting them in ``report``."""
-        progress = _progress(0, False, desc="")
+        progress = progress_bar(0, show=False, desc="")
         write_chunk(self.collections, self._embed_chunk(self.read_chunk(chunk, root), report, progress))
 
     def finish(self, plan: FolderPlan) -> IndexReport:
@@ -209,6 +212,9 @@ class FolderIndexer:
         for modality in MODALITIES:
             self.collections.delete(modality, [record.id for record in plan.stale if record.modality == modality])
         plan.report.removed += len(plan.stale)
+        for failed_path, reason in plan.report.failed:
+            _log.warning("skipped %s: %s", failed_path, reason)
+        _log.info("indexed %s: %s", printable(str(plan.root)), plan.report.summary())
         return plan.report
 
     def known_files(self, root: Path) -> dict[str, list[FolderRecord]]:
@@ -342,10 +348,3 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"cannot read: {exc.strerror or exc}"
     return str(exc)
-
-
-def _progress(total: int, show: bool | None, *, desc: str) -> Any:
-    from tqdm.auto import tqdm
-
-    enabled = sys.stderr.isatty() if show is None else show
-    return tqdm(total=total, desc=desc, unit="file", disable=not enabled or total == 0, leave=False)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmrag.errors import InvalidInputError, TextInputError
-from mmrag.inputs import ImageInput, QueryType
+from mmrag.inputs import ImageInput, QueryType, is_image_query
 from mmrag.store.collection_pair import CollectionPair
 from mmrag.store.records import IndexReport
 from mmrag.store.upsert import pending_pairs, write_pending
@@ -49,7 +49,7 @@ def composed_vector(encoder: Encoder, text: object, image: ImageInput, query_typ
 
 
 class PairsMixin:
-    """``add_pairs`` of :class:`~mmrag.MultimodalStore`."""
+    """``add_pairs`` and ``embed_query`` (text, image or composed queries) of :class:`~mmrag.MultimodalStore`."""
 
     encoder: Encoder
     _collections: CollectionPair
@@ -93,3 +93,26 @@ class PairsMixin:
         """
         pending = pending_pairs(images, texts, metadatas, self.encoder, self._model_key)
         return write_pending(self._collections, self.encoder, pending, explicit_ids=False)
+
+    def embed_query(
+        self, query: str | ImageInput, *, image: ImageInput | None = None, query_type: QueryType = "auto"
+    ) -> np.ndarray:
+        """The query vector :meth:`search` uses.
+
+        Args:
+            query: A text or an image input.
+            image: An image composed with the text ``query`` (see :meth:`search`).
+            query_type: ``"auto"``, ``"text"`` or ``"image"`` (see :meth:`search`).
+
+        Returns:
+            A float32 vector of length ``encoder.dim``.
+        """
+        if image is not None:
+            return composed_vector(self.encoder, query, image, query_type)
+        if is_image_query(query, query_type):
+            vectors = self.encoder.embed_images([query])
+        elif isinstance(query, str):
+            vectors = self.encoder.embed_texts([query])
+        else:
+            raise TextInputError(f"a query must be a string or an image, got {type(query).__name__}")
+        return np.asarray(vectors[0])

@@ -68,6 +68,12 @@ class Hit(Record):
 
     score: float = 0.0
 
+    def _repr_html_(self) -> str:
+        """The hit as a card with its thumbnail or text (what Jupyter shows)."""
+        from mmrag.store.hits import hit_html  # hits imports this module
+
+        return hit_html(self)
+
 
 @dataclass
 class IndexReport:

@@ -17,19 +17,20 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from mmrag.errors import TextInputError
-from mmrag.inputs import ImageInput, QueryType, as_items, is_image_query
+from mmrag.inputs import ImageInput, QueryType, as_items
 from mmrag.store.checks import check_collection_name, check_fusion, check_k, check_modality, query_vector
 from mmrag.store.collection_pair import CollectionPair, recorded_model_at
 from mmrag.store.embedded import EmbeddedDatabase
 from mmrag.store.filters import validate_where
 from mmrag.store.folder import FolderIndexer
 from mmrag.store.fusion import merge_ranked
-from mmrag.store.pairs import PairsMixin, composed_vector
-from mmrag.store.records import Hit, IndexReport, Record, StoredModality
+from mmrag.store.hits import HitList
+from mmrag.store.pairs import PairsMixin
+from mmrag.store.records import IndexReport, Record, StoredModality
 from mmrag.store.upsert import pending_images, pending_texts, write_pending
 
 if TYPE_CHECKING:
+    from mmrag.cache import EmbeddingCache
     from mmrag.encoders.base import Encoder
 
 __all__ = ["MultimodalStore"]
@@ -53,6 +54,8 @@ class MultimodalStore(PairsMixin):
             first :meth:`add_pairs`).
         client: A Chroma client to use instead of an embedded one, e.g.
             ``chromadb.HttpClient(host="127.0.0.1", port=8000)``.
+        cache: An :class:`~mmrag.EmbeddingCache` for an encoder that has none
+            (it becomes ``encoder.cache``, shared by everything using it).
 
     Raises:
         StoreMismatchError: The collections were built with another model,
@@ -75,11 +78,14 @@ class MultimodalStore(PairsMixin):
         path: str | os.PathLike[str] | None = None,
         collection: str = "mmrag",
         client: Any | None = None,
+        cache: EmbeddingCache | None = None,
     ) -> None:
         self._database: EmbeddedDatabase | None = None  # the embedded path this store opened, closed by close()
         self.path: Path | None = None
         check_collection_name(collection)
         self.encoder = encoder
+        if cache is not None and encoder.cache is None:
+            encoder.cache = cache
         self.name = collection
         if client is None:
             db_path = Path(path if path is not None else "./mmrag_db").expanduser().resolve()
@@ -143,6 +149,7 @@ class MultimodalStore(PairsMixin):
         texts: Sequence[str],
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
         ids: Sequence[str] | None = None,
+        show_progress: bool | None = None,
     ) -> IndexReport:
         """Embed and store texts (upsert).
 
@@ -154,6 +161,7 @@ class MultimodalStore(PairsMixin):
                 ``mmrag_*`` are reserved.
             ids: Record ids to use instead of content-derived ones; an id that
                 exists is overwritten.
+            show_progress: As for :meth:`index_folder`; by default only past one batch.
 
         Returns:
             An :class:`IndexReport`; ``report.ids`` holds the record ids.
@@ -164,13 +172,14 @@ class MultimodalStore(PairsMixin):
             ValueError: Lengths differ, or a metadata value or key is invalid.
         """
         pending = pending_texts(texts, metadatas, ids, self._model_key)
-        return write_pending(self._collections, self.encoder, pending, explicit_ids=ids is not None)
+        return write_pending(self._collections, self.encoder, pending, ids is not None, show_progress)
 
     def add_images(
         self,
         images: Sequence[ImageInput],
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
         ids: Sequence[str] | None = None,
+        show_progress: bool | None = None,
     ) -> IndexReport:
         """Embed and store images (upsert).
 
@@ -184,6 +193,7 @@ class MultimodalStore(PairsMixin):
                 never are.
             metadatas: One metadata mapping (or ``None``) per image.
             ids: Record ids to use instead of content-derived ones.
+            show_progress: As for :meth:`add_texts`.
 
         Returns:
             An :class:`IndexReport`; ``report.ids`` holds the record ids.
@@ -194,7 +204,7 @@ class MultimodalStore(PairsMixin):
             ValueError: Lengths differ, or a metadata value or key is invalid.
         """
         pending = pending_images(images, metadatas, ids, self.encoder, self._model_key)
-        return write_pending(self._collections, self.encoder, pending, explicit_ids=ids is not None)
+        return write_pending(self._collections, self.encoder, pending, ids is not None, show_progress)
 
     def index_folder(
         self,
@@ -225,7 +235,8 @@ class MultimodalStore(PairsMixin):
             recursive: Walk sub-folders too (hidden ones are skipped).
             follow_links: Also follow links to files and folders outside the
                 folder (a folder reached twice is walked once).
-            show_progress: Show a progress bar; default: when stderr is a terminal.
+            show_progress: Show a progress bar; default: a widget in Jupyter
+                (text without ipywidgets), a bar in a terminal, none otherwise.
 
         Returns:
             An :class:`IndexReport` with added, updated, skipped, removed,
@@ -251,7 +262,7 @@ class MultimodalStore(PairsMixin):
         where: Mapping[str, Any] | None = None,
         query_type: QueryType = "auto",
         fusion: Literal["rrf", "score"] = "rrf",
-    ) -> list[Hit]:
+    ) -> HitList:
         """Search texts, images and pairs with a text, an image or a composed (image + text) query.
 
         Args:
@@ -277,7 +288,7 @@ class MultimodalStore(PairsMixin):
                 unknown value is still refused).
 
         Returns:
-            Up to ``k`` hits, best first; ``hit.score`` is the cosine similarity.
+            Up to ``k`` hits, best first (a :class:`~mmrag.HitList`); ``hit.score`` is the cosine.
 
         Raises:
             mmrag.InvalidInputError: ``k`` is not an int >= 1, an unknown
@@ -300,7 +311,7 @@ class MultimodalStore(PairsMixin):
         modality: StoredModality | None = None,
         where: Mapping[str, Any] | None = None,
         fusion: Literal["rrf", "score"] = "rrf",
-    ) -> list[Hit]:
+    ) -> HitList:
         """Search with a query vector you already have (e.g. from :meth:`embed_query`).
 
         Args:
@@ -327,31 +338,8 @@ class MultimodalStore(PairsMixin):
         query = query_vector(vector, self.encoder.dim)
         ranked = self._collections.query_each(self._collections.present(modalities), query, k, checked_where)
         if modality is not None:
-            return ranked.get(modality, [])
-        return merge_ranked(list(ranked.values()), k, fusion=fusion)
-
-    def embed_query(
-        self, query: str | ImageInput, *, image: ImageInput | None = None, query_type: QueryType = "auto"
-    ) -> np.ndarray:
-        """The query vector :meth:`search` uses.
-
-        Args:
-            query: A text or an image input.
-            image: An image composed with the text ``query`` (see :meth:`search`).
-            query_type: ``"auto"``, ``"text"`` or ``"image"`` (see :meth:`search`).
-
-        Returns:
-            A float32 vector of length ``encoder.dim``.
-        """
-        if image is not None:
-            return composed_vector(self.encoder, query, image, query_type)
-        if is_image_query(query, query_type):
-            vectors = self.encoder.embed_images([query])
-        elif isinstance(query, str):
-            vectors = self.encoder.embed_texts([query])
-        else:
-            raise TextInputError(f"a query must be a string or an image, got {type(query).__name__}")
-        return np.asarray(vectors[0])
+            return HitList(ranked.get(modality, []))
+        return HitList(merge_ranked(list(ranked.values()), k, fusion=fusion))
 
     def count(self, modality: StoredModality | None = None) -> int:
         """Number of records, of one modality or of all.

@@ -20,6 +20,7 @@ import numpy as np
 
 from mmrag.errors import InvalidInputError, TextInputError
 from mmrag.inputs import ImageInput, as_items, image_source, resolve_image
+from mmrag.progress import progress_bar
 from mmrag.store.checks import check_ids, check_metadatas
 from mmrag.store.collection_pair import CollectionPair
 from mmrag.store.names import is_utf8, path_key, printable
@@ -114,7 +115,11 @@ def pending_images(
 
 
 def write_pending(
-    collections: CollectionPair, encoder: Encoder, pending: list[Pending], *, explicit_ids: bool
+    collections: CollectionPair,
+    encoder: Encoder,
+    pending: list[Pending],
+    explicit_ids: bool,
+    show_progress: bool | None = False,
 ) -> IndexReport:
     """Write pending items, embedding only those not stored unchanged.
 
@@ -126,6 +131,9 @@ def write_pending(
         encoder: Embeds the items (in chunks of its ``batch_size``).
         pending: The items, in input order.
         explicit_ids: The caller chose the ids: an existing one is overwritten.
+        show_progress: ``True``/``False`` force a progress bar on/off; ``None``
+            shows one (see :func:`mmrag.progress.progress_bar`) when more than
+            one batch is embedded.
 
     Returns:
         What was added, updated and skipped; ``ids`` in input order.
@@ -152,15 +160,27 @@ def write_pending(
             collections.update_metadata(item)
         else:
             report.skipped += 1
-    for modality in STORED_MODALITIES:
-        for group, replace in ((new, False), (replacing, True)):
-            items = [item for item in group.values() if item.modality == modality]
-            report.embedded += _embed_and_write(collections, encoder, modality, items, replace=replace)
+    groups = [
+        (modality, [item for item in group.values() if item.modality == modality], replace)
+        for modality in STORED_MODALITIES
+        for group, replace in ((new, False), (replacing, True))
+    ]
+    total = sum(len(items) for _, items, _ in groups)
+    show = False if show_progress is None and total <= encoder.batch_size else show_progress
+    with progress_bar(total, show=show, desc="embedding", unit="item") as bar:
+        for modality, items, replace in groups:
+            report.embedded += _embed_and_write(collections, encoder, modality, items, replace=replace, bar=bar)
     return report
 
 
 def _embed_and_write(
-    collections: CollectionPair, encoder: Encoder, modality: StoredModality, items: list[Pending], *, replace: bool
+    collections: CollectionPair,
+    encoder: Encoder,
+    modality: StoredModality,
+    items: list[Pending],
+    *,
+    replace: bool,
+    bar: Any,  # a tqdm bar (untyped)
 ) -> int:
     """Embed items of one modality in encoder batches, written a full client batch at a time; how many."""
     if not items:
@@ -169,7 +189,10 @@ def _embed_and_write(
     size = max(1, encoder.batch_size)
     for start in range(0, len(items), collections.write_batch):
         block = items[start : start + collections.write_batch]
-        vectors = [embed([item.payload for item in block[i : i + size]]) for i in range(0, len(block), size)]
+        vectors = []
+        for i in range(0, len(block), size):
+            vectors.append(embed([item.payload for item in block[i : i + size]]))
+            bar.update(len(block[i : i + size]))
         collections.write(modality, block, np.concatenate(vectors), replace=replace)
     return len(items)
 

@@ -1,0 +1,43 @@
+"""Fused image+text vectors: :class:`FusedEmbeddings` and :func:`l2_normalize`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["FusedEmbeddings", "l2_normalize"]
+
+
+@dataclass(frozen=True)
+class FusedEmbeddings:
+    """Image, text and fused vectors for paired images and texts.
+
+    All three arrays have shape ``(n, dim)``, dtype float32 and L2-normalised
+    rows. ``fused[i]`` is ``normalize(image[i] + text[i])``: one vector that
+    stands for the pair, e.g. a product photo with its caption.
+
+    Attributes:
+        image: Image vectors.
+        text: Text vectors.
+        fused: Normalised sums of the image and text vectors.
+    """
+
+    image: np.ndarray
+    text: np.ndarray
+    fused: np.ndarray
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Return ``vectors`` as float32 with unit-length rows (zero rows stay zero).
+
+    Args:
+        vectors: A 2-D array.
+
+    Returns:
+        A new float32 array of the same shape.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    normalized: np.ndarray = vectors / np.maximum(norms, np.float32(1e-12))
+    return normalized
