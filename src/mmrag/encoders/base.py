@@ -26,6 +26,7 @@ from mmrag.encoders.fused import FusedEmbeddings, l2_normalize
 from mmrag.encoders.memory import batch_length, free_cached_memory, is_out_of_memory, split_batch
 from mmrag.inputs import ImageInput, ImageLimits, as_items, as_texts, resolve_image
 from mmrag.prefetch import Prefetcher
+from mmrag.progress import progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -154,7 +155,9 @@ class Encoder(ABC):
         """
 
     # ------------------------------------------------------------- public API
-    def embed_texts(self, texts: Iterable[str], *, batch_size: int | None = None) -> np.ndarray:
+    def embed_texts(
+        self, texts: Iterable[str], *, batch_size: int | None = None, show_progress: bool | None = None
+    ) -> np.ndarray:
         """Embed texts.
 
         Texts longer than the model's text length (``max_text_length``
@@ -164,6 +167,7 @@ class Encoder(ABC):
             texts: The texts, in order (a list or tuple). A single ``str`` is
                 refused (wrap it in a list), and so is a set.
             batch_size: Override the encoder's ``batch_size`` for this call.
+            show_progress: A progress bar (``None``: past one batch, where visible; see :mod:`mmrag.progress`).
 
         Returns:
             Float32 array of shape ``(len(texts), dim)``, L2-normalised rows.
@@ -181,17 +185,17 @@ class Encoder(ABC):
         """
         items = as_texts(texts)
         if self.cache is not None:
-            embed = lambda misses: self._embed_texts(misses, batch_size)  # noqa: E731 - the uncached path
+            embed = lambda misses: self._embed_texts(misses, batch_size, show_progress)  # noqa: E731 - uncached
             return embed_with_cache(self.cache, self, items, "text", batch_size=batch_size, embed=embed)
-        return self._embed_texts(items, batch_size)
+        return self._embed_texts(items, batch_size, show_progress)
 
-    def _embed_texts(self, items: list[str], batch_size: int | None) -> np.ndarray:
+    def _embed_texts(self, items: list[str], batch_size: int | None, show_progress: bool | None = False) -> np.ndarray:
         # Batch texts of similar length together so little of each batch is padding;
         # rows go back to input order afterwards (padding never changes a vector).
         order = sorted(range(len(items)), key=lambda i: len(items[i]), reverse=True)
-        vectors = self._pipeline(
-            [items[i] for i in order], lambda chunk, _start: self.prepare_texts(chunk), self.forward_texts, batch_size
-        )
+        prepare = lambda chunk, _start: self.prepare_texts(chunk)  # noqa: E731 - texts need no start index
+        ordered = [items[i] for i in order]
+        vectors = self._pipeline(ordered, prepare, self.forward_texts, batch_size, show_progress, "text")
         restored = np.empty_like(vectors)
         restored[order] = vectors
         return restored
@@ -202,6 +206,7 @@ class Encoder(ABC):
         *,
         batch_size: int | None = None,
         limits: ImageLimits | None = None,
+        show_progress: bool | None = None,
     ) -> np.ndarray:
         """Embed images given as anything :func:`mmrag.resolve_image` accepts.
 
@@ -219,6 +224,7 @@ class Encoder(ABC):
                 allowed.
             batch_size: Override the encoder's ``batch_size`` for this call.
             limits: Override the encoder's ``image_limits`` for this call.
+            show_progress: A progress bar (``None``: past one batch, where visible; see :mod:`mmrag.progress`).
 
         Returns:
             Float32 array of shape ``(len(images), dim)``, L2-normalised rows.
@@ -237,17 +243,19 @@ class Encoder(ABC):
         items = as_items(images, "images")
         active = limits or self.image_limits
         if self.cache is not None:
-            embed = lambda misses: self._embed_images(misses, batch_size, active)  # noqa: E731 - the uncached path
+            embed = lambda misses: self._embed_images(misses, batch_size, active, show_progress)  # noqa: E731 - uncached
             return embed_with_cache(self.cache, self, items, "image", batch_size=batch_size, limits=active, embed=embed)
-        return self._embed_images(items, batch_size, active)
+        return self._embed_images(items, batch_size, active, show_progress)
 
-    def _embed_images(self, items: list[ImageInput], batch_size: int | None, active: ImageLimits) -> np.ndarray:
+    def _embed_images(
+        self, items: list[ImageInput], batch_size: int | None, active: ImageLimits, show_progress: bool | None = False
+    ) -> np.ndarray:
         total = len(items)
 
         def prepare(chunk: list[ImageInput], start: int) -> Batch:
             return self.prepare_image_inputs(chunk, limits=active, start=start, call_size=total)
 
-        return self._pipeline(items, prepare, self.forward_images, batch_size)
+        return self._pipeline(items, prepare, self.forward_images, batch_size, show_progress, "image")
 
     def embed_fused(
         self, images: Iterable[ImageInput], texts: Iterable[str], *, batch_size: int | None = None
@@ -341,6 +349,8 @@ class Encoder(ABC):
         prepare: Callable[[list[_Item], int], Batch],
         forward: Callable[[Batch], torch.Tensor],
         batch_size: int | None,
+        show_progress: bool | None = False,
+        unit: str = "item",
     ) -> np.ndarray:
         size = batch_size or self.batch_size
         if size < 1:
@@ -349,7 +359,13 @@ class Encoder(ABC):
         if not chunks:
             return np.zeros((0, self.dim), dtype=np.float32)
         batches = self._prefetcher.run(chunks, lambda chunk: prepare(*chunk))
-        return np.concatenate([self._forward(forward, batch) for batch in batches], axis=0)
+        shown = show_progress if show_progress is not None else (None if len(chunks) > 1 else False)
+        vectors: list[np.ndarray] = []
+        with progress_bar(len(items), show=shown, desc="embedding", unit=unit) as bar:
+            for batch in batches:
+                vectors.append(self._forward(forward, batch))
+                bar.update(len(vectors[-1]))
+        return np.concatenate(vectors, axis=0)
 
     def _forward(self, forward: Callable[[Batch], torch.Tensor], batch: Batch, *, warn: bool = True) -> np.ndarray:
         """One forward pass; out of device memory, the batch is split in half and each half retried."""

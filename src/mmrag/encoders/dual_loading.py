@@ -51,8 +51,9 @@ def transformers_dual_signature(request: LoadRequest) -> dict[str, str | int]:
     """The encoder's signature from the config and the processor alone (no weights)."""
     from transformers import AutoProcessor
 
+    from mmrag.encoders.dual_signature import dual_preprocessing, embedding_dim, text_length_limit
     from mmrag.encoders.preprocess.gpu_decode import gpu_decode_unavailable
-    from mmrag.encoders.transformers_dual import DUAL_FAMILIES, dual_preprocessing, embedding_dim, text_length_limit
+    from mmrag.encoders.transformers_dual import DUAL_FAMILIES
 
     family = DUAL_FAMILIES[request.config.model_type]
     processor = AutoProcessor.from_pretrained(request.source, **PIL_BACKEND, **request.hub_kwargs())  # type: ignore[no-untyped-call]  # AutoProcessor is unannotated

@@ -155,12 +155,14 @@ class LazyEncoder(Encoder):
         """The loaded encoder's :meth:`~mmrag.Encoder.forward_images`."""
         return self.encoder.forward_images(batch)
 
-    def _embed_texts(self, items: list[str], batch_size: int | None) -> np.ndarray:
+    def _embed_texts(self, items: list[str], batch_size: int | None, show_progress: bool | None = False) -> np.ndarray:
         # The uncached path of the loaded encoder: this encoder's ``cache`` is consulted first (before loading).
-        return self.encoder._embed_texts(items, batch_size)
+        return self.encoder._embed_texts(items, batch_size, show_progress)
 
-    def _embed_images(self, items: list[ImageInput], batch_size: int | None, active: ImageLimits) -> np.ndarray:
-        return self.encoder._embed_images(items, batch_size, active)
+    def _embed_images(
+        self, items: list[ImageInput], batch_size: int | None, active: ImageLimits, show_progress: bool | None = False
+    ) -> np.ndarray:
+        return self.encoder._embed_images(items, batch_size, active, show_progress)
 
     def find_batch_size(self, *, start: int = 8, limit: int = 1024) -> int:
         """:meth:`mmrag.Encoder.find_batch_size` of the loaded encoder."""

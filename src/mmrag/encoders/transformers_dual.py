@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mmrag.encoders.base import Batch, Encoder
+from mmrag.encoders.dual_signature import dual_preprocessing, embedding_dim, text_length_limit
 from mmrag.encoders.preprocess import ImageSpec, image_spec
 from mmrag.encoders.preprocess.gpu_decode import gpu_jpeg_decoder
 from mmrag.encoders.workers import WORKER_MIN_IMAGES, ImageWorkerPool
@@ -37,7 +38,6 @@ from mmrag.logs import logger
 
 if TYPE_CHECKING:
     from PIL import Image
-    from transformers import PretrainedConfig
 
 __all__ = ["COMPILE_BACKEND", "DUAL_FAMILIES", "DualFamily", "TransformersDualEncoder", "dual_preprocessing"]
 
@@ -319,38 +319,6 @@ class TransformersDualEncoder(Encoder):
         return moved
 
 
-def dual_preprocessing(
-    family: DualFamily, max_text_length: int, image_processor: Any, fast_decode: bool, *, gpu_decode: bool = False
-) -> str:
-    """The ``preprocessing`` signature of a dual encoder, computable without its weights.
-
-    Args:
-        family: The family row.
-        max_text_length: The text token limit.
-        image_processor: The loaded image processor.
-        fast_decode: Whether fast decoding was asked for (recorded only where
-            it applies, i.e. the image processor has an :class:`ImageSpec`).
-        gpu_decode: Whether GPU JPEG decoding is in effect (asked for, and
-            :func:`~mmrag.encoders.preprocess.gpu_decode.gpu_decode_unavailable`
-            gives no reason; recorded where fast decoding would be).
-
-    Returns:
-        E.g. ``"text:max_length=77,padding=longest;image:CLIPImageProcessorPil;size={shortest_edge:224};..."``,
-        with ``";decode=fast"``, ``";decode=gpu"`` or ``";decode=gpu+fast"`` appended. Worker counts,
-        batch sizes and ``compile`` change no vector and are not recorded.
-    """
-    padding = "max_length" if family.pad_to_max_length else "longest"
-    parts = [f"text:max_length={max_text_length},padding={padding}", f"image:{type(image_processor).__name__}"]
-    for name in ("size", "crop_size", "patch_size", "max_num_patches", "image_mean", "image_std", "resample"):
-        value = getattr(image_processor, name, None)
-        if value is not None:
-            parts.append(f"{name}={_stable(value)}")
-    modes = [mode for mode, on in (("gpu", gpu_decode), ("fast", fast_decode)) if on]
-    if modes and image_spec(image_processor) is not None:
-        parts.append("decode=" + "+".join(modes))
-    return ";".join(parts)
-
-
 def pooled_features(output: Any) -> torch.Tensor:
     """The feature tensor from ``get_text_features``/``get_image_features``.
 
@@ -369,50 +337,3 @@ def pooled_features(output: Any) -> torch.Tensor:
     if pooled is None:
         raise TypeError(f"cannot find features in {type(output).__name__}: no pooler_output")
     return pooled
-
-
-def embedding_dim(config: PretrainedConfig) -> int:
-    """Embedding dimension of a dual-encoder config.
-
-    Args:
-        config: A CLIP-family config.
-
-    Returns:
-        ``projection_dim`` where the family projects (CLIP, Chinese-CLIP), else
-        the vision tower's hidden size (SigLIP's pooled head keeps it).
-    """
-    projection = getattr(config, "projection_dim", None)
-    if projection:
-        return int(projection)
-    return int(config.vision_config.hidden_size)
-
-
-def text_length_limit(config: PretrainedConfig, tokenizer: Any, default: int) -> int:
-    """The most text tokens the model takes: the smaller of tokenizer and position limits.
-
-    Args:
-        config: The model config.
-        tokenizer: The loaded tokenizer.
-        default: Fallback when neither states a usable limit.
-
-    Returns:
-        The token limit texts are truncated (and, for SigLIP, padded) to.
-    """
-    limits = []
-    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 100_000:
-        limits.append(tokenizer_limit)
-    positions = getattr(getattr(config, "text_config", None), "max_position_embeddings", None)
-    if isinstance(positions, int) and positions > 0:
-        limits.append(positions)
-    return min(limits) if limits else default
-
-
-def _stable(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{_stable(v)}" for k, v in sorted(value.items())) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_stable(v) for v in value) + "]"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
