@@ -105,3 +105,28 @@ def test_a_real_kernel_is_detected(tmp_path) -> None:
     printed = "".join(output.get("text", "") for output in notebook.cells[0].outputs).split()
     expected_mode = "notebook" if printed[-1] == "True" else "text"  # the kernel's own ipywidgets
     assert printed[:4] == ["True", "False", expected_mode, "off"]
+
+
+def test_bulk_embedding_shows_a_bar_past_one_batch_in_a_terminal(monkeypatch) -> None:
+    import mmrag
+
+    _environment(monkeypatch, notebook=False, widgets=False, tty=True)
+    encoder = mmrag.load_encoder("demo", device="cpu", batch_size=2)
+    texts = [f"a red circle number {i}" for i in range(5)]
+    for call, expect_bar in (
+        (lambda: encoder.embed_texts(texts), True),  # 3 batches, a terminal: a bar
+        (lambda: encoder.embed_texts(texts[:2]), False),  # one batch: no bar to wait for
+        (lambda: encoder.embed_texts(texts, show_progress=False), False),
+    ):
+        stream = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", stream)
+        vectors = call()
+        assert vectors.shape[0] in (2, 5)
+        assert ("embedding" in stream.getvalue()) is expect_bar
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    from mmrag.demo_data import ShapeSample
+
+    images = [ShapeSample("red", "circle", "large", "left").render()] * 3
+    assert encoder.embed_images(images, show_progress=True).shape == (3, encoder.dim)
+    assert "embedding" in stream.getvalue()
