@@ -42,6 +42,7 @@ from mmrag.server.errors import ApiError, server_wording
 from mmrag.server.images import ImageDecoder
 from mmrag.server.limits import Admission, DecodeBudget, current_ticket
 from mmrag.server.memory import MemoryTrimmer
+from mmrag.server.recorded import RecordedModel, recorded_model
 from mmrag.server.settings import ServerSettings
 from mmrag.server.tokens import SHORT_TEXT_CHARS, TokenCounter
 
@@ -125,9 +126,10 @@ class Runtime:
 
         settings = self.settings
         try:
-            model = settings.model or self._recorded_model() or DEFAULT_MODEL
+            recorded = self._recorded_model() if settings.model is None else RecordedModel()
+            model, text_model = recorded.load_arguments(settings.model, settings.text_model)
             started = time.perf_counter()
-            encoder = load_encoder(model, options=settings.load_options)
+            encoder = load_encoder(model or DEFAULT_MODEL, options=settings.load_options, text_model=text_model)
             self.encoder = encoder
             self.images.use_model(encoder)
             if settings.db is not None or settings.chroma_url is not None:
@@ -172,16 +174,12 @@ class Runtime:
 
         return ChromaServer.from_url(self.settings.chroma_url).connect()
 
-    def _recorded_model(self) -> str | None:
+    def _recorded_model(self) -> RecordedModel:
         if self.settings.chroma_url is not None:
-            from mmrag.store.collection_pair import recorded_model_id
-
-            return recorded_model_id(self._chroma_client(), self.settings.collection)
+            return recorded_model(client=self._chroma_client(), collection=self.settings.collection)
         if self.settings.db is None:
-            return None
-        from mmrag.store import MultimodalStore
-
-        return MultimodalStore.recorded_model(self.settings.db, collection=self.settings.collection)
+            return RecordedModel()
+        return recorded_model(db=self.settings.db, collection=self.settings.collection)
 
     def require_ready(self) -> tuple[Encoder, EmbeddingBatcher]:
         """The encoder and batcher, or a 503 while they load.

@@ -34,15 +34,24 @@ FORMAT_VERSION = 1
 
 def recorded_model_id(client: Any, name: str) -> str | None:
     """The model id the collections of store ``name`` were built with, or ``None``."""
+    model_id = recorded_signature(client, name).get("model_id")
+    return str(model_id) if model_id else None
+
+
+def recorded_signature(client: Any, name: str) -> dict[str, Any]:
+    """The encoder signature store ``name`` recorded (``model_id``, ``dim``, ... ``text_model``), or ``{}``."""
     for modality in MODALITIES:
         try:
             metadata = client.get_collection(f"{name}_{modality}s").metadata or {}
         except Exception:  # chroma raises NotFoundError / ValueError across versions
             continue
-        model_id = metadata.get(f"{INTERNAL_PREFIX}model_id")
-        if model_id:
-            return str(model_id)
-    return None
+        if metadata.get(f"{INTERNAL_PREFIX}model_id"):
+            return {
+                key.removeprefix(INTERNAL_PREFIX): value
+                for key, value in metadata.items()
+                if key.startswith(INTERNAL_PREFIX)
+            }
+    return {}
 
 
 class CollectionPair:
