@@ -31,6 +31,7 @@ from PIL import Image
 from server_helpers import ServerProcess
 
 import mmrag
+from mmrag.server.recorded import recorded_model
 from mmrag.store import MultimodalStore
 
 GOLDEN = Path(__file__).parent / "encoders" / "golden"
@@ -159,6 +160,17 @@ def test_langchain_embeddings_and_retriever(family: Family, folder: Path, store:
 
 
 # ----------------------------------------------------------------------------------- CLI + service
+def test_text_model_option_reaches_the_server_settings() -> None:
+    from mmrag.cli import _parser
+    from mmrag.server.arguments import settings_from_args
+
+    args = _parser().parse_args(["serve", "--model", "mine.pth", "--text-model", "BAAI/bge-base-en-v1.5"])
+    settings = settings_from_args(args)
+    assert (settings.model, settings.text_model) == ("mine.pth", "BAAI/bge-base-en-v1.5")
+    for command in ("index", "search"):
+        assert _parser().parse_args([command, "x", "--text-model", "some/dir"]).text_model == "some/dir"
+
+
 def _mmrag(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mmrag", *args],
@@ -202,8 +214,10 @@ def test_cli_index_then_search_reopens_the_recorded_model(family: Family, deploy
     hits = json.loads(deployed.search.stdout)
     assert hits[0]["modality"] == "text" and hits[0]["text"] == TEXTS["bridge"]
     assert hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
-    recorded = MultimodalStore.recorded_model(deployed.root / "db")
-    assert recorded == family.encoder.model_id
+    recorded = recorded_model(db=deployed.root / "db")
+    assert recorded.model == MultimodalStore.recorded_model(deployed.root / "db") == family.encoder.model_id
+    wanted = str(VISUALIZED_BGE_TEXT_MODEL.resolve()) if family.name == "visualized_bge" else None
+    assert recorded.text_model == wanted  # an absolute directory: valid from any working directory
 
 
 @pytest.mark.slow
