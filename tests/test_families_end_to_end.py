@@ -67,15 +67,19 @@ def open_clip_encoder() -> Any:
     return mmrag.load_encoder(OPEN_CLIP_DIR, device="cpu", batch_size=4)
 
 
+def _load_args(name: str, blip2_dir: Path) -> tuple[str, ...]:
+    """The ``--model`` (``--text-model``) options that load family ``name``'s tiny model."""
+    if name == "blip2":
+        return ("--model", str(blip2_dir))
+    if name == "visualized_bge":
+        return ("--model", str(VISUALIZED_BGE_PTH), "--text-model", str(VISUALIZED_BGE_TEXT_MODEL))
+    return ("--model", str(OPEN_CLIP_DIR))
+
+
 @pytest.fixture(scope="module", params=FAMILIES)
-def family(request: pytest.FixtureRequest) -> Family:
-    if request.param == "blip2":
-        model_dir = request.getfixturevalue("tiny_blip2_dir")
-        return Family("blip2", request.getfixturevalue("blip2_encoder"), ("--model", str(model_dir)))
-    if request.param == "visualized_bge":
-        args = ("--model", str(VISUALIZED_BGE_PTH), "--text-model", str(VISUALIZED_BGE_TEXT_MODEL))
-        return Family("visualized_bge", request.getfixturevalue("visualized_bge_encoder"), args)
-    return Family("open_clip", request.getfixturevalue("open_clip_encoder"), ("--model", str(OPEN_CLIP_DIR)))
+def family(request: pytest.FixtureRequest, tiny_blip2_dir: Path) -> Family:
+    fixture = {"blip2": "blip2_encoder"}.get(request.param, f"{request.param}_encoder")
+    return Family(request.param, request.getfixturevalue(fixture), _load_args(request.param, tiny_blip2_dir))
 
 
 @pytest.fixture(scope="module")
@@ -171,15 +175,16 @@ def test_text_model_option_reaches_the_server_settings() -> None:
         assert _parser().parse_args([command, "x", "--text-model", "some/dir"]).text_model == "some/dir"
 
 
-def _mmrag(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mmrag", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+def _mmrag(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """Start ``python -m mmrag ARGS`` (finish it with :func:`_finish`)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "mmrag", *args]
+    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _finish(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 @dataclass
@@ -193,18 +198,37 @@ class Deployed:
 
 
 @pytest.fixture(scope="module")
-def deployed(family: Family, folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
-    root = tmp_path_factory.mktemp(f"deployed_{family.name}")
-    index = _mmrag("index", str(folder), "--db", "db", *family.load_args, *CPU, cwd=root)
-    assert index.returncode == 0, index.stderr
-    shutil.copytree(root / "db", root / "served")  # one process per store directory: serve a copy
-    server = ServerProcess(["--db", str(root / "served"), *CPU, "--no-access-log"], root, name="server", guarded=False)
+def deployments(
+    folder: Path, tiny_blip2_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Deployed]]:
+    """Every family deployed at once (the processes' start-up overlaps): index, then search and serve."""
+    roots = {name: tmp_path_factory.mktemp(f"deployed_{name}") for name in FAMILIES}
+    started = {
+        name: _mmrag("index", str(folder), "--db", "db", *_load_args(name, tiny_blip2_dir), *CPU, cwd=roots[name])
+        for name in FAMILIES
+    }
+    indexed = {name: _finish(process) for name, process in started.items()}
+    servers: dict[str, ServerProcess] = {}
     try:
-        search = _mmrag("search", TEXTS["bridge"], "--db", "db", "--k", "3", "--json", *CPU, cwd=root)
-        server.wait_ready()
-        yield Deployed(root, index, search, server)
+        for name, root in roots.items():
+            assert indexed[name].returncode == 0, indexed[name].stderr
+            shutil.copytree(root / "db", root / "served")  # one process per store directory: serve a copy
+            args = ["--db", str(root / "served"), *CPU, "--no-access-log"]  # no --model: the store's record
+            servers[name] = ServerProcess(args, root, name="server", guarded=False)
+        query = ("search", TEXTS["bridge"], "--db", "db", "--k", "3", "--json", *CPU)
+        searches = {name: _mmrag(*query, cwd=root) for name, root in roots.items()}
+        searched = {name: _finish(process) for name, process in searches.items()}
+        for server in servers.values():
+            server.wait_ready()
+        yield {name: Deployed(roots[name], indexed[name], searched[name], servers[name]) for name in FAMILIES}
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def deployed(family: Family, deployments: dict[str, Deployed]) -> Deployed:
+    return deployments[family.name]
 
 
 @pytest.mark.slow
