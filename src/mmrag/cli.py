@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from mmrag.server.settings import add_load_arguments, load_options_from_args
 
 if TYPE_CHECKING:
+    from mmrag.encoders import Encoder
+    from mmrag.options import LoadOptions
     from mmrag.store import Hit, MultimodalStore
 
 __all__ = ["main"]
@@ -130,34 +132,45 @@ def _open_store(args: argparse.Namespace, *, must_exist: bool, lazy: bool = Fals
     something must be embedded (so an unchanged re-index never loads weights).
     """
     import mmrag
-    from mmrag.encoders import LazyEncoder
+    from mmrag.server.recorded import RecordedModel, recorded_model
     from mmrag.store import MultimodalStore
 
     if args.chroma_url:
         client = _chroma_client(args.chroma_url)
-        model = args.model or _server_model(client, args.collection)
+        recorded = RecordedModel() if args.model else recorded_model(client=client, collection=args.collection)
+        model, text_model = recorded.load_arguments(args.model, args.text_model)
         if must_exist and model is None:
             raise FileNotFoundError(
                 f"collection {args.collection!r} on {args.chroma_url} is empty; run `mmrag index PATH "
                 f"--chroma-url {args.chroma_url}` first"
             )
         name, options = model or mmrag.DEFAULT_MODEL, load_options_from_args(args)
-        encoder = LazyEncoder(name, options=options) if lazy else mmrag.load_encoder(name, options=options)
+        encoder = _encoder(name, options, text_model, lazy=lazy)
         return MultimodalStore(encoder, client=client, collection=args.collection)
     db = Path(args.db).expanduser()
     if must_exist and not db.is_dir():
         raise FileNotFoundError(f"no database at {str(db)!r}; run `mmrag index PATH --db {args.db}` first")
-    model = args.model or MultimodalStore.recorded_model(path=db, collection=args.collection)
+    recorded = RecordedModel() if args.model else recorded_model(db=db, collection=args.collection)
+    model, text_model = recorded.load_arguments(args.model, args.text_model)
     if must_exist and model is None and not args.model:
         raise FileNotFoundError(f"collection {args.collection!r} in {str(db)!r} is empty; run `mmrag index` first")
     options = load_options_from_args(args)
-    name = model or mmrag.DEFAULT_MODEL
-    encoder = LazyEncoder(name, options=options) if lazy else mmrag.load_encoder(name, options=options)
+    encoder = _encoder(model or mmrag.DEFAULT_MODEL, options, text_model, lazy=lazy)
     try:
         return MultimodalStore(encoder, path=db, collection=args.collection)
     except BaseException:
         encoder.close()
         raise
+
+
+def _encoder(name: str, options: LoadOptions, text_model: str | None, *, lazy: bool) -> Encoder:
+    """``name`` loaded now, or lazily (Visualized-BGE, given a ``text_model``, always loads now)."""
+    import mmrag
+    from mmrag.encoders import LazyEncoder
+
+    if text_model is not None:
+        return mmrag.load_encoder(name, options=options, text_model=text_model)
+    return LazyEncoder(name, options=options) if lazy else mmrag.load_encoder(name, options=options)
 
 
 def _chroma_client(url: str) -> Any:
@@ -206,6 +219,8 @@ def _index_with_ray(args: argparse.Namespace) -> int:
 
     if not args.chroma_url:
         raise ValueError("--ray writes into a Chroma server: give --chroma-url http://HOST:PORT as well")
+    if args.text_model:
+        raise ValueError("--ray does not load Visualized-BGE checkpoints (--text-model); index without --ray")
     model = args.model or _server_model(_chroma_client(args.chroma_url), args.collection) or mmrag.DEFAULT_MODEL
     init_ray(args.ray)
     status = 0

@@ -118,6 +118,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """
     return ServerSettings(
         model=args.model,
+        text_model=getattr(args, "text_model", None),
         db=args.db,
         chroma_url=args.chroma_url,
         collection=args.collection,
@@ -188,6 +189,11 @@ def add_load_arguments(parser: argparse.ArgumentParser, *, batch_size_default: i
         "--compile", action="store_true", help="run the model through torch.compile (slow start, faster after)"
     )
     parser.add_argument("--revision", help="hub branch, tag or commit of the model (default: main)")
+    parser.add_argument(
+        "--text-model",
+        metavar="HUB_ID_OR_DIR",
+        help="a Visualized-BGE .pth's BGE text model (default: the one its file name or the store implies)",
+    )
     parser.add_argument(
         "--local-files-only", action="store_true", help="never download: use only cached models or local directories"
     )

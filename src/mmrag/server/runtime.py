@@ -43,6 +43,7 @@ from mmrag.server.errors import ApiError, server_wording
 from mmrag.server.images import ImageDecoder
 from mmrag.server.limits import Admission, DecodeBudget, current_ticket
 from mmrag.server.memory import MemoryTrimmer
+from mmrag.server.recorded import RecordedModel
 from mmrag.server.settings import ServerSettings
 from mmrag.server.store_source import chroma_client, embedding_cache, recorded_model
 from mmrag.server.tokens import SHORT_TEXT_CHARS, TokenCounter
@@ -127,9 +128,15 @@ class Runtime:
 
         settings = self.settings
         try:
-            model = settings.model or recorded_model(settings) or DEFAULT_MODEL
+            recorded = recorded_model(settings) if settings.model is None else RecordedModel()
+            model, text_model = recorded.load_arguments(settings.model, settings.text_model)
             started = time.perf_counter()
-            encoder = load_encoder(model, options=settings.load_options, cache=embedding_cache(settings))
+            encoder = load_encoder(
+                model or DEFAULT_MODEL,
+                options=settings.load_options,
+                text_model=text_model,
+                cache=embedding_cache(settings),
+            )
             self.encoder = encoder
             self.images.use_model(encoder)
             if settings.db is not None or settings.chroma_url is not None:

@@ -40,6 +40,9 @@ class ServerSettings:
     Args:
         model: Model alias, hub id or directory; ``None`` means the ``db``
             store's recorded model, else :data:`mmrag.DEFAULT_MODEL`.
+        text_model: A Visualized-BGE ``.pth``'s BGE text model (hub id or
+            directory), passed to :func:`mmrag.load_encoder`; ``None``: the
+            one the file name implies, or the store's recorded one.
         db: Embedded store directory for ``/search``; ``None`` disables it.
         collection: Logical store name inside ``db`` (or on ``chroma_url``).
         chroma_url: A Chroma server (``http://HOST:PORT``) to serve ``/search``
@@ -107,6 +110,7 @@ class ServerSettings:
     """
 
     model: str | None
+    text_model: str | None
     db: str | None
     collection: str
     chroma_url: str | None
@@ -156,6 +160,7 @@ class ServerSettings:
         cache_path: str | None = None,
         cache_max_entries: int = 100_000,
         chroma_url: str | None = None,
+        text_model: str | None = None,
     ) -> None:
         """Store the settings (the shorthands go into ``load_options``) and validate them."""
         if load_options is not None and not isinstance(load_options, LoadOptions):
@@ -168,7 +173,8 @@ class ServerSettings:
             limits = dataclasses.replace(options.image_limits or ImageLimits(), max_pixels=max_pixels)
             options = options.replace(image_limits=limits)
         fields = {
-            "model": model, "db": db, "collection": collection, "chroma_url": chroma_url, "host": host, "port": port,
+            "model": model, "text_model": text_model, "db": db, "collection": collection, "chroma_url": chroma_url,
+            "host": host, "port": port,
             "allow_local_root": allow_local_root, "allow_private_urls": allow_private_urls,
             "max_body_bytes": max_body_bytes, "max_items": max_items, "max_queue": max_queue,
             "max_wait_ms": max_wait_ms, "graceful_timeout": graceful_timeout, "resolve_workers": resolve_workers,

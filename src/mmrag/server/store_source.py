@@ -8,6 +8,7 @@ from mmrag.server.settings import ServerSettings
 
 if TYPE_CHECKING:
     from mmrag.cache import EmbeddingCache
+    from mmrag.server.recorded import RecordedModel
 
 __all__ = ["chroma_client", "embedding_cache", "recorded_model"]
 
@@ -21,17 +22,15 @@ def chroma_client(settings: ServerSettings) -> Any:
     return ChromaServer.from_url(settings.chroma_url).connect()
 
 
-def recorded_model(settings: ServerSettings) -> str | None:
-    """The model id the configured store was built with, or ``None`` (no store, or an empty one)."""
+def recorded_model(settings: ServerSettings) -> RecordedModel:
+    """What the configured store recorded about its model (empty: no store, or an empty one)."""
+    from mmrag.server.recorded import RecordedModel, recorded_model
+
     if settings.chroma_url is not None:
-        from mmrag.store.collection_pair import recorded_model_id
-
-        return recorded_model_id(chroma_client(settings), settings.collection)
+        return recorded_model(client=chroma_client(settings), collection=settings.collection)
     if settings.db is None:
-        return None
-    from mmrag.store import MultimodalStore
-
-    return MultimodalStore.recorded_model(settings.db, collection=settings.collection)
+        return RecordedModel()
+    return recorded_model(db=settings.db, collection=settings.collection)
 
 
 def embedding_cache(settings: ServerSettings) -> EmbeddingCache | None:

@@ -56,15 +56,24 @@ def collection_name(name: str, modality: StoredModality) -> str:
 
 def recorded_model_id(client: Any, name: str) -> str | None:
     """The model id the collections of store ``name`` were built with, or ``None``."""
+    model_id = recorded_signature(client, name).get("model_id")
+    return str(model_id) if model_id else None
+
+
+def recorded_signature(client: Any, name: str) -> dict[str, Any]:
+    """The encoder signature store ``name`` recorded (``model_id``, ``dim``, ... ``text_model``), or ``{}``."""
     for modality in STORED_MODALITIES:
         try:
             metadata = client.get_collection(collection_name(name, modality)).metadata or {}
         except Exception:  # chroma raises NotFoundError / ValueError across versions
             continue
-        model_id = metadata.get(f"{INTERNAL_PREFIX}model_id")
-        if model_id:
-            return str(model_id)
-    return None
+        if metadata.get(f"{INTERNAL_PREFIX}model_id"):
+            return {
+                key.removeprefix(INTERNAL_PREFIX): value
+                for key, value in metadata.items()
+                if key.startswith(INTERNAL_PREFIX)
+            }
+    return {}
 
 
 def recorded_model_at(path: Path, name: str) -> str | None:

@@ -37,6 +37,9 @@ class VisualizedBgeEncoder(Encoder):
         model_id: What the encoder records as its identity.
         batch_size: Most items per forward pass.
         image_limits: Limits for resolving image inputs.
+        text_model: The BGE text model it was loaded with (hub id or
+            absolute directory); a store records it so that it reopens
+            without being told again.
 
     Attributes:
         max_text_length: Token limit of a text (longer texts are truncated).
@@ -54,11 +57,13 @@ class VisualizedBgeEncoder(Encoder):
         model_id: str,
         batch_size: int = 64,
         image_limits: ImageLimits | None = None,
+        text_model: str = "",
     ) -> None:
         super().__init__(batch_size=batch_size, image_limits=image_limits)
         self.model = model
         self.tokenizer = tokenizer
         self.model_id = model_id
+        self.text_model = text_model
         config = model.text_model.config
         self.dim = int(config.hidden_size)
         self.device = next(model.parameters()).device
@@ -165,6 +170,14 @@ class VisualizedBgeEncoder(Encoder):
             text=self.embed_texts(text_items, batch_size=batch_size),
             fused=fused,
         )
+
+    @property
+    def signature(self) -> dict[str, str | int]:
+        """The base signature plus ``text_model`` (recorded by a store, not compared: the weights are the .pth's)."""
+        signature = super().signature
+        if self.text_model:
+            signature["text_model"] = self.text_model
+        return signature
 
     @property
     def preprocessing(self) -> str:

@@ -96,7 +96,14 @@ def load_visualized_bge(
         model_id=model_id,
         batch_size=options.batch_size_or(DEFAULT_BATCH_SIZE),
         image_limits=options.image_limits,
+        text_model=_recordable(chosen),
     )
+
+
+def _recordable(text_model: str | os.PathLike[str]) -> str:
+    """A local directory as an absolute path (valid from any working directory), a hub id as given."""
+    path = Path(os.fspath(text_model)).expanduser()
+    return str(path.resolve()) if path.is_dir() else str(os.fspath(text_model))
 
 
 def _visualized_presets() -> list[ModelPreset]:
