@@ -24,7 +24,7 @@ SRC = Path(mmrag.__file__).parents[1]
 ADAPTERS = {"mmrag.llama_index": "llama_index", "mmrag.langchain": "langchain_core"}
 EXTRAS = {"mmrag.llama_index": "llama-index", "mmrag.langchain": "langchain"}
 CORE = ("mmrag.batching", "mmrag.encoders", "mmrag.errors", "mmrag.inputs", "mmrag.options", "mmrag.rerank")
-CORE += ("mmrag.store", "mmrag.prefetch", "mmrag.components", "mmrag.model_sharing")
+CORE += ("mmrag.store", "mmrag.prefetch", "mmrag.components", "mmrag.model_sharing", "mmrag.cache", "mmrag.progress")
 PUBLIC = {
     "mmrag.llama_index": {
         "CrossModalReranker",

@@ -111,7 +111,10 @@ def test_open_clip_arguments_are_accepted_or_refused_naming_model(demo: mmrag.En
         LocalMultiModalEmbeddings(model_name="ViT-H-14", checkpoint="laion2b_s32b_b79k", local_files_only=True)
     with pytest.raises(mmrag.ModelNotAvailableError, match="openai/clip-vit-base-patch32"):
         LocalMultiModalEmbeddings(model_name="ViT-B-32", checkpoint="openai", local_files_only=True)
-    for arguments in ({"model_name": "ViT-B-32", "checkpoint": "datacomp_xl_s13b_b90k"}, {"checkpoint": "yfcc15m"}):
+    # An OpenCLIP-format repo (no transformers copy) loads too, through the OpenCLIP converter.
+    with pytest.raises(mmrag.ModelNotAvailableError, match="laion/CLIP-ViT-B-32-DataComp.XL-s13B-b90K"):
+        LocalMultiModalEmbeddings(model_name="ViT-B-32", checkpoint="datacomp_xl_s13b_b90k", local_files_only=True)
+    for arguments in ({"model_name": "ViT-B-32", "checkpoint": "laion400m_e31"}, {"checkpoint": "yfcc15m"}):
         with pytest.raises(mmrag.InvalidInputError, match=r"no Hugging Face copy.*pass model="):
             LocalMultiModalEmbeddings(**arguments)
     with pytest.raises(mmrag.InvalidInputError, match="pass model= alone"):

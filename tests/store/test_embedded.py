@@ -7,6 +7,7 @@ import errno
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,6 +146,24 @@ def test_a_full_disk_is_a_clear_error_nothing_is_lost_and_a_rerun_completes(
         assert_store_matches(store, {**expected, **more})
 
 
+def _remount(disk: Path, mode: str) -> None:
+    """Remount ``disk`` read-only or read-write; Chroma's background threads may hold a file a moment after close."""
+    for attempt in range(12):
+        done = subprocess.run(["mount", "-o", f"remount,{mode}", str(disk)], capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        time.sleep(0.25 * (attempt + 1))
+    holders = [fd for fd in Path("/proc").glob("[0-9]*/fd/*") if str(disk) in _link(fd)]
+    raise AssertionError(f"cannot remount {disk} {mode}: {done.stderr.strip()}; open there: {holders}")
+
+
+def _link(fd: Path) -> str:
+    try:
+        return os.readlink(fd)
+    except OSError:
+        return ""
+
+
 def test_a_read_only_store_is_a_clear_error_and_nothing_is_lost(tmp_path, demo_encoder) -> None:
     folder = tmp_path / "photos"
     expected = _photos(folder, 0, 2)
@@ -161,7 +180,7 @@ def test_a_read_only_store_is_a_clear_error_and_nothing_is_lost(tmp_path, demo_e
         with MultimodalStore(demo_encoder, path=path) as store:
             store.index_folder(folder)
         if mounted:
-            subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+            _remount(disk, "ro")
         else:
             for entry in [path, *path.rglob("*")]:
                 entry.chmod(0o555 if entry.is_dir() else 0o444)
@@ -169,7 +188,7 @@ def test_a_read_only_store_is_a_clear_error_and_nothing_is_lost(tmp_path, demo_e
             MultimodalStore(demo_encoder, path=path)
         assert info.value.errno in (errno.EROFS, errno.EACCES) and str(path) in str(info.value)
         if mounted:
-            subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
+            _remount(disk, "rw")
         else:
             for entry in [path, *path.rglob("*")]:
                 entry.chmod(0o755 if entry.is_dir() else 0o644)
