@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from mmrag.cache import EmbeddingCache, embed_with_cache
-from mmrag.encoders.fused import FusedEmbeddings, l2_normalize
+from mmrag.encoders.fused import FusedEmbeddings, checked_pairs, l2_normalize
 from mmrag.encoders.memory import batch_length, free_cached_memory, is_out_of_memory, split_batch
 from mmrag.inputs import ImageInput, ImageLimits, as_items, as_texts, resolve_image
 from mmrag.prefetch import Prefetcher
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-__all__ = ["Encoder", "FusedEmbeddings", "l2_normalize"]
+__all__ = ["Encoder", "FusedEmbeddings", "checked_pairs", "l2_normalize"]
 
 _Item = TypeVar("_Item")
 Batch = Any
@@ -283,12 +283,7 @@ class Encoder(ABC):
             >>> pair.fused.shape
             (1, 768)
         """
-        image_items = as_items(images, "images")
-        text_items = as_texts(texts)
-        if len(image_items) != len(text_items):
-            raise ValueError(
-                f"embed_fused needs one text per image: got {len(image_items)} images and {len(text_items)} texts"
-            )
+        image_items, text_items = checked_pairs(images, texts)
         image_vecs = self.embed_images(image_items, batch_size=batch_size)
         text_vecs = self.embed_texts(text_items, batch_size=batch_size)
         return FusedEmbeddings(image=image_vecs, text=text_vecs, fused=l2_normalize(image_vecs + text_vecs))

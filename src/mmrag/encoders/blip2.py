@@ -36,6 +36,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from mmrag.encoders.base import Batch, Encoder
+from mmrag.encoders.dual_signature import text_length_limit
 from mmrag.errors import UnsupportedModelError
 from mmrag.inputs import ImageLimits
 
@@ -141,7 +142,9 @@ class Blip2FeatureEncoder(Encoder):
         self.device = parameter.device
         self.dtype = parameter.dtype
         self.num_query_tokens = int(model.query_tokens.shape[1])
-        self.max_text_length = _text_length(model.config, self.tokenizer)
+        self.max_text_length = text_length_limit(
+            model.config, self.tokenizer, _DEFAULT_TEXT_LENGTH, tower="qformer_config"
+        )
 
     # ------------------------------------------------------------------ hooks
     def prepare_texts(self, texts: list[str]) -> Batch:
@@ -270,18 +273,6 @@ def load_blip2_encoder(request: LoadRequest) -> Blip2FeatureEncoder:
         batch_size=request.batch_size,
         image_limits=request.image_limits,
     )
-
-
-def _text_length(config: Any, tokenizer: Any) -> int:
-    """The smaller of the tokenizer's limit and the Q-Former's position embeddings."""
-    limits = []
-    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 100_000:
-        limits.append(tokenizer_limit)
-    positions = getattr(getattr(config, "qformer_config", None), "max_position_embeddings", None)
-    if isinstance(positions, int) and positions > 0:
-        limits.append(positions)
-    return min(limits) if limits else _DEFAULT_TEXT_LENGTH
 
 
 def _stable(value: Any) -> str:

@@ -62,13 +62,14 @@ def embedding_dim(config: PretrainedConfig) -> int:
     return int(config.vision_config.hidden_size)
 
 
-def text_length_limit(config: PretrainedConfig, tokenizer: Any, default: int) -> int:
+def text_length_limit(config: PretrainedConfig, tokenizer: Any, default: int, *, tower: str = "text_config") -> int:
     """The most text tokens the model takes: the smaller of tokenizer and position limits.
 
     Args:
         config: The model config.
         tokenizer: The loaded tokenizer.
         default: Fallback when neither states a usable limit.
+        tower: The config attribute holding the text tower's config (BLIP-2: ``"qformer_config"``).
 
     Returns:
         The token limit texts are truncated (and, for SigLIP, padded) to.
@@ -77,7 +78,7 @@ def text_length_limit(config: PretrainedConfig, tokenizer: Any, default: int) ->
     tokenizer_limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 100_000:
         limits.append(tokenizer_limit)
-    positions = getattr(getattr(config, "text_config", None), "max_position_embeddings", None)
+    positions = getattr(getattr(config, tower, None), "max_position_embeddings", None)
     if isinstance(positions, int) and positions > 0:
         limits.append(positions)
     return min(limits) if limits else default

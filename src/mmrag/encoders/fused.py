@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FusedEmbeddings", "l2_normalize"]
+from mmrag.inputs import ImageInput, as_items, as_texts
+
+__all__ = ["FusedEmbeddings", "checked_pairs", "l2_normalize"]
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,13 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     normalized: np.ndarray = vectors / np.maximum(norms, np.float32(1e-12))
     return normalized
+
+
+def checked_pairs(images: Iterable[ImageInput], texts: Iterable[str]) -> tuple[list[ImageInput], list[str]]:
+    """The items of an ``embed_fused`` call: both lists checked, one text per image (else ``ValueError``)."""
+    image_items, text_items = as_items(images, "images"), as_texts(texts)
+    if len(image_items) != len(text_items):
+        raise ValueError(
+            f"embed_fused needs one text per image: got {len(image_items)} images and {len(text_items)} texts"
+        )
+    return image_items, text_items

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mmrag.encoders.base import Batch, Encoder, FusedEmbeddings
+from mmrag.encoders.base import Batch, Encoder, FusedEmbeddings, checked_pairs
 from mmrag.encoders.visualized_bge.model import VisualizedBgeModel
 from mmrag.encoders.visualized_bge.preprocess import eva_clip_pixels
-from mmrag.inputs import ImageInput, ImageLimits, as_items, as_texts, resolve_image
+from mmrag.inputs import ImageInput, ImageLimits, resolve_image
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -151,12 +151,7 @@ class VisualizedBgeEncoder(Encoder):
             >>> pair.fused.shape
             (1, 768)
         """
-        image_items = as_items(images, "images")
-        text_items = as_texts(texts)
-        if len(image_items) != len(text_items):
-            raise ValueError(
-                f"embed_fused needs one text per image: got {len(image_items)} images and {len(text_items)} texts"
-            )
+        image_items, text_items = checked_pairs(images, texts)
         limits = self.image_limits
 
         def prepare(chunk: list[tuple[ImageInput, str]], start: int) -> Batch:
