@@ -40,6 +40,7 @@ JPEGs (``encode.synthetic_jpegs``) of ``--image-sizes`` written to a temporary f
 
 Example:
     python benchmarks/throughput.py                          # 160 files, tiny 224-px CLIP, CPU
+    python benchmarks/throughput.py --arch clip-b-32 --n-images 64 --repeat 2 --modes naive_batched,mmrag_default
     python benchmarks/throughput.py --model clip-vit-b-32 --device cuda --n-images 2048 --batch-size 128
 """
 
@@ -58,7 +59,7 @@ from typing import Any
 
 import numpy as np
 from _common import add_output_args, emit, environment, format_table, log, non_negative_int, positive_int, timed
-from encode import synthetic_jpegs
+from encode import DEFAULT_CACHE, model_dir, synthetic_jpegs
 
 MODES = (
     "per_item",
@@ -83,7 +84,14 @@ ENCODER_MODES: dict[str, dict[str, Any]] = {
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None, help="a preset, hub id or local model (default: tiny 224-px CLIP)")
+    from mmrag.testing import ARCHS
+
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", default=None, help="a preset, hub id or local model (default: tiny 224-px CLIP)")
+    source.add_argument(
+        "--arch", choices=sorted(ARCHS), default=None, help="a random-weight real-size model instead (e.g. clip-b-32)"
+    )
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where --arch models are kept")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"))
     parser.add_argument("--batch-size", type=positive_int, default=32)
@@ -326,8 +334,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="mmrag-throughput-") as scratch:
         root = Path(scratch)
-        source = args.model or str(build_tiny_clip_224(root / "tiny-clip-224", seed=args.seed))
-        log(f"loading {args.model or 'tiny 224-px CLIP'} on {args.device}")
+        if args.model:
+            source, label = args.model, args.model
+        elif args.arch:
+            source, label = str(model_dir(args.arch, args.cache_dir)), f"random:{args.arch}"
+        else:
+            source = str(build_tiny_clip_224(root / "tiny-clip-224", seed=args.seed))
+            label = "tiny-clip-224 (random, hidden 32)"
+        log(f"loading {label} on {args.device}")
         runner = Runner(source, args)
         encoder = runner.encoder
         for mode, reason in runner.skipped.items():
@@ -380,7 +394,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows.append(row)
     return {
         "benchmark": "throughput",
-        "model": args.model or "tiny-clip-224 (random, hidden 32)",
+        "model": label,
         "image_processor": type(encoder.image_processor).__name__,
         "spec": runner.spec.describe(),
         "device": str(encoder.device),

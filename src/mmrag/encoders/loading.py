@@ -111,8 +111,8 @@ DEFAULT_BATCH_SIZE = 64
 
 PIL_BACKEND: dict[str, str] = {"backend": "pil"}
 """Image processors load with transformers' PIL backend, also where torchvision is installed: the vectors then do
-not depend on whether torchvision is there, and the exact uint8 worker pipeline (which reproduces the PIL backend
-bit for bit) applies. The torchvision backend resizes differently."""
+not depend on whether torchvision is there, and the exact uint8 worker pipeline (which reproduces the PIL backend,
+up to one step in a few pixels) applies. The torchvision backend resizes differently."""
 """Items per forward pass when :attr:`LoadOptions.batch_size` is ``None`` (or ``"auto"`` off a CUDA GPU)."""
 
 AUTO_BATCH_LIMIT = 1024

@@ -13,8 +13,9 @@ reproduces exactly (CLIP, Chinese-CLIP, SigLIP, SigLIP 2 fixed resolution, on
 the transformers PIL backend) are decoded, resized and cropped to ``uint8``
 pixels on a pool of worker processes (:mod:`mmrag.encoders.workers`), copied
 to the device as ``uint8`` (pinned and asynchronous on CUDA) and rescaled and
-normalised there, in the model's dtype: the same pixel values as the
-processor, bit for bit. Everything else (SigLIP 2 NaFlex, the torchvision
+normalised there, in the model's dtype: the processor's pixel values (up to
+one step in a few pixels where only the crop window is resized; vectors within
+cosine 0.99999). Everything else (SigLIP 2 NaFlex, the torchvision
 backend, unusual settings) keeps the processor. ``gpu_decode`` decodes JPEGs
 on the GPU instead (:mod:`mmrag.encoders.preprocess.gpu_decode`; not exact).
 """
@@ -261,7 +262,7 @@ class TransformersDualEncoder(Encoder):
         """Image features for one preprocessed batch.
 
         ``uint8`` pixels are rescaled and normalised on the device, in the
-        model's dtype (bit-identical to the processor's values).
+        model's dtype (the processor's arithmetic, bit for bit).
 
         Args:
             batch: What :meth:`prepare_image_inputs` (or :meth:`prepare_images`)

@@ -95,8 +95,9 @@ def normalize(
         values = pixels if isinstance(pixels, np.ndarray) else pixels.cpu().numpy()
         table = _host_lut(mean_key, std_key, rescale_factor)
         out = np.empty(values.shape, dtype=np.float32)
-        for channel in range(3):
-            out[:, channel] = table[channel][values[:, channel]]
+        for image in range(values.shape[0]):  # image by image: the planes stay in cache
+            for channel in range(3):
+                np.take(table[channel], values[image, channel], out=out[image, channel])
         result = torch.from_numpy(out)
         return result if dtype == torch.float32 else result.to(dtype)
     tensor = torch.from_numpy(np.ascontiguousarray(pixels)) if isinstance(pixels, np.ndarray) else pixels

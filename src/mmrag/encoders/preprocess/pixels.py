@@ -1,9 +1,11 @@
 """From an image input to ``uint8`` model-size pixels: load (decode), resize and center-crop.
 
 Exact by default: the pixels are those of the transformers PIL pipeline before
-rescaling. Fast mode (opt-in) decodes JPEGs with DCT scaling and box-reduces
-big images before the final resize (see :data:`FAST_REDUCING_GAP`). No torch
-import (worker processes use this module).
+rescaling (where the crop drops rows or columns, only the kept window is
+resized, and a value can move by one step in a few pixels). Fast mode
+(opt-in) decodes JPEGs with DCT scaling and box-reduces big images before
+the final resize (see :data:`FAST_REDUCING_GAP`). No torch import (worker
+processes use this module).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ def preprocess_image(
     """Resize and center-crop one decoded RGB image to the model's input size, as ``uint8``.
 
     Exact (``fast=False``): the pixels are those of the transformers PIL
-    pipeline before rescaling (the same PIL resize, crop offsets and zero
-    padding), so :func:`normalize` of them equals the processor's output.
+    pipeline before rescaling (the same PIL filter, pass order, crop offsets
+    and zero padding), so :func:`normalize` of them gives the processor's
+    output. A crop that drops rows or columns is resized as a window only;
+    its float box can move a value by one step in a few pixels.
 
     Args:
         image: An RGB image (what :func:`mmrag.resolve_image` returns).
@@ -55,8 +59,13 @@ def preprocess_image(
         raise ValueError(f"out must be a uint8 array of shape {shape}, got {out.dtype} {out.shape}")
     width, height = image.size
     target = spec.resized_size(width, height)
+    gap = FAST_REDUCING_GAP if fast else None
+    window = _crop_window(spec, width, height, target)
+    if window is not None:
+        out[...] = np.asarray(_resize_window(image, spec.resample, window, gap)).transpose(2, 0, 1)
+        return out
     if target != (width, height):
-        image = image.resize(target, resample=spec.resample, reducing_gap=FAST_REDUCING_GAP if fast else None)
+        image = image.resize(target, resample=spec.resample, reducing_gap=gap)
     pixels = np.asarray(image)
     if spec.crop_size is None:
         out[...] = pixels.transpose(2, 0, 1)
@@ -128,6 +137,57 @@ def prepare_image(
     finally:
         if image is not item:
             image.close()
+
+
+def _crop_window(
+    spec: ImageSpec, width: int, height: int, target: tuple[int, int]
+) -> tuple[tuple[int, int], tuple[float, float, float, float]] | None:
+    """Output size and source box that resize only the part of the image the center crop keeps.
+
+    Only for a shortest-edge (aspect-keeping) downscale whose crop drops rows
+    or columns: there the full resize scales both axes alike, so every Pillow
+    version runs its horizontal pass first, which :func:`_resize_window`
+    repeats. ``None`` otherwise (resize all of it, then crop).
+    """
+    if spec.crop_size is None or spec.shortest_edge is None:
+        return None
+    crop_height, crop_width = spec.crop_size
+    target_width, target_height = target
+    if target_width > width or target_height > height:
+        return None  # an upscale: the box's rounding would show
+    top, left = (target_height - crop_height) // 2, (target_width - crop_width) // 2
+    if top < 0 or left < 0 or (top, left) == (0, 0):
+        return None  # the crop pads, or keeps everything
+    scale_x, scale_y = width / target_width, height / target_height
+    right, bottom = min((left + crop_width) * scale_x, float(width)), min((top + crop_height) * scale_y, float(height))
+    box = (left * scale_x, top * scale_y, right, bottom)
+    return (crop_width, crop_height), box
+
+
+def _resize_window(
+    image: Image.Image,
+    resample: int,
+    window: tuple[tuple[int, int], tuple[float, float, float, float]],
+    reducing_gap: float | None,
+) -> Image.Image:
+    """Resize the crop window only: a horizontal pass over its columns, then a vertical pass over its rows.
+
+    Pillow resizes in two passes with ``uint8`` rounding between them, and
+    picks the order from the sizes it is given (Pillow 13 goes vertical first
+    when the height shrinks much more than the width). The full resize of a
+    shortest-edge spec goes horizontal first; one call with the window's box
+    could pick the other order, so two single-axis calls fix it. The box's
+    float rounding can move a value by one step in a few pixels.
+    """
+    (out_width, out_height), (left, top, right, bottom) = window
+    width, height = image.size
+    if reducing_gap is not None:  # fast mode: Pillow box-reduces first; one call is fine there (not exact anyway)
+        return image.resize((out_width, out_height), resample=resample, box=window[1], reducing_gap=reducing_gap)
+    if (left, right) != (0.0, float(width)) or out_width != width:
+        image = image.resize((out_width, height), resample=resample, box=(left, 0.0, right, float(height)))
+    if (top, bottom) != (0.0, float(height)) or out_height != height:
+        image = image.resize((out_width, out_height), resample=resample, box=(0.0, top, float(out_width), bottom))
+    return image
 
 
 def _center_crop_into(pixels: np.ndarray, out: np.ndarray) -> None:
