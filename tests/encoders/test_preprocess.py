@@ -414,7 +414,7 @@ def test_a_crop_that_drops_columns_or_rows_resizes_only_the_kept_window(processo
         assert window is not None and window[0] == (224, 224), (width, height)
         left, top, right, bottom = window[1]
         assert 0 <= left < right <= width and 0 <= top < bottom <= height
-    for width, height in [(224, 224), (3, 400), (100, 150)]:  # nothing dropped, or an upscale: the full resize
+    for width, height in [(224, 224), (224, 300), (3, 400), (100, 150)]:  # nothing dropped, no resize, an upscale
         assert _crop_window(spec, width, height, spec.resized_size(width, height)) is None
     fixed = image_spec(processors["chinese_clip"])  # a fixed-size resize: the pass order may differ, so no window
     assert fixed is not None and _crop_window(fixed, 333, 500, fixed.resized_size(333, 500)) is None

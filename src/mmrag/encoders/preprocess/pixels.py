@@ -149,8 +149,8 @@ def _crop_window(
     version runs its horizontal pass first, which :func:`_resize_window`
     repeats. ``None`` otherwise (resize all of it, then crop).
     """
-    if spec.crop_size is None or spec.shortest_edge is None:
-        return None
+    if spec.crop_size is None or spec.shortest_edge is None or target == (width, height):
+        return None  # no crop, a fixed-size resize, or no resize at all (the crop alone is exact and cheaper)
     crop_height, crop_width = spec.crop_size
     target_width, target_height = target
     if target_width > width or target_height > height:
