@@ -107,6 +107,30 @@ def test_a_bad_file_names_its_index_and_nothing_is_returned(tiny_model_dirs, fil
         encoder.close()
 
 
+def test_a_forward_that_fails_mid_call_leaves_the_workers_usable(
+    tiny_model_dirs, files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = mmrag.load_encoder(tiny_model_dirs["clip"], device="cpu", batch_size=4, image_workers=2)
+    try:
+        expected = encoder.embed_images(files)
+        forward, calls = encoder.forward_images, []
+
+        def failing_forward(batch):
+            calls.append(len(batch["pixels"]))
+            if len(calls) == 3:  # while batch 4 is being prepared and batch 5 is on the workers
+                raise RuntimeError("boom")
+            return forward(batch)
+
+        monkeypatch.setattr(encoder, "forward_images", failing_forward)
+        with pytest.raises(RuntimeError, match="boom"):
+            encoder.embed_images(files)
+        monkeypatch.undo()
+        np.testing.assert_allclose(encoder.embed_images(files), expected, atol=1e-6)
+        assert len(encoder.image_worker_pids) == 2
+    finally:
+        encoder.close()
+
+
 def test_fast_decode_is_recorded_and_stays_close(tiny_model_dirs, files) -> None:
     exact = mmrag.load_encoder(tiny_model_dirs["clip"], device="cpu", image_workers=0)
     fast = mmrag.load_encoder(tiny_model_dirs["clip"], device="cpu", image_workers=0, fast_decode=True)

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import shared_memory
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,77 @@ def test_default_worker_count() -> None:
     assert 0 <= default_num_workers() <= MAX_DEFAULT_WORKERS
     with pytest.raises(ValueError, match="num_workers"):
         ImageWorkerPool(SPEC, num_workers=-1)
+
+
+# ---------------------------------------------------------------------- batches of one call
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_of_a_call_equal_the_whole_call_in_order(files: list[Path], workers: int) -> None:
+    with ImageWorkerPool(SPEC, num_workers=workers) as own, own.prepare_batches(files, 5) as batches:
+        assert len(batches) == 3
+        got = list(batches)
+        assert next(batches, None) is None  # and it stays ended
+    assert [batch.shape[0] for batch in got] == [5, 5, 2]
+    assert np.array_equal(np.concatenate(got), _exact(files))
+
+
+def test_the_next_batch_is_on_the_workers_before_it_is_asked_for(pool: ImageWorkerPool, files: list[Path]) -> None:
+    with pool.prepare_batches(files, 4) as batches:
+        first = next(batches)
+        assert pool._state is not None
+        ahead = [bool(batches._done[position]) for position in range(4, 8)]
+        assert pool._state.busy or any(ahead)  # batch 2 is in flight (or done) while batch 1 is being used
+        rest = list(batches)
+    assert np.array_equal(np.concatenate([first, *rest]), _exact(files))
+
+
+def test_a_bad_item_in_a_later_batch_lets_the_earlier_batches_through(pool: ImageWorkerPool, files: list[Path]) -> None:
+    items: list[Any] = [*files[:7], b"junk", *files[7:]]
+    batches = pool.prepare_batches(items, 5, start=10)
+    assert np.array_equal(next(batches), _exact(files[:5]))
+    with pytest.raises(ImageInputError, match="cannot decode image") as caught:
+        next(batches)
+    assert caught.value.index == 17
+    assert next(batches, None) is None
+    assert np.array_equal(pool.prepare(files), _exact(files))  # no stale replies left behind
+
+
+def test_stopping_early_loses_no_worker_slot(pool: ImageWorkerPool, files: list[Path]) -> None:
+    for _ in range(4):  # 2 workers x 3 slots: a slot lost per round would stall by the last one
+        with pool.prepare_batches(files, 3) as batches:
+            assert np.array_equal(next(batches), _exact(files[:3]))
+        assert next(batches, None) is None  # closed
+        assert np.array_equal(pool.prepare(files), _exact(files))
+
+
+def test_calls_taking_turns_between_batches_get_their_own_pixels(pool: ImageWorkerPool, files: list[Path]) -> None:
+    reversed_files = files[::-1]
+    with pool.prepare_batches(files, 4) as batches:
+        got = [next(batches)]
+        assert np.array_equal(pool.prepare(reversed_files[:5]), _exact(reversed_files[:5]))  # reads our replies too
+        got.extend(batches)
+    assert np.array_equal(np.concatenate(got), _exact(files))
+
+    def whole_call(order: list[Path]) -> np.ndarray:
+        with pool.prepare_batches(order, 3) as stream:
+            return np.concatenate(list(stream))
+
+    with ThreadPoolExecutor(3) as threads:
+        orders = [files, reversed_files, files[3:] + files[:3]]
+        for order, result in zip(orders, threads.map(whole_call, orders), strict=True):
+            assert np.array_equal(result, _exact(order))
+
+
+def test_a_pool_closed_during_a_call_ends_it_clearly(files: list[Path]) -> None:
+    own = ImageWorkerPool(SPEC, num_workers=2)
+    batches = own.prepare_batches(files, 4)
+    next(batches)
+    own.close()
+    with pytest.raises(RuntimeError, match="closed before this call was done"):
+        next(batches)
+    assert np.array_equal(own.prepare(files), _exact(files))  # a new start
+    own.close()
+    with pytest.raises(ValueError, match="batch_size"):
+        own.prepare_batches(files, 0)
 
 
 # ------------------------------------------------------------------------------------ errors

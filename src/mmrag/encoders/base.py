@@ -13,6 +13,7 @@ search behind ``batch_size="auto"``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from abc import ABC, abstractmethod
@@ -250,12 +251,17 @@ class Encoder(ABC):
     def _embed_images(
         self, items: list[ImageInput], batch_size: int | None, active: ImageLimits, show_progress: bool | None = False
     ) -> np.ndarray:
-        total = len(items)
+        size = batch_size or self.batch_size  # checked by _pipeline (and by a worker pool's stream)
+        with self._image_batches(items, active, size) as prepare:
+            return self._pipeline(items, prepare, self.forward_images, size, show_progress, "image")
 
-        def prepare(chunk: list[ImageInput], start: int) -> Batch:
-            return self.prepare_image_inputs(chunk, limits=active, start=start, call_size=total)
-
-        return self._pipeline(items, prepare, self.forward_images, batch_size, show_progress, "image")
+    def _image_batches(
+        self, items: list[ImageInput], limits: ImageLimits, batch_size: int
+    ) -> contextlib.AbstractContextManager[Callable[[list[ImageInput], int], Batch]]:
+        """The prepare step of one ``embed_images`` call, for its chunks in order (default: chunk by chunk)."""
+        return contextlib.nullcontext(
+            lambda chunk, start: self.prepare_image_inputs(chunk, limits=limits, start=start, call_size=len(items))
+        )
 
     def embed_fused(
         self, images: Iterable[ImageInput], texts: Iterable[str], *, batch_size: int | None = None

@@ -22,8 +22,9 @@ on the GPU instead (:mod:`mmrag.encoders.preprocess.gpu_decode`; not exact).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from mmrag.inputs import ImageInput, ImageLimits
 from mmrag.logs import logger
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
 __all__ = ["COMPILE_BACKEND", "DUAL_FAMILIES", "DualFamily", "TransformersDualEncoder", "dual_preprocessing"]
@@ -242,6 +244,31 @@ class TransformersDualEncoder(Encoder):
             if self._gpu_decoder is not None
             else exact(items, start)
         )
+        return self._pixel_inputs(prepared)
+
+    @contextlib.contextmanager
+    def _image_batches(
+        self, items: list[ImageInput], limits: ImageLimits, batch_size: int
+    ) -> Iterator[Callable[[list[ImageInput], int], Batch]]:
+        """One call's chunks from one ``ImageWorkerPool.prepare_batches`` stream (no worker waits between batches).
+
+        The GPU JPEG decoder and the processor path keep the chunk-by-chunk default.
+        """
+        pool = self._image_pool
+        if pool is None or self._gpu_decoder is not None:
+            with super()._image_batches(items, limits, batch_size) as prepare:
+                yield prepare
+            return
+        allow_start = len(items) >= WORKER_MIN_IMAGES
+        with pool.prepare_batches(items, batch_size, limits=limits, allow_start=allow_start) as batches:
+
+            def prepare(chunk: list[ImageInput], start: int) -> Batch:
+                return self._pixel_inputs(next(batches))  # the chunks come in order, batch_size apart
+
+            yield prepare
+
+    def _pixel_inputs(self, prepared: np.ndarray | torch.Tensor) -> Batch:
+        """Model inputs from ``uint8`` pixels: a tensor, pinned when the model is on CUDA."""
         pixels = prepared if isinstance(prepared, torch.Tensor) else torch.from_numpy(prepared)
         if pixels.device.type == "cpu" and self.device.type == "cuda":
             pixels = pixels.pin_memory()  # on the prefetch thread, so the copy in forward_images is asynchronous

@@ -53,5 +53,13 @@ from mmrag.encoders.workers.pool import (
     ImageWorkerPool,
     default_num_workers,
 )
+from mmrag.encoders.workers.stream import ImageBatchStream
 
-__all__ = ["MAX_DEFAULT_WORKERS", "SEND_MAX_PIXELS", "WORKER_MIN_IMAGES", "ImageWorkerPool", "default_num_workers"]
+__all__ = [
+    "MAX_DEFAULT_WORKERS",
+    "SEND_MAX_PIXELS",
+    "WORKER_MIN_IMAGES",
+    "ImageBatchStream",
+    "ImageWorkerPool",
+    "default_num_workers",
+]

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import os
-import pathlib
 import threading
 import time
 import warnings
 import weakref
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from mmrag.encoders.preprocess import ImageSpec, prepare_image
+from mmrag.encoders.preprocess import ImageSpec
 from mmrag.encoders.workers.processes import PoolState
-from mmrag.errors import ImageInputError
-from mmrag.inputs import ImageInput, ImageLimits, as_items, read_image_bytes, resolve_image
+from mmrag.encoders.workers.stream import ImageBatchStream
+from mmrag.inputs import ImageInput, ImageLimits, as_items
 
 __all__ = ["MAX_DEFAULT_WORKERS", "SEND_MAX_PIXELS", "WORKER_MIN_IMAGES", "ImageWorkerPool", "default_num_workers"]
 
@@ -156,27 +152,56 @@ class ImageWorkerPool:
                 starts new workers).
         """
         batch = as_items(items, "images")
-        active = limits or ImageLimits()
-        out = np.empty((len(batch), *self.spec.output_shape), dtype=np.uint8)
+        if not batch:
+            return np.empty((0, *self.spec.output_shape), dtype=np.uint8)
+        with self.prepare_batches(batch, len(batch), limits=limits, start=start, allow_start=allow_start) as stream:
+            return next(stream)
+
+    def prepare_batches(
+        self,
+        items: Sequence[ImageInput],
+        batch_size: int,
+        *,
+        limits: ImageLimits | None = None,
+        start: int = 0,
+        allow_start: bool = True,
+    ) -> ImageBatchStream:
+        """Prepare a whole call as consecutive batches, feeding the workers the next batch's items early.
+
+        What an encoder's ``embed_images`` uses: while batch ``k`` is being
+        completed, free worker slots already take items of batch ``k + 1``,
+        so no worker idles at a batch boundary. The pixels are those of
+        :meth:`prepare` on each batch.
+
+        Args:
+            items: Any :data:`mmrag.ImageInput` values, in order.
+            batch_size: Items per batch (the last may have fewer).
+            limits: Limits to enforce; ``ImageLimits()`` when omitted.
+            start: Index of ``items[0]`` in the caller's whole input (for errors).
+            allow_start: As in :meth:`prepare`.
+
+        Returns:
+            An :class:`~mmrag.encoders.workers.ImageBatchStream`: ``next()``
+            gives the next batch as a new ``uint8`` array ``(n, 3, height,
+            width)``; a bad item raises :class:`mmrag.ImageInputError` when its
+            batch is reached. Close it (or use it as a context manager) when
+            stopping early.
+
+        Raises:
+            mmrag.NotASequenceError: ``items`` is a single item.
+            ValueError: ``batch_size`` is below 1.
+
+        Example:
+            >>> with pool.prepare_batches(paths, 64) as batches:
+            ...     shapes = [batch.shape[0] for batch in batches]
+        """
+        batch = as_items(items, "images")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         with self._lock:
-            if len(batch) >= 2 and (self._state is not None or allow_start) and self._ensure_started():
-                assert self._state is not None
-                jobs = [
-                    _route(item, active, start + position, self.send_max_pixels) for position, item in enumerate(batch)
-                ]
-                try:
-                    self._run(self._state, jobs, out, active)
-                except ImageInputError:
-                    raise
-                except BaseException:
-                    self._shutdown()  # a dead worker or an interrupt: the protocol state is unknown
-                    raise
-            else:
-                for position, item in enumerate(batch):
-                    prepare_image(
-                        item, self.spec, limits=active, index=start + position, fast=self.fast, out=out[position]
-                    )
-        return out
+            remote = len(batch) >= 2 and (self._state is not None or allow_start) and self._ensure_started()
+            state = self._state if remote else None
+        return ImageBatchStream(self, state, batch, batch_size, limits or ImageLimits(), start)
 
     def close(self) -> None:
         """Stop the workers and free their shared memory. The pool restarts on the next :meth:`prepare`."""
@@ -223,87 +248,3 @@ class ImageWorkerPool:
             self._finalizer()  # runs state.shutdown once
             self._finalizer = None
         self._state = None
-
-    def _run(self, state: PoolState, jobs: list[_Job], out: np.ndarray, limits: ImageLimits) -> None:
-        """Feed ``jobs`` to the workers (remote) and to this thread (local); raise the first error in order."""
-        try:
-            cwd: str | None = os.getcwd()
-        except OSError:  # the working directory was removed: only absolute paths can work anyway
-            cwd = None
-        state.sync(limits, cwd)
-        remote = deque(position for position, job in enumerate(jobs) if job.remote)
-        local = deque(position for position, job in enumerate(jobs) if not job.remote)
-        errors: dict[int, BaseException] = {}
-        for position, job in enumerate(jobs):
-            if job.error is not None:
-                errors[position] = job.error
-        first_error = min(errors, default=len(jobs))
-        in_flight: dict[int, int] = {}  # task id -> position
-        while True:
-            while remote and remote[0] < first_error and state.has_free_slot():
-                position = remote.popleft()
-                in_flight[state.submit(jobs[position].item, jobs[position].index)] = position
-            if local and local[0] < first_error:
-                position = local.popleft()
-                try:
-                    prepare_image(
-                        jobs[position].item, self.spec, limits=limits, index=jobs[position].index,
-                        fast=self.fast, out=out[position],
-                    )  # fmt: skip
-                except ImageInputError as exc:
-                    errors[position] = exc
-                    first_error = min(first_error, position)
-                block = False
-            else:
-                block = True
-            if not in_flight:
-                if (remote and remote[0] < first_error) or (local and local[0] < first_error):
-                    continue
-                break
-            for reply in state.replies(block=block):
-                position = in_flight.pop(reply.task_id)
-                if reply.error is None:
-                    state.copy_out(reply, out[position])
-                else:
-                    errors[position] = reply.error
-                    first_error = min(first_error, position)
-                state.release(reply)
-        if errors:
-            raise errors[min(errors)]
-
-
-@dataclass
-class _Job:
-    """One item of a call: what to send (or do here), and its caller-facing index."""
-
-    item: Any
-    index: int
-    remote: bool
-    error: ImageInputError | None = None
-
-
-def _route(item: ImageInput, limits: ImageLimits, index: int, send_max_pixels: int) -> _Job:
-    """Decide where an item is prepared; read or resolve here what cannot (or should not) be pickled as is."""
-    if isinstance(item, (Image.Image, np.ndarray)):
-        try:
-            image = resolve_image(item, limits=limits, index=index)  # checks, orientation, RGB: a new image
-        except ImageInputError as exc:
-            return _Job(item, index, remote=False, error=exc)
-        if image.width * image.height <= send_max_pixels:
-            pixels = np.asarray(image)  # an RGB uint8 array is an input the worker resolves as is
-            if image is not item:  # our copy; an image resolve_image produced earlier is the caller's
-                image.close()
-            return _Job(pixels, index, remote=True)
-        return _Job(image, index, remote=False)
-    if isinstance(item, (str, bytes)):
-        return _Job(item, index, remote=True)
-    if isinstance(item, os.PathLike):
-        path = os.fspath(item)
-        return _Job(pathlib.Path(path) if isinstance(path, str) else item, index, remote=isinstance(path, str))
-    if isinstance(item, (bytearray, memoryview)) or hasattr(item, "read"):
-        try:
-            data = read_image_bytes(item, limits=limits, index=index)  # enforces max_bytes before copying
-        except ImageInputError as exc:
-            return _Job(item, index, remote=False, error=exc)
-        return _Job(data, index, remote=True)
-    return _Job(item, index, remote=False)  # unsupported: the resolver words the error

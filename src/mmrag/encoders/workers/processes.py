@@ -50,10 +50,13 @@ worker_main(init)
 
 @dataclass
 class Reply:
+    """A worker's answer to one task: where its pixels are, or why there are none."""
+
     task_id: int
     worker: int
     slot: int
     error: BaseException | None
+    owner: Any = None  # what :meth:`PoolState.submit` was given: who the pixels are for
 
 
 @dataclass
@@ -63,7 +66,7 @@ class _Worker:
     slots: np.ndarray  # (slots, 3, h, w) uint8 view of ``memory``
     free: list[int]
     torch_imported: bool | None = None  # reported by the worker when ready
-    in_flight: dict[int, int] = field(default_factory=dict)  # task id -> slot
+    in_flight: dict[int, tuple[int, Any]] = field(default_factory=dict)  # task id -> (slot, owner)
     reader: threading.Thread | None = None
     sent_limits: ImageLimits | None = None
     sent_cwd: str | None = None
@@ -145,16 +148,26 @@ class PoolState:
                 worker.sent_limits, worker.sent_cwd = limits, cwd
 
     def has_free_slot(self) -> bool:
+        """Whether some worker can take another task."""
         return any(worker.free for worker in self.workers)
 
-    def submit(self, item: Any, index: int) -> int:
-        """Send one item to the worker with the most free slots; return its task id."""
+    @property
+    def busy(self) -> bool:
+        """Whether any task is in flight (so a blocking :meth:`replies` returns)."""
+        return any(worker.in_flight for worker in self.workers)
+
+    def submit(self, item: Any, index: int, owner: Any = None) -> int:
+        """Send one item to the worker with the most free slots; return its task id.
+
+        ``owner`` comes back as :attr:`Reply.owner`, so whoever reads the reply
+        knows where its pixels go.
+        """
         number = max(range(len(self.workers)), key=lambda n: len(self.workers[n].free))
         worker = self.workers[number]
         slot = worker.free.pop()
         task_id = self._next_task
         self._next_task += 1
-        worker.in_flight[task_id] = slot
+        worker.in_flight[task_id] = (slot, owner)
         self._send(worker, ("task", task_id, slot, item, index))
         return task_id
 
@@ -189,13 +202,13 @@ class PoolState:
                 f" while preparing {pending} image(s); the worker pool was shut down"
             )
         kind, task_id = message[0], message[1]
-        slot = worker.in_flight.pop(task_id)
+        slot, owner = worker.in_flight.pop(task_id)
         error: BaseException | None = None
         if kind == "bad":
             error = ImageInputError(message[2], index=message[3], item=message[4])
         elif kind == "fail":
             error = RuntimeError(f"image worker failed:\n{message[2]}")
-        return Reply(task_id, number, slot, error)
+        return Reply(task_id, number, slot, error, owner)
 
     def copy_out(self, reply: Reply, target: np.ndarray) -> None:
         target[...] = self.workers[reply.worker].slots[reply.slot]
