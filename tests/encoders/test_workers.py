@@ -226,17 +226,32 @@ def test_calls_taking_turns_between_batches_get_their_own_pixels(pool: ImageWork
             assert np.array_equal(result, _exact(order))
 
 
-def test_a_pool_closed_during_a_call_ends_it_clearly(files: list[Path]) -> None:
+def test_a_call_suspended_while_the_pool_closes_goes_on_with_new_workers(files: list[Path]) -> None:
     own = ImageWorkerPool(SPEC, num_workers=2)
     batches = own.prepare_batches(files, 4)
-    next(batches)
-    own.close()
-    with pytest.raises(RuntimeError, match="closed before this call was done"):
-        next(batches)
-    assert np.array_equal(own.prepare(files), _exact(files))  # a new start
+    got = [next(batches)]
+    first_pids = own.worker_pids
+    own.close()  # e.g. another thread's encoder.close(), with batch 2 already on the workers
+    got.extend(batches)
+    assert np.array_equal(np.concatenate(got), _exact(files))
+    assert own.running and set(own.worker_pids).isdisjoint(first_pids)
     own.close()
     with pytest.raises(ValueError, match="batch_size"):
         own.prepare_batches(files, 0)
+
+
+def test_an_unreadable_file_object_ahead_fails_at_its_batch_and_keeps_the_workers(
+    pool: ImageWorkerPool, files: list[Path]
+) -> None:
+    closed = io.BytesIO(files[0].read_bytes())
+    closed.close()  # reading it raises ValueError, not ImageInputError
+    pids = pool.worker_pids
+    with pool.prepare_batches([*files[:4], closed, *files[4:8]], 4) as batches:
+        assert np.array_equal(next(batches), _exact(files[:4]))
+        with pytest.raises(ValueError, match="closed file"):
+            next(batches)
+    assert pool.worker_pids == pids  # an input's error, not the workers': they stay
+    assert np.array_equal(pool.prepare(files), _exact(files))
 
 
 # ------------------------------------------------------------------------------------ errors

@@ -252,10 +252,12 @@ class TransformersDualEncoder(Encoder):
     ) -> Iterator[Callable[[list[ImageInput], int], Batch]]:
         """One call's chunks from one ``ImageWorkerPool.prepare_batches`` stream (no worker waits between batches).
 
-        The GPU JPEG decoder and the processor path keep the chunk-by-chunk default.
+        The GPU JPEG decoder, the processor path and a subclass's own
+        :meth:`prepare_image_inputs` keep the chunk-by-chunk default.
         """
         pool = self._image_pool
-        if pool is None or self._gpu_decoder is not None:
+        overridden = type(self).prepare_image_inputs is not TransformersDualEncoder.prepare_image_inputs
+        if pool is None or self._gpu_decoder is not None or overridden:
             with super()._image_batches(items, limits, batch_size) as prepare:
                 yield prepare
             return

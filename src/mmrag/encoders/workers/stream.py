@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import pathlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -75,10 +75,11 @@ class ImageBatchStream:
         self._routed = 0  # positions before this one were routed
         self._remote: deque[int] = deque()  # routed, waiting for a free worker slot
         self._local: deque[int] = deque()  # routed, to prepare in this thread
-        self._jobs: dict[int, Any] = {}  # position -> what to send or prepare
+        self._jobs: dict[int, _Job] = {}  # position -> what to send or prepare, until it is done
         self._outputs: dict[int, np.ndarray] = {}  # batch number -> its array
         self._done = bytearray(count)  # 1: pixels written or error recorded
         self._errors: dict[int, BaseException] = {}
+        self._input_errors: set[int] = set()  # positions whose error came from reading the input here
         self._first_error = count
         self._closed = False
 
@@ -90,20 +91,15 @@ class ImageBatchStream:
         with self._pool._lock:
             if self._closed or self._returned >= self._count:
                 raise StopIteration
-            state = self._state
-            if state is not None and self._pool._state is not state:
-                self._finish()
-                raise RuntimeError("the image workers were closed before this call was done")
+            if self._state is not None and self._pool._state is not self._state:
+                self._rebind()  # the workers were stopped (closed, or one died) since the last batch
             first = self._returned
             stop = min(first + self._size, self._count)
             try:
                 self._complete(first, stop)
-            except ImageInputError:
+            except BaseException as exc:
                 self._finish()
-                raise
-            except BaseException:
-                self._finish()
-                if state is not None:
+                if self._state is not None and not self._is_item_error(exc):
                     self._pool._shutdown()  # a dead worker or an interrupt: the protocol state is unknown
                 raise
             self._returned = stop
@@ -125,6 +121,22 @@ class ImageBatchStream:
         return -(-self._count // self._size)
 
     # --------------------------------------------------------------- internals
+    def _rebind(self) -> None:
+        """Send this call's unfinished items to the pool's current workers (started again), or prepare them here."""
+        self._state = self._pool._state if self._pool._ensure_started() else None
+        self._remote.clear()
+        self._local.clear()
+        for position in range(self._returned, self._routed):
+            job = self._jobs.get(position)
+            if job is not None:  # routed, not done: its replies went with the old workers
+                (self._remote if job.remote and self._state is not None else self._local).append(position)
+
+    def _is_item_error(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is about an input (raised for its position), not about the workers."""
+        return isinstance(exc, ImageInputError) or (
+            self._first_error in self._input_errors and exc is self._errors.get(self._first_error)
+        )
+
     def _finish(self) -> None:
         self._closed = True
         self._remote.clear()
@@ -137,7 +149,7 @@ class ImageBatchStream:
         state = self._state
         if state is not None:
             state.sync(self._limits, self._cwd)
-        self._route(min(stop + self._size, self._count))
+        self._route(range(self._routed, min(stop + self._size, self._count)))
         settled = first
         while True:
             end = min(stop, self._first_error)
@@ -147,7 +159,7 @@ class ImageBatchStream:
                 break
             while state is not None and self._remote and self._remote[0] < self._first_error and state.has_free_slot():
                 position = self._remote.popleft()
-                state.submit(self._jobs.pop(position), self._start + position, (self, position))
+                state.submit(self._jobs[position].item, self._start + position, (self, position))
             worked_here = bool(self._local) and self._local[0] < self._first_error
             if worked_here:
                 self._prepare_here(self._local.popleft())
@@ -159,28 +171,33 @@ class ImageBatchStream:
         if self._first_error < stop:
             raise self._errors[self._first_error]
 
-    def _route(self, end: int) -> None:
-        """Route positions up to ``end``: decide where each is prepared, and allocate their batch arrays."""
-        for position in range(self._routed, end):
+    def _route(self, positions: Iterable[int]) -> None:
+        """Decide where each position is prepared (reading here what must be), allocating its batch array."""
+        for position in positions:
+            self._routed = max(self._routed, position + 1)
             batch = position // self._size
             if batch not in self._outputs:
                 rows = min(self._size, self._count - batch * self._size)
                 self._outputs[batch] = np.empty((rows, *self._pool.spec.output_shape), dtype=np.uint8)
+            item = self._items[position]
             if self._state is None:
-                job = _Job(self._items[position], remote=False)
+                job = _Job(item, remote=False)
             else:
-                job = _route(self._items[position], self._limits, self._start + position, self._pool.send_max_pixels)
+                try:
+                    job = _route(item, self._limits, self._start + position, self._pool.send_max_pixels)
+                except Exception as exc:  # e.g. a closed file object: the input's error, raised at its batch
+                    self._input_errors.add(position)
+                    job = _Job(item, remote=False, error=exc)
             if job.error is not None:
                 self._fail(position, job.error)
                 continue
-            self._jobs[position] = job.item
+            self._jobs[position] = job
             (self._remote if job.remote else self._local).append(position)
-        self._routed = max(self._routed, end)
 
     def _prepare_here(self, position: int) -> None:
         try:
             prepare_image(
-                self._jobs.pop(position), self._pool.spec, limits=self._limits, index=self._start + position,
+                self._jobs.pop(position).item, self._pool.spec, limits=self._limits, index=self._start + position,
                 fast=self._pool.fast, out=self._target(position),
             )  # fmt: skip
         except ImageInputError as exc:
@@ -194,6 +211,7 @@ class ImageBatchStream:
         return target
 
     def _fail(self, position: int, error: BaseException) -> None:
+        self._jobs.pop(position, None)
         self._errors[position] = error
         self._done[position] = 1
         self._first_error = min(self._first_error, position)
@@ -209,6 +227,7 @@ def _deliver(state: PoolState, reply: Reply) -> None:
                 if reply.error is None:
                     state.copy_out(reply, stream._target(position))
                     stream._done[position] = 1
+                    stream._jobs.pop(position, None)
                 else:
                     stream._fail(position, reply.error)
     finally:
@@ -221,7 +240,7 @@ class _Job:
 
     item: Any
     remote: bool
-    error: ImageInputError | None = None
+    error: BaseException | None = None
 
 
 def _route(item: ImageInput, limits: ImageLimits, index: int, send_max_pixels: int) -> _Job:
