@@ -36,7 +36,9 @@ How it works
 * A bad item raises :class:`~mmrag.ImageInputError` for the first failing
   position in input order, naming its index (offset by ``start``) and item, as
   :func:`mmrag.resolve_images` would; nothing partial is returned. A worker that
-  dies takes the pool down (``RuntimeError``); the next call starts a new one.
+  dies takes the pool down (``RuntimeError`` for the call it was serving); the
+  next call starts a new one, and a call suspended between batches meanwhile
+  resubmits its unfinished items to the new workers.
 
 Example:
     >>> spec = image_spec(encoder.image_processor)

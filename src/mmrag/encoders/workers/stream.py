@@ -46,8 +46,12 @@ class ImageBatchStream:
     items (fewer for the last). A bad item raises
     :class:`~mmrag.ImageInputError` (its index offset by ``start``) when its
     batch is reached, after every earlier batch was returned; the stream then
-    ends. Use it as a context manager, or call :meth:`close`, to stop early.
-    ``next()`` and :meth:`close` may be called from different threads.
+    ends; an error reading an input here (e.g. a closed file object) is raised
+    the same way and leaves the workers running. If the workers stop between
+    two batches (the pool closed, or a worker died in another call), the next
+    ``next()`` sends the unfinished items to new ones. Use it as a context
+    manager, or call :meth:`close`, to stop early. ``next()`` and
+    :meth:`close` may be called from different threads.
     """
 
     def __init__(
