@@ -105,3 +105,27 @@ def test_leaving_the_block_waits_for_the_chunk_in_flight_and_ends_the_thread() -
         assert next(batches) == 1  # chunk 2 is now being prepared
     assert finished == [1, 2]  # it finished before the block was left
     assert not [t for t in threading.enumerate() if t.name.startswith("test-prefetch-ctx")]
+
+
+def test_ahead_two_prepares_two_chunks_at_once_and_keeps_the_order() -> None:
+    running, most = 0, 0
+    lock = threading.Lock()
+    both = threading.Barrier(2, timeout=10)  # only passes if two prepares really run at the same time
+
+    def prepare(chunk: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        if chunk < 2:
+            both.wait()
+        time.sleep(0.01 * (5 - chunk))  # earlier chunks finish later: the order must still hold
+        with lock:
+            running -= 1
+        return chunk
+
+    with Prefetcher("test-ahead", ahead=2) as prefetcher:
+        assert list(prefetcher.run(range(5), prepare)) == [0, 1, 2, 3, 4]
+    assert most == 2
+    with pytest.raises(ValueError, match="ahead"):
+        Prefetcher("test-ahead", ahead=0)

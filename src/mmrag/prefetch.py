@@ -3,12 +3,14 @@
 Encoders (tokenising, decoding and resizing images), rerankers and
 ``MultimodalStore.index_folder`` (reading files ahead of embedding them, and
 writing one chunk behind) share this one mechanism; each owns a
-:class:`Prefetcher` with a single background thread.
+:class:`Prefetcher` with one background thread (or ``ahead`` threads, where
+several chunks may be prepared at once).
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -20,7 +22,7 @@ _Batch = TypeVar("_Batch")
 
 
 class Prefetcher:
-    """One background thread that prepares the next chunk while the current one is used.
+    """Background threads that prepare the next chunk(s) while the current one is used.
 
     The thread starts on first use and is reused; :meth:`close` stops it, and
     the next use starts a new one. A sized collection of at most one chunk is
@@ -28,7 +30,12 @@ class Prefetcher:
     a context manager, leaving the block closes it and waits for the thread.
 
     Args:
-        thread_name: Prefix of the background thread's name.
+        thread_name: Prefix of the background threads' names.
+        ahead: Chunks prepared at once, each on its own thread, while the
+            caller uses the current one (1: one thread, one chunk ahead).
+
+    Raises:
+        ValueError: ``ahead`` is below 1.
 
     Example:
         >>> prefetcher = Prefetcher("demo")
@@ -37,13 +44,16 @@ class Prefetcher:
         >>> prefetcher.close()
     """
 
-    def __init__(self, thread_name: str) -> None:
+    def __init__(self, thread_name: str, *, ahead: int = 1) -> None:
+        if ahead < 1:
+            raise ValueError(f"ahead must be at least 1, got {ahead}")
         self._thread_name = thread_name
+        self._depth = ahead
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def run(self, chunks: Iterable[_Chunk], prepare: Callable[[_Chunk], _Batch]) -> Iterator[_Batch]:
-        """Yield ``prepare(chunk)`` for each chunk, in order, preparing one chunk ahead.
+        """Yield ``prepare(chunk)`` for each chunk, in order, preparing ``ahead`` chunks ahead.
 
         ``chunks`` may be lazy (a generator): the next chunk is then produced on
         the caller's thread while the background thread prepares the previous
@@ -83,15 +93,12 @@ class Prefetcher:
     def _ahead(self, chunks: Iterable[_Chunk], prepare: Callable[[_Chunk], _Batch]) -> Iterator[_Batch]:
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._thread_name)
+                self._pool = ThreadPoolExecutor(max_workers=self._depth, thread_name_prefix=self._thread_name)
             pool = self._pool
-        pending: Future[_Batch] | None = None
-        for chunk in chunks:  # produced while the previous chunk is being prepared
-            if pending is None:
-                pending = pool.submit(prepare, chunk)
-                continue
-            batch = pending.result()
-            pending = pool.submit(prepare, chunk)
-            yield batch
-        if pending is not None:
-            yield pending.result()
+        pending: deque[Future[_Batch]] = deque()
+        for chunk in chunks:  # produced while the previous chunks are being prepared
+            pending.append(pool.submit(prepare, chunk))
+            if len(pending) > self._depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

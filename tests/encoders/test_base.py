@@ -112,3 +112,34 @@ def test_tokenising_the_next_batch_overlaps_the_forward_pass(encoder) -> None:
     assert all(name.startswith("mmrag-prefetch") for name in prepared_on) and len(prepared_on) == 3
     encoder.prepare_texts, encoder.forward_texts = real_prepare, real_forward
     np.testing.assert_allclose(vectors, encoder.embed_texts(texts, batch_size=8), atol=1e-6)
+
+
+def test_calls_from_several_threads_run_one_forward_at_a_time(encoder) -> None:
+    images = _images(6)
+    expected = encoder.embed_images(images)
+    running, most = 0, 0
+    lock = threading.Lock()
+    real = encoder._image_features
+
+    def counted(**inputs):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            threading.Event().wait(0.02)  # long enough for another call's forward to start, were it allowed
+            return real(**inputs)
+        finally:
+            with lock:
+                running -= 1
+
+    encoder._image_features = counted
+    results: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: results.append(encoder.embed_images(images))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 3 and most == 1  # activations of two batches never share the device at once
+    for got in results:
+        np.testing.assert_allclose(got, expected, atol=1e-6)

@@ -46,7 +46,8 @@ class Encoder(ABC):
     Use :func:`mmrag.load_encoder` to get one; subclasses implement a model
     family. Every ``embed_*`` method returns float32 arrays of shape
     ``(n, dim)`` with L2-normalised rows, so a dot product is a cosine
-    similarity. The methods are safe to call from several threads.
+    similarity. The methods are safe to call from several threads: their CPU
+    work overlaps, forward passes run one at a time.
 
     Attributes:
         model_id: Hub id or absolute local path of the checkpoint.
@@ -80,7 +81,7 @@ class Encoder(ABC):
         self.image_limits = image_limits or ImageLimits()
         self.cache = cache
         self.forward_count = 0
-        self._count_lock = threading.Lock()
+        self._forward_lock = threading.Lock()  # one forward pass at a time (device memory, CPU threads)
         self._prefetcher = Prefetcher("mmrag-prefetch")
 
     # ----------------------------------------------------------- family hooks
@@ -389,9 +390,8 @@ class Encoder(ABC):
     def _forward_once(self, forward: Callable[[Batch], torch.Tensor], batch: Batch) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
+        with self._forward_lock, torch.inference_mode():  # concurrent calls overlap their CPU work, not forwards
             features = forward(batch)
             features = torch.nn.functional.normalize(features.float(), dim=-1)
-        with self._count_lock:
             self.forward_count += 1
         return features.cpu().numpy().astype(np.float32, copy=False)

@@ -24,10 +24,12 @@ Failures
     are not followed are listed in ``skipped_links`` (see :mod:`mmrag.store.walk`).
 
 Pipeline
-    Files go in chunks of ``encoder.batch_size``, one modality per chunk. Two
-    :class:`~mmrag.prefetch.Prefetcher` threads overlap the three stages:
-    reading (and decoding) chunk ``i + 1`` runs while chunk ``i`` is embedded,
-    and chunk ``i - 1`` is written meanwhile; writes stay in order. An
+    Files go in chunks of ``encoder.batch_size``, one modality per chunk.
+    :class:`~mmrag.prefetch.Prefetcher` threads overlap the stages: reading
+    chunk ``i + 2`` runs while two chunks are embedded at once (the decoding of
+    one on the image workers overlaps the forward pass of the other; the
+    encoder runs one forward at a time), and an earlier chunk is written
+    meanwhile; counting and writes stay in chunk order. An
     exception in embedding or writing propagates once both threads have stopped.
     The same steps are public for other runners (``mmrag.ray``):
     :meth:`FolderIndexer.plan`, then :meth:`FolderIndexer.index_chunk` for
@@ -157,9 +159,14 @@ class FolderIndexer:
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
         progress = progress_bar(len(todo), show=show_progress, desc=f"indexing {root.name or root}", unit="file")
         try:
-            with Prefetcher("mmrag-read") as reader, Prefetcher("mmrag-write") as writer:
+            with (
+                Prefetcher("mmrag-read") as reader,
+                Prefetcher("mmrag-embed", ahead=2) as embedder,
+                Prefetcher("mmrag-write") as writer,
+            ):
                 loaded = reader.run(chunks, lambda chunk: self.read_chunk(chunk, root))
-                embedded = (self._embed_chunk(chunk, report, progress) for chunk in loaded)
+                vectors = embedder.run(loaded, self._vectors)  # decoding chunk i + 1 overlaps the forward of chunk i
+                embedded = (self._account(chunk, report, progress) for chunk in vectors)
                 for _ in writer.run(embedded, lambda chunk: write_chunk(self.collections, chunk)):
                     pass
         finally:
@@ -263,7 +270,25 @@ class FolderIndexer:
         return loaded
 
     def _embed_chunk(self, loaded: list[_Loaded], report: IndexReport, progress: Any) -> _Embedded:
+        return self._account(self._vectors(loaded), report, progress)
+
+    def _vectors(self, loaded: list[_Loaded]) -> tuple[list[_Loaded], dict[Modality, np.ndarray]]:
+        """Embed one chunk (images that do not decode become failures); safe to run for two chunks at once."""
         loaded, image_vectors = self._embed_image_files(loaded)
+        vectors: dict[Modality, np.ndarray] = {}
+        if image_vectors is not None:
+            vectors["image"] = image_vectors
+        pending = [item.pending for item in loaded if item.pending is not None]
+        texts = [item.payload for item in pending if item.modality == "text"]
+        if texts:
+            vectors["text"] = self.encoder.embed_texts(texts)
+        return loaded, vectors
+
+    def _account(
+        self, embedded: tuple[list[_Loaded], dict[Modality, np.ndarray]], report: IndexReport, progress: Any
+    ) -> _Embedded:
+        """Count one embedded chunk in ``report`` (in chunk order) and say what to write and delete."""
+        loaded, vectors = embedded
         items: list[Pending] = []
         replaced: list[FolderRecord] = []
         for item in loaded:
@@ -280,12 +305,6 @@ class FolderIndexer:
             else:
                 report.added += 1
             replaced += [record for record in previous if record.id != item.pending.id]
-        vectors: dict[Modality, np.ndarray] = {}
-        if image_vectors is not None:
-            vectors["image"] = image_vectors
-        texts = [item.payload for item in items if item.modality == "text"]
-        if texts:
-            vectors["text"] = self.encoder.embed_texts(texts)
         report.embedded += len(items)
         progress.update(len(loaded))
         return _Embedded(items, vectors, replaced)
