@@ -265,7 +265,7 @@ class TransformersDualEncoder(Encoder):
         with pool.prepare_batches(items, batch_size, limits=limits, allow_start=allow_start) as batches:
 
             def prepare(chunk: list[ImageInput], start: int) -> Batch:
-                return self._pixel_inputs(next(batches))  # the chunks come in order, batch_size apart
+                return self._pixel_inputs(next(batches))  # in order: the encoder's one prefetch thread
 
             yield prepare
 

@@ -30,7 +30,7 @@ Pipeline
     one on the image workers overlaps the forward pass of the other; the
     encoder runs one forward at a time), and an earlier chunk is written
     meanwhile; counting and writes stay in chunk order. An
-    exception in embedding or writing propagates once both threads have stopped.
+    exception in embedding or writing propagates once all these threads have stopped.
     The same steps are public for other runners (``mmrag.ray``):
     :meth:`FolderIndexer.plan`, then :meth:`FolderIndexer.index_chunk` for
     chunks of ``plan.todo`` (anywhere, in any order), then :meth:`FolderIndexer.finish`.
