@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -160,15 +161,19 @@ def test_an_unchanged_reindex_never_loads_the_model(tmp_path, tiny_model_dirs, m
         Image.fromarray(np.full((40, 40, 3), colour, np.uint8)).save(photos / f"{name}.png")
     (photos / "note.txt").write_text("a note about red things", encoding="utf-8")
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    truncated = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(truncated, "JPEG")
+    (photos / "cut.jpg").write_bytes(truncated.getvalue()[:1000])  # a fine header: fails only when decoded
     db = str(tmp_path / "db")
 
     assert main(["index", str(photos), "--db", db, "--model", str(tiny_model_dirs["clip"]), "--device", "cpu"]) == 1
-    assert "added 3, updated 0, skipped 0, removed 0, failed 1" in capsys.readouterr().out
+    first = capsys.readouterr().out
+    assert "added 3, updated 0, skipped 0, removed 0, failed 2" in first and "cut.jpg: cannot decode" in first
     assert len(loads) == 1
-    assert main(["index", str(photos), "--db", db, "--device", "cpu"]) == 1  # unchanged (the broken file fails again)
-    assert "added 0, updated 0, skipped 3, removed 0, failed 1" in capsys.readouterr().out
-    assert len(loads) == 1  # nothing to embed: the model was never loaded
+    assert main(["index", str(photos), "--db", db, "--device", "cpu"]) == 1  # unchanged (the broken files fail again)
+    assert "added 0, updated 0, skipped 3, removed 0, failed 2" in capsys.readouterr().out
+    assert len(loads) == 1  # nothing decodes: the model was never loaded
     Image.fromarray(np.full((40, 40, 3), (20, 200, 40), np.uint8)).save(photos / "green.png")
     assert main(["index", str(photos), "--db", db, "--device", "cpu"]) == 1
-    assert "added 1, updated 0, skipped 3, removed 0, failed 1" in capsys.readouterr().out
+    assert "added 1, updated 0, skipped 3, removed 0, failed 2" in capsys.readouterr().out
     assert len(loads) == 2  # a new file: loaded once, for it

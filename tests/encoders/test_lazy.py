@@ -67,3 +67,35 @@ def test_a_lazy_store_checks_the_signature_before_any_weight(tmp_path, tiny_mode
 def test_errors_come_at_construction(tmp_path) -> None:
     with pytest.raises(mmrag.ModelNotAvailableError):
         LazyEncoder(tmp_path / "no-such-model", device="cpu", local_files_only=True)
+
+
+def _truncated_jpeg() -> bytes:
+    """A JPEG whose header is fine and whose data stops halfway: it fails only when decoded."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(buffer, format="JPEG")
+    data = buffer.getvalue()
+    return data[: len(data) // 2]
+
+
+def test_a_first_image_that_does_not_decode_loads_nothing(tiny_model_dirs, clip_encoder, model_loads) -> None:
+    from mmrag.inputs import probe_image
+
+    broken = _truncated_jpeg()
+    assert probe_image(broken) == (64, 64)  # only decoding finds it
+    good = np.full((20, 30, 3), 90, np.uint8)
+    lazy = LazyEncoder(tiny_model_dirs["clip"], device="cpu")
+    with pytest.raises(mmrag.ImageInputError) as caught:
+        lazy.embed_images([broken, good])
+    assert caught.value.index == 0 and "truncated" in str(caught.value)
+    assert not lazy.loaded and model_loads == []
+    np.testing.assert_allclose(lazy.embed_images([good]), clip_encoder.embed_images([good]), atol=1e-6)
+    assert len(model_loads) == 1
+    with pytest.raises(mmrag.ImageInputError) as caught:  # once loaded, errors are the encoder's own
+        lazy.embed_images([good, broken])
+    assert caught.value.index == 1
+    lazy.close()

@@ -3,7 +3,9 @@
 Opening a store needs only the encoder's signature (model id, family,
 dimension, preprocessing), which :func:`~mmrag.encoders.loading.encoder_signature`
 computes from the config and the processor. So ``mmrag index`` over a folder
-where nothing changed never loads the model.
+where nothing changed never loads the model, and neither does one whose
+only changes are images that do not decode (:meth:`LazyEncoder._embed_images`
+decodes a call's first image before loading).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from mmrag.encoders.base import Batch, Encoder
 from mmrag.encoders.loading import DEFAULT_BATCH_SIZE, encoder_signature, load_encoder
 from mmrag.encoders.presets import DEFAULT_MODEL
-from mmrag.inputs import ImageInput, ImageLimits
+from mmrag.inputs import ImageInput, ImageLimits, is_url, resolve_image
 from mmrag.options import LoadOptions
 
 if TYPE_CHECKING:
@@ -39,7 +41,11 @@ class LazyEncoder(Encoder):
     loads the model once, thread-safely, with :func:`mmrag.load_encoder`;
     ``model_id``, ``family``, ``dim``, ``signature``, ``batch_size`` and
     ``image_limits`` do not. A family without a way to tell its signature
-    without the weights is loaded at construction.
+    without the weights is loaded at construction. Before loading for
+    images, the call's first image (a path, bytes or an encoded string) is
+    decoded: if it fails, its :class:`~mmrag.ImageInputError` (index 0) is
+    raised and nothing is loaded, so a caller that drops bad items and
+    retries (``index_folder``) loads the model only for an image that decodes.
 
     Args:
         model: As for :func:`mmrag.load_encoder`.
@@ -162,6 +168,8 @@ class LazyEncoder(Encoder):
     def _embed_images(
         self, items: list[ImageInput], batch_size: int | None, active: ImageLimits, show_progress: bool | None = False
     ) -> np.ndarray:
+        if self._loaded is None and items and _decodable_twice(items[0]):
+            resolve_image(items[0], limits=active, index=0).close()  # a bad first image raises: nothing loaded
         return self.encoder._embed_images(items, batch_size, active, show_progress)
 
     def find_batch_size(self, *, start: int = 8, limit: int = 1024) -> int:
@@ -183,3 +191,15 @@ class LazyEncoder(Encoder):
     def __repr__(self) -> str:
         state = repr(self._loaded) if self._loaded is not None else "not loaded yet"
         return f"LazyEncoder(model_id={self.model_id!r}, dim={self.dim}, {state})"
+
+
+def _decodable_twice(item: ImageInput) -> bool:
+    """Whether decoding ``item`` before the encoder does costs no more than a second decode.
+
+    Local paths, bytes and encoded strings can be read again; a file object
+    cannot (it is consumed), a URL would be fetched twice, and pixels have
+    nothing to decode.
+    """
+    if isinstance(item, str):
+        return not is_url(item)
+    return isinstance(item, (bytes, bytearray, memoryview, os.PathLike))
