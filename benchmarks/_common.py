@@ -142,6 +142,36 @@ def emit(result: Mapping[str, Any], tables: Sequence[str], json_out: Path | None
         print(f"\nJSON written to {json_out}", flush=True)
 
 
+def load_note(env: Mapping[str, Any]) -> str:
+    """``"load avg 0.42 on 2 CPUs"``: how busy the machine was when ``env`` (an :func:`environment`) was taken."""
+    return f"load avg {env['loadavg_start'][0]:.2f} on {env['cpus']} CPUs"
+
+
+def run_benchmark(
+    argv: Sequence[str] | None,
+    parse_args: Callable[[Sequence[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    tables: Callable[[argparse.Namespace, dict[str, Any], dict[str, Any]], Sequence[str]],
+) -> int:
+    """A script's ``main``: parse, run with the environment taken before and after, print tables and JSON.
+
+    Args:
+        argv: The command line (``None``: ``sys.argv``).
+        parse_args: The script's parser; its namespace has ``json_out`` (:func:`add_output_args`).
+        run: Runs the benchmark and returns its JSON result (``"environment"`` is added).
+        tables: ``(args, result, env_before)`` to the tables to print.
+
+    Returns:
+        The exit status (0).
+    """
+    args = parse_args(argv)
+    env = environment()
+    result = run(args)
+    result["environment"] = environment() | {"loadavg_start": env["loadavg_start"]}
+    emit(result, tables(args, result, env), args.json_out)
+    return 0
+
+
 def log(message: str) -> None:
     """Progress line on stderr (keeps stdout to tables + JSON)."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import add_output_args, emit, environment, format_table, int_list, log, positive_int
+from _common import add_output_args, format_table, int_list, load_note, log, positive_int, run_benchmark
 from encode import synthetic_jpegs
 
 MODES = ("per_batch", "stream")
@@ -112,18 +112,15 @@ COLUMNS = [
 ]
 
 
+def tables(args: argparse.Namespace, result: dict[str, Any], env: dict[str, Any]) -> list[str]:
+    """The table to print."""
+    title = f"batch boundaries: {args.workers} workers, {args.n_images} JPEGs, best of {args.repeat}, {load_note(env)}"
+    return [format_table(title, result["results"], COLUMNS)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
-    args = parse_args(argv)
-    env = environment()
-    result = run(args)
-    result["environment"] = environment() | {"loadavg_start": env["loadavg_start"]}
-    title = (
-        f"batch boundaries: {args.workers} workers, {args.n_images} JPEGs, best of {args.repeat}, "
-        f"load avg {env['loadavg_start'][0]:.2f} on {env['cpus']} CPUs"
-    )
-    emit(result, [format_table(title, result["results"], COLUMNS)], args.json_out)
-    return 0
+    return run_benchmark(argv, parse_args, run, tables)
 
 
 if __name__ == "__main__":

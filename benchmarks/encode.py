@@ -43,12 +43,12 @@ from typing import Any
 import numpy as np
 from _common import (
     add_output_args,
-    emit,
-    environment,
     format_table,
+    load_note,
     log,
     non_negative_int,
     positive_int,
+    run_benchmark,
     synchronize,
     timed,
 )
@@ -340,16 +340,12 @@ COLUMNS = [
 ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point."""
-    args = parse_args(argv)
-    env = environment()
-    result = run(args)
-    result["environment"] = environment() | {"loadavg_start": env["loadavg_start"]}
+def tables(args: argparse.Namespace, result: dict[str, Any], env: dict[str, Any]) -> list[str]:
+    """The results table, with the text batches' padding under it."""
     title = (
         f"encode: {result['model']} ({result['family']}, dim {result['dim']}) on {result['device']} "
         f"{result['dtype']}, batch {result['batch_size']}, {result['environment'].get('torch_threads')} torch threads, "
-        f"load avg {env['loadavg_start'][0]:.2f} on {env['cpus']} CPUs"
+        f"{load_note(env)}"
     )
     table = format_table(title, result["results"], COLUMNS)
     pad = result["text_padding"]
@@ -357,8 +353,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         table += (
             f"\ntext batches hold {pad['padded_tokens']} tokens for {pad['tokens']} real ones ({pad['ratio']}x padding)"
         )
-    emit(result, [table], args.json_out)
-    return 0
+    return [table]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    return run_benchmark(argv, parse_args, run, tables)
 
 
 if __name__ == "__main__":

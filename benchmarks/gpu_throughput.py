@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from _common import add_output_args, emit, environment, format_table, log, positive_int
+from _common import add_output_args, format_table, log, positive_int, run_benchmark
 from encode import synthetic_jpegs
 
 MODELS = ("clip-b-16", "clip-l-14", "siglip2-b-16-512")
@@ -315,18 +315,18 @@ COLUMNS = [
 ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point."""
-    args = parse_args(argv)
-    env = environment()
-    result = run(args)
-    result["environment"] = environment() | {"loadavg_start": env["loadavg_start"]}
+def tables(args: argparse.Namespace, result: dict[str, Any], env: dict[str, Any]) -> list[str]:
+    """The table to print."""
     title = (
         f"gpu_throughput{' (SMOKE: tiny models, not a measurement)' if args.smoke else ''}: "
         f"{result['gpu'] or args.device}, batch {args.batch_size}, {args.n_images} JPEGs, {env['cpus']} CPUs"
     )
-    emit(result, [format_table(title, result["results"], COLUMNS)], args.json_out)
-    return 0
+    return [format_table(title, result["results"], COLUMNS)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    return run_benchmark(argv, parse_args, run, tables)
 
 
 if __name__ == "__main__":

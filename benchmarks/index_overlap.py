@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import add_output_args, emit, environment, format_table, log, positive_int
+from _common import add_output_args, format_table, load_note, log, positive_int, run_benchmark
 from encode import synthetic_jpegs
 
 
@@ -98,18 +98,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 COLUMNS = [("mode", "mode", ""), ("items_per_s", "items/s", ".1f"), ("x_embed_images", "x embed_images", ".2f")]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point."""
-    args = parse_args(argv)
-    env = environment()
-    result = run(args)
-    result["environment"] = environment() | {"loadavg_start": env["loadavg_start"]}
+def tables(args: argparse.Namespace, result: dict[str, Any], env: dict[str, Any]) -> list[str]:
+    """The table to print."""
     title = (
         f"index_folder vs embed_images: {args.n_images} JPEGs, batch {args.batch_size}, "
-        f"{args.device_ms_per_image} device ms per image, load avg {env['loadavg_start'][0]:.2f} on {env['cpus']} CPUs"
+        f"{args.device_ms_per_image} device ms per image, {load_note(env)}"
     )
-    emit(result, [format_table(title, result["results"], COLUMNS)], args.json_out)
-    return 0
+    return [format_table(title, result["results"], COLUMNS)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    return run_benchmark(argv, parse_args, run, tables)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import add_output_args, emit, environment, format_table, log, non_negative_int, positive_int, timed
+from _common import (
+    add_output_args,
+    format_table,
+    load_note,
+    log,
+    non_negative_int,
+    positive_int,
+    run_benchmark,
+    timed,
+)
 
 MODES = ("batched", "naive")
 DEFAULT_BACKENDS = "blip-itm-base,blip2-itm-vit-b,bge-reranker-base,clip-b-32"
@@ -273,16 +282,13 @@ COLUMNS = [
 ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point."""
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every chosen backend, both modes."""
     import torch
 
-    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    env = environment()
-    rows = [row for name in args.backends for row in bench_backend(name, args)]
-    result = {
+    return {
         "benchmark": "rerank",
         "device": args.device,
         "dtype": args.dtype or "default",
@@ -291,15 +297,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "image_size": "x".join(map(str, args.image_size)),
         "passage_words": args.passage_words,
         "repeat": args.repeat,
-        "results": rows,
-        "environment": environment() | {"loadavg_start": env["loadavg_start"]},
+        "results": [row for name in args.backends for row in bench_backend(name, args)],
     }
+
+
+def tables(args: argparse.Namespace, result: dict[str, Any], env: dict[str, Any]) -> list[str]:
+    """The table to print."""
     title = (
         f"rerank on {args.device}, batch {args.batch_size}, {args.n_candidates} candidates/query, "
-        f"load avg {env['loadavg_start'][0]:.2f} on {env['cpus']} CPUs, torch threads {torch.get_num_threads()}"
+        f"{load_note(env)}, torch threads {result['environment'].get('torch_threads')}"
     )
-    emit(result, [format_table(title, rows, COLUMNS)], args.json_out)
-    return 0
+    return [format_table(title, result["results"], COLUMNS)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    return run_benchmark(argv, parse_args, run, tables)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ from _common import (
     format_table,
     int_list,
     latency_ms,
+    load_note,
     log,
     non_negative_int,
     positive_int,
@@ -445,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "environment": env,
     }
     tables = []
-    load = f"load avg {env['loadavg_start'][0]:.2f} on {env['cpus']} CPUs"
+    load = load_note(env)
     workdir = Path(tempfile.mkdtemp(prefix="mmrag-bench-store-", dir=args.workdir))
     try:
         if "index" in args.parts:

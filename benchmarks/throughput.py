@@ -58,7 +58,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import add_output_args, emit, environment, format_table, log, non_negative_int, positive_int, timed
+from _common import (
+    add_output_args,
+    format_table,
+    load_note,
+    log,
+    non_negative_int,
+    positive_int,
+    run_benchmark,
+    timed,
+)
 from encode import DEFAULT_CACHE, model_dir, synthetic_jpegs
 
 MODES = (
@@ -428,24 +437,22 @@ TRANSFER_COLUMNS = [
 ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point."""
-    args = parse_args(argv)
-    env = environment()
-    result = run(args)
-    result["environment"] = environment() | {"loadavg_start": env["loadavg_start"]}
+def tables(args: argparse.Namespace, result: dict[str, Any], env: dict[str, Any]) -> list[str]:
+    """The results table, then the parent-side cost of PIL inputs."""
     title = (
         f"throughput: {result['model']} ({result['image_processor']}, {result['spec']}) on {result['device']} "
         f"{result['dtype']}, batch {result['batch_size']}, {result['workers']} workers, "
-        f"{result['environment'].get('torch_threads')} torch threads, load avg {env['loadavg_start'][0]:.2f} "
-        f"on {env['cpus']} CPUs"
+        f"{result['environment'].get('torch_threads')} torch threads, {load_note(env)}"
     )
-    tables = [
+    return [
         format_table(title, result["results"], COLUMNS),
         format_table("PIL inputs: parent-side cost per image", result["pil_transfer"], TRANSFER_COLUMNS),
     ]
-    emit(result, tables, args.json_out)
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    return run_benchmark(argv, parse_args, run, tables)
 
 
 if __name__ == "__main__":

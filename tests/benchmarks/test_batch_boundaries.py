@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_a_small_run_reports_both_modes_per_batch_size(tmp_path: Path) -> None:
-    out = tmp_path / "boundaries.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    command = [
-        sys.executable, "batch_boundaries.py", "--n-images", "12", "--image-sizes", "80x60,60x90",
-        "--batch-sizes", "4,12", "--size", "32", "--repeat", "1", "--json-out", str(out),
-    ]  # fmt: skip
-    done = subprocess.run(
-        command, cwd=ROOT / "benchmarks", env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "x per_batch" in done.stdout  # the table was printed
-    result = json.loads(out.read_text())
+def test_a_small_run_reports_both_modes_per_batch_size(run_script) -> None:
+    stdout, result = run_script(
+        "batch_boundaries.py", "--n-images", "12", "--image-sizes", "80x60,60x90",
+        "--batch-sizes", "4,12", "--size", "32", "--repeat", "1",
+    )  # fmt: skip
+    assert "x per_batch" in stdout  # the table was printed
     assert [(row["batch_size"], row["mode"]) for row in result["results"]] == [
         (4, "per_batch"), (4, "stream"), (12, "per_batch"), (12, "stream"),
     ]  # fmt: skip

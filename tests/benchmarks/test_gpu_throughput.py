@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_smoke_run_reports_rates_ratios_and_bars(tmp_path: Path) -> None:
-    out = tmp_path / "gpu.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(
-        [sys.executable, "gpu_throughput.py", "--smoke", "--device", "cpu", "--json-out", str(out)],
-        cwd=ROOT / "benchmarks", env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "SMOKE" in done.stdout and "default/model" in done.stdout  # the table was printed
-    result = json.loads(out.read_text())
+def test_smoke_run_reports_rates_ratios_and_bars(run_script) -> None:
+    stdout, result = run_script("gpu_throughput.py", "--smoke", "--device", "cpu")
+    assert "SMOKE" in stdout and "default/model" in stdout  # the table was printed
     assert result["smoke"] is True and result["device"] == "cpu"
     assert [row["model"] for row in result["results"]] == ["tiny-clip", "tiny-siglip"]
     for row in result["results"]:
