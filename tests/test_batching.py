@@ -108,7 +108,7 @@ def test_bad_texts_are_refused_at_submit_naming_the_item(encoder) -> None:
         batcher.submit("text", ["fine", 3])
     with pytest.raises(mmrag.TextInputError, match=r"^text 0: not valid Unicode: lone surrogate U\+DC00"):
         asyncio.run(batcher.aembed_texts(["\udc00"]))
-    with pytest.raises(ValueError, match="kind must be 'text' or 'image'"):
+    with pytest.raises(ValueError, match="kind must be 'text', 'image' or 'pair'"):
         batcher.submit("video", ["x"])  # type: ignore[arg-type]  # the wrong type is what the test passes
     assert batcher.pending_items == 0
     assert batcher.embed_texts(("a", "b")).shape == (2, encoder.dim)
@@ -126,4 +126,50 @@ def test_images_resolved_by_the_caller_are_not_resolved_again(encoder, monkeypat
     monkeypatch.setattr(decode, "from_pil", lambda *args: copies.append(args) or real(*args))
     np.testing.assert_allclose(batcher.embed_images(resolved), expected, atol=1e-6)
     assert copies == []
+    batcher.close()
+
+
+def test_concurrent_pairs_share_forwards_and_equal_embed_fused(encoder) -> None:
+    batcher = EmbeddingBatcher(encoder, max_wait_ms=20)
+    images, texts = _images(32), [f"caption number {i}" for i in range(32)]
+    expected = encoder.embed_fused(images, texts)
+    assert not np.allclose(expected.fused[0], expected.fused[1])  # the pairs differ: the comparison means something
+    before = encoder.forward_count
+
+    async def main() -> list[mmrag.FusedEmbeddings]:
+        return await asyncio.gather(*(batcher.aembed_fused([image], [text]) for image, text in zip(images, texts)))
+
+    results = asyncio.run(main())
+    forwards = encoder.forward_count - before
+    assert forwards <= 8, f"32 concurrent pairs ran {forwards} forward passes"  # alone: 64
+    for part in ("image", "text", "fused"):
+        got = np.concatenate([getattr(result, part) for result in results])
+        assert got.flags.c_contiguous and got.dtype == np.float32
+        np.testing.assert_allclose(got, getattr(expected, part), atol=1e-5)
+    blocking = batcher.embed_fused(images[:2], texts[:2])
+    np.testing.assert_allclose(blocking.fused, expected.fused[:2], atol=1e-5)
+    batcher.close()
+
+
+def test_a_bad_pair_fails_alone_and_mismatched_pairs_are_refused(encoder) -> None:
+    batcher = EmbeddingBatcher(encoder, max_wait_ms=20)
+
+    async def main():
+        return await asyncio.gather(
+            batcher.aembed_fused(_images(2), ["one", "two"]),
+            batcher.aembed_fused([_images(1)[0], b"garbage"], ["fine", "broken"]),
+            return_exceptions=True,
+        )
+
+    good, bad = asyncio.run(main())
+    assert good.fused.shape == (2, encoder.dim)
+    assert isinstance(bad, mmrag.ImageInputError) and bad.index == 1 and "image 1" in str(bad)
+    with pytest.raises(ValueError, match="one text per image"):
+        batcher.embed_fused(_images(2), ["only one"])
+    with pytest.raises(mmrag.TextInputError, match="^text 0: expected str, got int$"):
+        batcher.submit("pair", [(_images(1)[0], 3)])
+    with pytest.raises(ValueError, match=r"pair 0 must be an \(image, text\) tuple"):
+        batcher.submit("pair", ["not a pair"])
+    assert batcher.embed_fused([], []).fused.shape == (0, encoder.dim)
+    assert batcher.pending_items == 0
     batcher.close()

@@ -385,6 +385,25 @@ def test_64_concurrent_single_image_requests_share_forward_passes(main: ServerPr
     np.testing.assert_allclose([vec(r.json()["image_embedding"]) for r in responses[:4]], expected, atol=1e-5)
 
 
+def test_concurrent_composed_requests_share_forward_passes(main: ServerProcess, clip_encoder) -> None:
+    images, texts = [png(seed=300 + n) for n in range(32)], [f"caption {n}" for n in range(32)]
+
+    async def fire() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=main.base_url, timeout=60.0) as session:
+            bodies = [{"image": b64(image), "text": text} for image, text in zip(images, texts)]
+            return await asyncio.gather(*(session.post("/embed", json=body) for body in bodies))
+
+    before = main.metrics()["forward_passes"]
+    responses = asyncio.run(fire())
+    forwards = main.metrics()["forward_passes"] - before
+    assert [r.status_code for r in responses] == [200] * 32
+    assert forwards <= 16, f"32 concurrent image+text requests ran {forwards} forward passes"  # one by one: 64
+    expected = clip_encoder.embed_fused(images[:4], texts[:4])
+    np.testing.assert_allclose([vec(r.json()["fused_embedding"]) for r in responses[:4]], expected.fused, atol=1e-5)
+    np.testing.assert_allclose([vec(r.json()["image_embedding"]) for r in responses[:4]], expected.image, atol=1e-5)
+    np.testing.assert_allclose([vec(r.json()["text_embedding"]) for r in responses[:4]], expected.text, atol=1e-5)
+
+
 def test_overload_gives_429_with_retry_after_never_5xx(aux: ServerProcess) -> None:
     images = [b64(png(seed=200 + n, size=(64, 64))) for n in range(48)]
 

@@ -9,6 +9,9 @@ items, runs them through the encoder together, and hands each caller its own
 rows. The model never runs on an event loop, and there is no thread per
 request.
 
+Image-text pairs (``embed_fused``, composed queries) are batched the same
+way: concurrent pairs share one ``encoder.embed_fused`` call.
+
 The queue is bounded: when ``max_pending_items`` items are already waiting,
 a new request fails at once with :class:`QueueFullError` instead of growing
 memory without limit.
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from mmrag.encoders.fused import FusedEmbeddings, checked_pairs
 from mmrag.errors import ImageInputError, OverloadedError
 from mmrag.inputs import ImageInput, ImageLimits, as_items, as_texts, resolve_image
 
@@ -35,7 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EmbeddingBatcher", "QueueFullError"]
 
-Kind = Literal["text", "image"]
+Kind = Literal["text", "image", "pair"]
+KINDS: tuple[Kind, ...] = ("text", "image", "pair")
 
 
 class QueueFullError(OverloadedError):
@@ -45,7 +50,7 @@ class QueueFullError(OverloadedError):
 @dataclass
 class _Request:
     kind: Kind
-    items: list[Any]  # checked texts (kind "text") or image inputs (kind "image")
+    items: list[Any]  # checked texts ("text"), image inputs ("image") or (image input, checked text) pairs ("pair")
     limits: ImageLimits | None
     future: Future[np.ndarray] = field(default_factory=Future)
 
@@ -96,21 +101,24 @@ class EmbeddingBatcher:
         :func:`mmrag.resolve_image` is used as it is).
 
         Args:
-            kind: ``"text"`` or ``"image"``.
-            items: A list of texts, or of image inputs.
+            kind: ``"text"``, ``"image"`` or ``"pair"``.
+            items: A list of texts, of image inputs, or of ``(image, text)``
+                pairs.
             limits: Image limits for this request (default: the encoder's).
 
         Returns:
             A future with the float32 vectors, or the request's own error
             (an :class:`~mmrag.ImageInputError` naming the item's index within
-            this request).
+            this request). For pairs the array is ``(len(items), 3, dim)``:
+            image, text and fused vector of each pair (see :meth:`embed_fused`).
 
         Raises:
             mmrag.NotASequenceError: ``items`` is a single item, a set or a
                 mapping (see :func:`mmrag.inputs.as_items`).
             mmrag.TextInputError: A text is not a string or not valid
                 Unicode (the message names its index within this request).
-            ValueError: ``kind`` is neither ``"text"`` nor ``"image"``.
+            ValueError: An unknown ``kind``, or a pair that is not an
+                ``(image, text)`` tuple.
             QueueFullError: Too many items are already waiting.
             RuntimeError: The batcher is closed.
         """
@@ -120,11 +128,14 @@ class EmbeddingBatcher:
             listed: list[Any] = as_texts(items)
         elif kind == "image":
             listed = as_items(items, "images")
+        elif kind == "pair":
+            listed = _checked_pairs(as_items(items, "pairs"))
         else:
-            raise ValueError(f"kind must be 'text' or 'image', got {kind!r}")
+            raise ValueError(f"kind must be 'text', 'image' or 'pair', got {kind!r}")
         request = _Request(kind, listed, limits)
         if not request.items:
-            request.future.set_result(np.zeros((0, self.encoder.dim), dtype=np.float32))
+            shape = (0, 3, self.encoder.dim) if kind == "pair" else (0, self.encoder.dim)
+            request.future.set_result(np.zeros(shape, dtype=np.float32))
             return request.future
         with self._pending_lock:
             if self._pending_items + len(request.items) > self.max_pending_items:
@@ -182,6 +193,43 @@ class EmbeddingBatcher:
         """
         return await asyncio.wrap_future(self.submit("image", images, limits=limits))
 
+    def embed_fused(
+        self, images: Iterable[ImageInput], texts: Iterable[str], *, limits: ImageLimits | None = None
+    ) -> FusedEmbeddings:
+        """``encoder.embed_fused`` through the shared queue, blocking until done.
+
+        Args:
+            images: One image input per pair.
+            texts: One text per pair.
+            limits: Image limits for this request.
+
+        Returns:
+            The pairs' image, text and fused vectors.
+
+        Raises:
+            ValueError: ``images`` and ``texts`` differ in length.
+        """
+        return FusedEmbeddings.from_stacked(self.submit("pair", _zipped(images, texts), limits=limits).result())
+
+    async def aembed_fused(
+        self, images: Iterable[ImageInput], texts: Iterable[str], *, limits: ImageLimits | None = None
+    ) -> FusedEmbeddings:
+        """``encoder.embed_fused`` without blocking the event loop; concurrent calls share forward passes.
+
+        Args:
+            images: One image input per pair.
+            texts: One text per pair.
+            limits: Image limits for this request.
+
+        Returns:
+            The pairs' image, text and fused vectors.
+
+        Raises:
+            ValueError: ``images`` and ``texts`` differ in length.
+        """
+        stacked = await asyncio.wrap_future(self.submit("pair", _zipped(images, texts), limits=limits))
+        return FusedEmbeddings.from_stacked(stacked)
+
     @property
     def pending_items(self) -> int:
         """Items submitted and not yet finished."""
@@ -221,7 +269,7 @@ class EmbeddingBatcher:
                     break
                 batch.append(following)
                 count += len(following.items)
-            for kind in ("text", "image"):
+            for kind in KINDS:
                 group = [request for request in batch if request.kind == kind]
                 if group:
                     self._run_group(kind, group)
@@ -234,10 +282,15 @@ class EmbeddingBatcher:
             if request.future.done():  # cancelled by its caller while waiting
                 continue
             payload = request.items  # texts were checked by submit()
-            if kind == "image":
+            if kind != "text":
+                limits = request.limits or self.encoder.image_limits
                 try:
-                    limits = request.limits or self.encoder.image_limits
-                    payload = [resolve_image(item, limits=limits, index=i) for i, item in enumerate(request.items)]
+                    if kind == "image":
+                        payload = [resolve_image(item, limits=limits, index=i) for i, item in enumerate(payload)]
+                    else:
+                        payload = [
+                            (resolve_image(pair[0], limits=limits, index=i), pair[1]) for i, pair in enumerate(payload)
+                        ]
                 except ImageInputError as exc:
                     _fail(request.future, exc)
                     continue
@@ -246,8 +299,7 @@ class EmbeddingBatcher:
             return
         items = [item for _, payload in runnable for item in payload]
         try:
-            embed = self.encoder.embed_images if kind == "image" else self.encoder.embed_texts
-            vectors = embed(items)
+            vectors = self._embed(kind, items)
         except BaseException as exc:
             for request, _ in runnable:
                 _fail(request.future, exc)
@@ -257,6 +309,28 @@ class EmbeddingBatcher:
             if not request.future.done():  # a caller may have given up (cancelled) meanwhile
                 request.future.set_result(vectors[start : start + len(payload)])
             start += len(payload)
+
+    def _embed(self, kind: Kind, items: list[Any]) -> np.ndarray:
+        if kind == "text":
+            return self.encoder.embed_texts(items)
+        if kind == "image":
+            return self.encoder.embed_images(items)
+        pairs = self.encoder.embed_fused([image for image, _ in items], [text for _, text in items])
+        return pairs.stacked()
+
+
+def _zipped(images: Iterable[ImageInput], texts: Iterable[str]) -> list[tuple[ImageInput, str]]:
+    image_items, text_items = checked_pairs(images, texts)
+    return list(zip(image_items, text_items))
+
+
+def _checked_pairs(items: list[Any]) -> list[tuple[ImageInput, str]]:
+    """``(image, text)`` pairs with their texts checked (the message names the pair's index)."""
+    for index, pair in enumerate(items):
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise ValueError(f"pair {index} must be an (image, text) tuple, got {type(pair).__name__}")
+    texts = as_texts([text for _, text in items])
+    return [(image, text) for (image, _), text in zip(items, texts)]
 
 
 def _fail(future: Future[np.ndarray], exc: BaseException) -> None:

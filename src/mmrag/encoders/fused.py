@@ -30,6 +30,16 @@ class FusedEmbeddings:
     text: np.ndarray
     fused: np.ndarray
 
+    @classmethod
+    def from_stacked(cls, stacked: np.ndarray) -> FusedEmbeddings:
+        """The three arrays of an ``(n, 3, dim)`` array of image, text and fused rows (see :meth:`stacked`)."""
+        image, text, fused = (np.ascontiguousarray(stacked[:, part]) for part in range(3))
+        return cls(image=image, text=text, fused=fused)
+
+    def stacked(self) -> np.ndarray:
+        """One ``(n, 3, dim)`` array: row ``i`` holds pair ``i``'s image, text and fused vectors, in that order."""
+        return np.stack([self.image, self.text, self.fused], axis=1)
+
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Return ``vectors`` as float32 with unit-length rows (zero rows stay zero).

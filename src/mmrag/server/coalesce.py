@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = ["Coalescer"]
 
-Kind = Literal["text", "image"]
+Kind = Literal["text", "image", "pair"]
 Submit = Callable[[Kind, list[Any]], "Future[np.ndarray]"]
 
 
@@ -56,17 +56,19 @@ class Coalescer:
         self.window_s = window_s
         self.on_the_way = on_the_way
         self.batches_sent = 0
-        self._pending: dict[Kind, _Pending] = {"text": _Pending(), "image": _Pending()}
+        self._pending: dict[Kind, _Pending] = {"text": _Pending(), "image": _Pending(), "pair": _Pending()}
 
     async def embed(self, kind: Kind, items: list[Any]) -> np.ndarray:
         """Vectors for ``items``, computed in a batch shared with concurrent requests.
 
         Args:
-            kind: ``"text"`` or ``"image"``.
-            items: Checked texts, or images resolved by the service.
+            kind: ``"text"``, ``"image"`` or ``"pair"``.
+            items: Checked texts, images resolved by the service, or
+                ``(image, text)`` pairs of both.
 
         Returns:
-            One float32 row per item.
+            One float32 row per item (for pairs: image, text and fused
+            vector, ``(n, 3, dim)``).
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()

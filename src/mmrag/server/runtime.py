@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
+from mmrag import FusedEmbeddings
 from mmrag.errors import ImageInputError
 from mmrag.server.coalesce import Coalescer
 from mmrag.server.errors import ApiError, server_wording
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from mmrag.batching import EmbeddingBatcher
-    from mmrag.encoders.base import Encoder, FusedEmbeddings
+    from mmrag.encoders.base import Encoder
     from mmrag.store import MultimodalStore
 
 __all__ = ["ItemError", "Runtime"]
@@ -313,16 +314,13 @@ class Runtime:
         return vectors
 
     async def embed_fused(self, images: Sequence[Image.Image], texts: Sequence[str]) -> FusedEmbeddings:
-        """The family's image, text and fused vectors of image-text pairs (``encoder.embed_fused``), off the loop."""
-        encoder, _ = self.require_ready()
-        ticket = current_ticket()
-        if ticket is not None:
-            ticket.submitted()  # not coalesced: the family fuses the pair itself (Visualized-BGE encodes it jointly)
-        fused = await asyncio.get_running_loop().run_in_executor(None, encoder.embed_fused, list(images), list(texts))
+        """The family's image, text and fused vectors of image-text pairs (``encoder.embed_fused``), batched with
+        concurrent requests (the family fuses each pair itself: Visualized-BGE encodes it jointly)."""
+        stacked = await self._embed("pair", list(zip(images, texts)))
         self.items_embedded.update(image=len(images), text=len(texts))
-        return fused
+        return FusedEmbeddings.from_stacked(stacked)
 
-    async def _embed(self, kind: Literal["text", "image"], items: list[Any]) -> np.ndarray:
+    async def _embed(self, kind: Literal["text", "image", "pair"], items: list[Any]) -> np.ndarray:
         encoder, _ = self.require_ready()
         assert self.coalescer is not None
         ticket = current_ticket()
