@@ -140,15 +140,21 @@ def _kill_this_actor_once(marker: str):
 
 
 def test_index_folder_ray_matches_index_folder_and_survives_a_killed_actor(
-    ray_session, photos, server, demo, tmp_path
+    ray_session, photos, server, demo, tmp_path, monkeypatch
 ) -> None:
+    from transformers import AutoModel
+
     from mmrag.ray import index_folder_ray
 
     marker = tmp_path / "killed"
-    report = index_folder_ray(
-        photos, model="demo", client=server.client(), collection="rayed", device="cpu", batch_size=16,
-        on_batch=_kill_this_actor_once(str(marker)),
-    )  # fmt: skip
+    driver_loads: list[object] = []
+    with monkeypatch.context() as patch:  # in this (the driver's) process only: the actors load their own
+        patch.setattr(AutoModel, "from_pretrained", lambda *a, **k: driver_loads.append(a) or None)
+        report = index_folder_ray(
+            photos, model="demo", client=server.client(), collection="rayed", device="cpu", batch_size=16,
+            on_batch=_kill_this_actor_once(str(marker)),
+        )  # fmt: skip
+    assert driver_loads == []  # the driver opened the store from the model's config alone
     assert marker.exists()  # an actor was killed mid-run, and Ray retried its batch on a new one
     assert (report.added, report.skipped, report.embedded) == (N_IMAGES + 2, 0, N_IMAGES + 2)
     assert [(Path(source).name, reason) for source, reason in report.failed] == [

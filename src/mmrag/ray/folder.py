@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from mmrag.encoders import load_encoder
+from mmrag.encoders import LazyEncoder, load_encoder
 from mmrag.options import LoadOptions
 from mmrag.ray.cluster import ActorPlan, import_ray, init_ray
 from mmrag.ray.server import ChromaServer
@@ -112,7 +112,7 @@ def index_folder_ray(
     Args:
         folder: The folder.
         model: A model alias, hub id or directory; loaded once in each actor
-            (and once on the driver, on the CPU, to open the store).
+            (the driver reads only its config and processor, to open the store).
         client: A ``chromadb.HttpClient``, a ``http://HOST:PORT`` URL or a
             :class:`~mmrag.ray.ChromaServer`.
         collection: The logical store name (as in ``MultimodalStore``).
@@ -144,9 +144,8 @@ def index_folder_ray(
     load = LoadOptions.merge(options, overrides)
     init_ray("local")
     actors = ActorPlan(concurrency, num_gpus)
-    with MultimodalStore(
-        load_encoder(model, options=load.replace(device="cpu")), client=server.connect(), collection=collection
-    ) as store:
+    driver = LazyEncoder(model, options=load.replace(device="cpu"))  # opens the store; never embeds, never loads
+    with MultimodalStore(driver, client=server.connect(), collection=collection) as store:
         indexer = FolderIndexer.for_store(store)
         plan = indexer.plan(root, recursive=recursive, follow_links=follow_links)
         size = batch_size or store.encoder.batch_size
