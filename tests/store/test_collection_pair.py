@@ -7,6 +7,7 @@ import pytest
 from store_helpers import COLOURS, image
 
 from mmrag.store import MultimodalStore
+from mmrag.store.checks import query_vector
 from mmrag.store.fusion import merge_ranked
 
 
@@ -20,7 +21,7 @@ def test_both_modalities_give_the_hits_of_one_query_after_the_other(store, fusio
     _fill(store)
     collections = store._collections
     for query in ("a red circle", "a grey cloud"):
-        vector = store.embed_query(query)
+        vector = query_vector(store.embed_query(query), store.encoder.dim)  # what search sends to Chroma
         one_by_one = merge_ranked([collections.query(m, vector, 6, None) for m in ("image", "text")], 6, fusion=fusion)
         assert store.search(query, k=6, fusion=fusion) == one_by_one
         assert {h.modality for h in one_by_one} == {"image", "text"}
