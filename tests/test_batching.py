@@ -168,8 +168,12 @@ def test_a_bad_pair_fails_alone_and_mismatched_pairs_are_refused(encoder) -> Non
         batcher.embed_fused(_images(2), ["only one"])
     with pytest.raises(mmrag.TextInputError, match="^text 0: expected str, got int$"):
         batcher.submit("pair", [(_images(1)[0], 3)])
-    with pytest.raises(ValueError, match=r"pair 0 must be an \(image, text\) tuple"):
+    with pytest.raises(ValueError, match=r"pair 0 must be an \(image, text\) tuple, got str; pass a list of pairs"):
         batcher.submit("pair", ["not a pair"])
+    with pytest.raises(ValueError, match="got a tuple of 3 items"):
+        batcher.submit("pair", [(_images(1)[0], "x", 1)])
+    with pytest.raises(ValueError, match=r"expected an \(n, 3, dim\) array"):
+        mmrag.FusedEmbeddings.from_stacked(np.zeros((4, encoder.dim), np.float32))
     assert batcher.embed_fused([], []).fused.shape == (0, encoder.dim)
     assert batcher.pending_items == 0
     batcher.close()

@@ -94,7 +94,7 @@ class EmbeddingBatcher:
 
     # ---------------------------------------------------------------- submit
     def submit(self, kind: Kind, items: Iterable[object], *, limits: ImageLimits | None = None) -> Future[np.ndarray]:
-        """Queue a request; the future resolves to its ``(len(items), dim)`` vectors.
+        """Queue a request; the future resolves to its vectors (``(len(items), dim)``; pairs: ``(len(items), 3, dim)``).
 
         Texts are checked here, before anything is queued; images are
         resolved on the worker thread (an image already resolved by
@@ -208,6 +208,11 @@ class EmbeddingBatcher:
 
         Raises:
             ValueError: ``images`` and ``texts`` differ in length.
+            mmrag.NotASequenceError: ``images`` or ``texts`` is a single item.
+            mmrag.TextInputError: A text is not a string or not valid Unicode.
+            mmrag.ImageInputError: An image cannot be resolved (names its index).
+            QueueFullError: Too many items are already waiting.
+            RuntimeError: The batcher is closed.
         """
         return FusedEmbeddings.from_stacked(self.submit("pair", _zipped(images, texts), limits=limits).result())
 
@@ -226,6 +231,11 @@ class EmbeddingBatcher:
 
         Raises:
             ValueError: ``images`` and ``texts`` differ in length.
+            mmrag.NotASequenceError: ``images`` or ``texts`` is a single item.
+            mmrag.TextInputError: A text is not a string or not valid Unicode.
+            mmrag.ImageInputError: An image cannot be resolved (names its index).
+            QueueFullError: Too many items are already waiting.
+            RuntimeError: The batcher is closed.
         """
         stacked = await asyncio.wrap_future(self.submit("pair", _zipped(images, texts), limits=limits))
         return FusedEmbeddings.from_stacked(stacked)
@@ -328,7 +338,10 @@ def _checked_pairs(items: list[Any]) -> list[tuple[ImageInput, str]]:
     """``(image, text)`` pairs with their texts checked (the message names the pair's index)."""
     for index, pair in enumerate(items):
         if not isinstance(pair, tuple) or len(pair) != 2:
-            raise ValueError(f"pair {index} must be an (image, text) tuple, got {type(pair).__name__}")
+            got = f"a tuple of {len(pair)} items" if isinstance(pair, tuple) else type(pair).__name__
+            raise ValueError(
+                f"pair {index} must be an (image, text) tuple, got {got}; pass a list of pairs, even for one"
+            )
     texts = as_texts([text for _, text in items])
     return [(image, text) for (image, _), text in zip(items, texts)]
 

@@ -87,6 +87,9 @@ def test_a_first_image_that_does_not_decode_loads_nothing(tiny_model_dirs, clip_
 
     broken = _truncated_jpeg()
     assert probe_image(broken) == (64, 64)  # only decoding finds it
+    empty = LazyEncoder(tiny_model_dirs["clip"], device="cpu")
+    assert empty.embed_images([]).shape == (0, empty.dim) and empty.embed_texts([]).shape == (0, empty.dim)
+    assert not empty.loaded and model_loads == []
     good = np.full((20, 30, 3), 90, np.uint8)
     lazy = LazyEncoder(tiny_model_dirs["clip"], device="cpu")
     with pytest.raises(mmrag.ImageInputError) as caught:
@@ -98,4 +101,21 @@ def test_a_first_image_that_does_not_decode_loads_nothing(tiny_model_dirs, clip_
     with pytest.raises(mmrag.ImageInputError) as caught:  # once loaded, errors are the encoder's own
         lazy.embed_images([good, broken])
     assert caught.value.index == 1
+    lazy.close()
+
+
+def test_embed_fused_is_the_loaded_familys_own(tiny_model_dirs, clip_encoder) -> None:
+    from pathlib import Path
+
+    golden = Path(__file__).parent / "golden" / "visualized_bge"
+    joint = mmrag.load_encoder(golden / "tiny_base_en.pth", text_model=str(golden / "tiny-bge-base-en-v1.5"))
+    images = [np.full((30, 30, 3), 90, np.uint8), np.full((30, 30, 3), 200, np.uint8)]
+    texts = ["a red circle", "a blue square"]
+    lazy = LazyEncoder(tiny_model_dirs["clip"], device="cpu")
+    np.testing.assert_allclose(lazy.embed_fused(images, texts).fused, clip_encoder.embed_fused(images, texts).fused)
+    lazy._loaded = joint  # as if its checkpoint were a Visualized-BGE one: it encodes each pair jointly
+    expected = joint.embed_fused(images, texts)
+    np.testing.assert_allclose(lazy.embed_fused(images, texts).fused, expected.fused, atol=1e-6)
+    plain_sum = mmrag.Encoder.embed_fused(joint, images, texts).fused
+    assert not np.allclose(plain_sum, expected.fused, atol=1e-3)  # so the check above tells the two apart
     lazy.close()

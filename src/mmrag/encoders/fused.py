@@ -32,7 +32,13 @@ class FusedEmbeddings:
 
     @classmethod
     def from_stacked(cls, stacked: np.ndarray) -> FusedEmbeddings:
-        """The three arrays of an ``(n, 3, dim)`` array of image, text and fused rows (see :meth:`stacked`)."""
+        """The three arrays of an ``(n, 3, dim)`` array of image, text and fused rows (see :meth:`stacked`).
+
+        Raises:
+            ValueError: ``stacked`` is not of shape ``(n, 3, dim)``.
+        """
+        if stacked.ndim != 3 or stacked.shape[1] != 3:
+            raise ValueError(f"expected an (n, 3, dim) array of image, text and fused rows, got shape {stacked.shape}")
         image, text, fused = (np.ascontiguousarray(stacked[:, part]) for part in range(3))
         return cls(image=image, text=text, fused=fused)
 

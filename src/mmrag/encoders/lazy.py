@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrag.encoders.base import Batch, Encoder
+from mmrag.encoders.base import Batch, Encoder, FusedEmbeddings
 from mmrag.encoders.loading import DEFAULT_BATCH_SIZE, encoder_signature, load_encoder
 from mmrag.encoders.presets import DEFAULT_MODEL
 from mmrag.inputs import ImageInput, ImageLimits, is_url, resolve_image
@@ -163,14 +164,30 @@ class LazyEncoder(Encoder):
 
     def _embed_texts(self, items: list[str], batch_size: int | None, show_progress: bool | None = False) -> np.ndarray:
         # The uncached path of the loaded encoder: this encoder's ``cache`` is consulted first (before loading).
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)  # nothing to embed: nothing to load
         return self.encoder._embed_texts(items, batch_size, show_progress)
 
     def _embed_images(
         self, items: list[ImageInput], batch_size: int | None, active: ImageLimits, show_progress: bool | None = False
     ) -> np.ndarray:
-        if self._loaded is None and items and _decodable_twice(items[0]):
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._loaded is None and _decodable_twice(items[0]):
             resolve_image(items[0], limits=active, index=0).close()  # a bad first image raises: nothing loaded
         return self.encoder._embed_images(items, batch_size, active, show_progress)
+
+    def embed_fused(
+        self, images: Iterable[ImageInput], texts: Iterable[str], *, batch_size: int | None = None
+    ) -> FusedEmbeddings:
+        """:meth:`mmrag.Encoder.embed_fused`, or the loaded encoder's own where its family fuses pairs itself.
+
+        Visualized-BGE encodes a pair jointly; other families fuse the two
+        vectors, through this encoder's cache.
+        """
+        if type(self.encoder).embed_fused is not Encoder.embed_fused:
+            return self.encoder.embed_fused(images, texts, batch_size=batch_size)
+        return super().embed_fused(images, texts, batch_size=batch_size)
 
     def find_batch_size(self, *, start: int = 8, limit: int = 1024) -> int:
         """:meth:`mmrag.Encoder.find_batch_size` of the loaded encoder."""

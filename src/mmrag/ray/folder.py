@@ -112,7 +112,9 @@ def index_folder_ray(
     Args:
         folder: The folder.
         model: A model alias, hub id or directory; loaded once in each actor
-            (the driver reads only its config and processor, to open the store).
+            (the driver reads only its config and processor, to open the store;
+            a family whose signature needs the weights, such as a
+            Visualized-BGE ``.pth``, is loaded there too, on the CPU).
         client: A ``chromadb.HttpClient``, a ``http://HOST:PORT`` URL or a
             :class:`~mmrag.ray.ChromaServer`.
         collection: The logical store name (as in ``MultimodalStore``).
@@ -144,7 +146,7 @@ def index_folder_ray(
     load = LoadOptions.merge(options, overrides)
     init_ray("local")
     actors = ActorPlan(concurrency, num_gpus)
-    driver = LazyEncoder(model, options=load.replace(device="cpu"))  # opens the store; never embeds, never loads
+    driver = LazyEncoder(model, options=load.replace(device="cpu"))  # opens the store, never embeds
     with MultimodalStore(driver, client=server.connect(), collection=collection) as store:
         indexer = FolderIndexer.for_store(store)
         plan = indexer.plan(root, recursive=recursive, follow_links=follow_links)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
-from mmrag import FusedEmbeddings
+from mmrag.encoders.fused import FusedEmbeddings
 from mmrag.errors import ImageInputError
 from mmrag.server.coalesce import Coalescer
 from mmrag.server.errors import ApiError, server_wording
@@ -314,9 +314,15 @@ class Runtime:
         return vectors
 
     async def embed_fused(self, images: Sequence[Image.Image], texts: Sequence[str]) -> FusedEmbeddings:
-        """The family's image, text and fused vectors of image-text pairs (``encoder.embed_fused``), batched with
-        concurrent requests (the family fuses each pair itself: Visualized-BGE encodes it jointly)."""
-        stacked = await self._embed("pair", list(zip(images, texts)))
+        """The family's image, text and fused vectors of image-text pairs, batched with concurrent requests.
+
+        Each batch is one ``encoder.embed_fused`` call: the family fuses each
+        pair itself (Visualized-BGE encodes it jointly).
+
+        Raises:
+            ValueError: ``images`` and ``texts`` differ in length.
+        """
+        stacked = await self._embed("pair", list(zip(images, texts, strict=True)))
         self.items_embedded.update(image=len(images), text=len(texts))
         return FusedEmbeddings.from_stacked(stacked)
 
@@ -327,7 +333,7 @@ class Runtime:
         if ticket is not None:
             ticket.submitted()
         if not items:
-            return np.zeros((0, encoder.dim), dtype=np.float32)
+            return np.zeros((0, 3, encoder.dim) if kind == "pair" else (0, encoder.dim), dtype=np.float32)
         return await self.coalescer.embed(kind, items)
 
     async def run_store(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
