@@ -314,10 +314,7 @@ class Runtime:
         return vectors
 
     async def embed_fused(self, images: Sequence[Image.Image], texts: Sequence[str]) -> FusedEmbeddings:
-        """The family's image, text and fused vectors of image-text pairs, batched with concurrent requests.
-
-        Each batch is one ``encoder.embed_fused`` call: the family fuses each
-        pair itself (Visualized-BGE encodes it jointly).
+        """Image, text and fused vectors of pairs: one ``encoder.embed_fused`` call per batch of concurrent requests.
 
         Raises:
             ValueError: ``images`` and ``texts`` differ in length.
