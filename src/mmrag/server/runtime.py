@@ -33,13 +33,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from mmrag.encoders.fused import FusedEmbeddings
 from mmrag.errors import ImageInputError
-from mmrag.server.coalesce import Coalescer
+from mmrag.server.coalesce import Coalescer, Kind
 from mmrag.server.errors import ApiError, server_wording
 from mmrag.server.images import ImageDecoder
 from mmrag.server.limits import Admission, DecodeBudget, current_ticket
@@ -323,7 +323,7 @@ class Runtime:
         self.items_embedded.update(image=len(images), text=len(texts))
         return FusedEmbeddings.from_stacked(stacked)
 
-    async def _embed(self, kind: Literal["text", "image", "pair"], items: list[Any]) -> np.ndarray:
+    async def _embed(self, kind: Kind, items: list[Any]) -> np.ndarray:
         encoder, _ = self.require_ready()
         assert self.coalescer is not None
         ticket = current_ticket()
